@@ -1,0 +1,32 @@
+"""fastres: residual networks on the CPU, with Cython/OpenMP kernels under a small Python API."""
+
+from __future__ import annotations
+
+try:
+    from fastres._kernels import _runtime
+except ImportError as exc:  # pragma: no cover - depends on how the package was installed
+    raise ImportError(
+        "fastres: the compiled kernels (fastres._kernels) are missing or failed to load "
+        f"({exc}). Build them with `pip install .` from the source tree, or "
+        "`python setup.py build_ext --inplace` for a development checkout."
+    ) from exc
+
+from fastres._config import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "get_num_threads", "set_num_threads", "show_config"]
+
+
+def show_config() -> None:
+    """Print the version, OpenMP status, thread count, BLAS in use and ISA path."""
+    import numpy as np
+
+    from fastres._config import blas_info
+
+    print(f"fastres {__version__} (numpy {np.__version__})")
+    print(f"  OpenMP:   {'on' if _runtime.openmp_enabled() else 'off (serial build)'}")
+    print(f"  threads:  {get_num_threads()}")
+    print(f"  ISA path: {_runtime.isa_path()}")
+    for lib in blas_info():
+        print(f"  BLAS:     {lib['library']} {lib['version']} ({lib['architecture']}), "
+              f"{lib['threads']} thread(s) inside kernels, {lib['path']}")

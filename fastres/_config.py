@@ -1,0 +1,82 @@
+"""Thread policy: one number of threads, resolved once and passed down to every kernel.
+
+Kernels parallelise with OpenMP over batch or batch x channel and call BLAS from inside those
+regions, so the BLAS that ``scipy.linalg.cython_blas`` uses is held to one thread (via
+threadpoolctl) when fastres is imported: OpenMP and BLAS threads never multiply.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["get_num_threads", "set_num_threads", "resolve_threads", "blas_info"]
+
+_num_threads: int | None = None
+_blas_libs: list = []
+
+
+def _default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Number of threads the kernels use (``set_num_threads``, else ``OMP_NUM_THREADS``, else
+    the CPUs this process may run on)."""
+    return _num_threads if _num_threads is not None else _default_threads()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Set the number of kernel threads; ``None`` restores the default."""
+    global _num_threads
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_num_threads: expected a positive int or None, got {n!r}")
+    _num_threads = n
+
+
+def resolve_threads(n_threads: int | None) -> int:
+    """The thread count for one call: an explicit ``n_threads`` or the global setting."""
+    if n_threads is None:
+        return get_num_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"n_threads: expected a positive int or None, got {n_threads!r}")
+    return n_threads
+
+
+def _hold_blas_to_one_thread() -> None:
+    """Limit the BLAS behind scipy.linalg.cython_blas to one thread.
+
+    The library is found by its path (scipy wheels bundle their own OpenBLAS under
+    ``scipy.libs``); if it cannot be told apart (a shared system BLAS), every BLAS is limited.
+    """
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
+    from threadpoolctl import ThreadpoolController
+
+    scipy_root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    own = [
+        lib
+        for lib in blas
+        if os.path.abspath(lib.filepath).startswith(os.path.join(scipy_root, "scipy"))
+    ]
+    for lib in own or blas:
+        lib.set_num_threads(1)
+    _blas_libs[:] = own or blas
+
+
+def blas_info() -> list[dict]:
+    """The BLAS libraries fastres calls (held to one thread)."""
+    return [
+        {"library": lib.internal_api, "version": lib.version, "path": lib.filepath,
+         "architecture": getattr(lib, "architecture", None), "threads": lib.num_threads}
+        for lib in _blas_libs
+    ]
+
+
+_hold_blas_to_one_thread()

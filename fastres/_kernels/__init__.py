@@ -1,0 +1,1 @@
+"""Compiled kernels (private). Loops only: inputs are validated by ``fastres.functional``."""

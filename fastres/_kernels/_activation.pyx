@@ -1,0 +1,72 @@
+"""Elementwise kernels: ReLU, the residual add, and the masked multiply behind dropout.
+
+Arrays are flat, C-contiguous and preallocated by ``fastres.functional``; ``n_threads`` threads
+each take one contiguous chunk (elementwise results do not depend on the split).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+cdef extern from "fr_elementwise.h" nogil:
+    void fr_relu_f(const float *x, float *y, Py_ssize_t n)
+    void fr_relu_d(const double *x, double *y, Py_ssize_t n)
+    void fr_relu_grad_f(const float *dy, const float *y, float *dx, Py_ssize_t n)
+    void fr_relu_grad_d(const double *dy, const double *y, double *dx, Py_ssize_t n)
+    void fr_add_f(const float *a, const float *b, float *out, Py_ssize_t n)
+    void fr_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
+    void fr_mul_f(const float *a, const float *b, float *out, Py_ssize_t n)
+    void fr_mul_d(const double *a, const double *b, double *out, Py_ssize_t n)
+
+cdef enum:
+    CHUNK = 32768  # elements per work item (128 KiB of float32)
+
+
+cdef inline Py_ssize_t _n_chunks(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
+
+
+def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
+    """out = max(x, 0).  IN: x.  OUT: out (same length)."""
+    cdef Py_ssize_t n = x.shape[0], c, lo, hi
+    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_relu_f(&x[lo], &out[lo], hi - lo)
+        else:
+            fr_relu_d(&x[lo], &out[lo], hi - lo)
+
+
+def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1] dx, int n_threads):
+    """dx = dout where y > 0 else 0 (y is the forward output).  IN: dout, y.  OUT: dx."""
+    cdef Py_ssize_t n = dout.shape[0], c, lo, hi
+    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_relu_grad_f(&dout[lo], &y[lo], &dx[lo], hi - lo)
+        else:
+            fr_relu_grad_d(&dout[lo], &y[lo], &dx[lo], hi - lo)
+
+
+def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
+    """out = a + b.  IN: a, b.  OUT: out (may alias a or b)."""
+    cdef Py_ssize_t n = a.shape[0], c, lo, hi
+    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_add_f(&a[lo], &b[lo], &out[lo], hi - lo)
+        else:
+            fr_add_d(&a[lo], &b[lo], &out[lo], hi - lo)
+
+
+def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
+    """out = a * b.  IN: a, b.  OUT: out (may alias a or b)."""
+    cdef Py_ssize_t n = a.shape[0], c, lo, hi
+    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_mul_f(&a[lo], &b[lo], &out[lo], hi - lo)
+        else:
+            fr_mul_d(&a[lo], &b[lo], &out[lo], hi - lo)

@@ -1,0 +1,110 @@
+"""ReLU, the residual add and inverted dropout (fast path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastres._config import resolve_threads
+from fastres._kernels import _activation as _k
+from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
+
+__all__ = [
+    "relu_forward", "relu_backward", "add_forward", "add_backward",
+    "dropout_forward", "dropout_backward",
+]
+
+
+@dataclass(frozen=True)
+class ReluCache:
+    out: np.ndarray  # forward output; its sign is the mask
+
+
+@dataclass(frozen=True)
+class AddCache:
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class DropoutCache:
+    mask: np.ndarray | None  # 0 or 1/(1-p) per element; None when dropout was the identity
+
+
+def _grad_like(op: str, dout, like_shape: tuple, like_dtype) -> np.ndarray:
+    dout = float_array(op, "dout", dout)
+    shape_is(op, "dout", dout, like_shape)
+    if dout.dtype != like_dtype:
+        raise TypeError(f"{op}: expected dout of dtype {like_dtype}, got {dout.dtype}")
+    return dout
+
+
+def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
+    """``out = max(x, 0)``; any shape. Returns ``(out, cache)``."""
+    x = float_array("relu_forward", "x", x)
+    out = np.empty_like(x)
+    _k.relu_forward(x.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
+    return out, ReluCache(out)
+
+
+def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None = None):
+    """``dx = dout * (x > 0)`` (gradient 0 at x == 0)."""
+    dout = _grad_like("relu_backward", dout, cache.out.shape, cache.out.dtype)
+    dx = np.empty_like(dout)
+    _k.relu_backward(dout.reshape(-1), cache.out.reshape(-1), dx.reshape(-1),
+                     resolve_threads(n_threads))
+    return dx
+
+
+def add_forward(a: np.ndarray, b: np.ndarray, *, n_threads: int | None = None):
+    """Elementwise ``a + b`` of two same-shape arrays (the residual connection)."""
+    a = float_array("add_forward", "a", a)
+    b = float_array("add_forward", "b", b)
+    same_dtype("add_forward", a=a, b=b)
+    shape_is("add_forward", "b", b, a.shape)
+    out = np.empty_like(a)
+    _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
+    return out, AddCache(a.shape)
+
+
+def add_backward(dout: np.ndarray, cache: AddCache):
+    """Returns ``(da, db)``: both equal ``dout`` (the same array; copy before writing to one)."""
+    dout = float_array("add_backward", "dout", dout)
+    shape_is("add_backward", "dout", dout, cache.shape)
+    return dout, dout
+
+
+def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.Generator,
+                    n_threads: int | None = None):
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
+    ``1/(1-p)`` (``p == 1`` zeroes everything); the identity when not training.
+
+    ``rng`` is a ``numpy.random.Generator``; the mask is drawn as ``rng.random(x.shape) >= p``.
+    """
+    op = "dropout_forward"
+    x = float_array(op, "x", x)
+    p = real_number(op, "p", p, lo=0.0, hi=1.0)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: expected training to be a bool, got {training!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{op}: expected rng to be a numpy.random.Generator, got {type(rng).__name__}")
+    if not training or p == 0.0:
+        return x.copy(), DropoutCache(None)
+    keep = rng.random(x.shape, dtype=x.dtype) >= p
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    mask = keep.astype(x.dtype) * x.dtype.type(scale)
+    out = np.empty_like(x)
+    _k.multiply(x.reshape(-1), mask.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
+    return out, DropoutCache(mask)
+
+
+def dropout_backward(dout: np.ndarray, cache: DropoutCache, *, n_threads: int | None = None):
+    """``dx = dout * mask`` (``dout`` itself when dropout was the identity)."""
+    dout = float_array("dropout_backward", "dout", dout)
+    if cache.mask is None:
+        return dout.copy()
+    dout = _grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
+    dx = np.empty_like(dout)
+    _k.multiply(dout.reshape(-1), cache.mask.reshape(-1), dx.reshape(-1),
+                resolve_threads(n_threads))
+    return dx

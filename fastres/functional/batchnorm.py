@@ -1,0 +1,3 @@
+"""batchnorm ops (functional). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""conv ops (functional). Under construction."""
+
+__all__: list[str] = []

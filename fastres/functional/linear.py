@@ -1,0 +1,3 @@
+"""linear ops (functional). Under construction."""
+
+__all__: list[str] = []

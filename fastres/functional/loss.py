@@ -1,0 +1,3 @@
+"""loss ops (functional). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""pool ops (functional). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""batchnorm ops (reference). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""conv ops (reference). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""linear ops (reference). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""loss ops (reference). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""pool ops (reference). Under construction."""
+
+__all__: list[str] = []

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+import fastres
+import fastres.functional as F
+import fastres.reference as R
+from fastres.gradcheck import numerical_grad
+from tests.conftest import TOL
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 1, 1), (4, 70000)])
+def test_relu_matches_reference(dtype, shape, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[:3] = 0  # the gradient at exactly 0 is 0
+    dout = rng.standard_normal(shape).astype(dtype)
+    out, cache = F.relu_forward(x)
+    ref, rcache = R.relu_forward(x.astype(np.float64))
+    assert out.shape == shape and out.dtype == dtype
+    np.testing.assert_array_equal(out, ref.astype(dtype))
+    dx = F.relu_backward(dout, cache)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, R.relu_backward(dout.astype(np.float64), rcache).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_matches_reference(dtype, rng):
+    a, b = (rng.standard_normal((3, 4, 5, 6)).astype(dtype) for _ in range(2))
+    out, cache = F.add_forward(a, b)
+    np.testing.assert_array_equal(out, a + b)
+    da, db = F.add_backward(a, cache)
+    np.testing.assert_array_equal(da, a)
+    np.testing.assert_array_equal(db, a)
+
+
+def test_relu_numerical_gradient(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink
+    dout = rng.standard_normal(x.shape)
+    _, cache = F.relu_forward(x)
+    num = numerical_grad(lambda: F.relu_forward(x)[0], x, dout)
+    np.testing.assert_allclose(F.relu_backward(dout, cache), num, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 1.0])
+def test_dropout_matches_reference(dtype, p, rng):
+    x = rng.standard_normal((8, 3, 6, 6)).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    out, cache = F.dropout_forward(x, p=p, training=True, rng=np.random.default_rng(7))
+    ref, rcache = R.dropout_forward(x, p=p, training=True, rng=np.random.default_rng(7))
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, ref, **TOL[dtype])
+    np.testing.assert_allclose(F.dropout_backward(dout, cache), R.dropout_backward(dout, rcache),
+                               **TOL[dtype])
+    if 0 < p < 1:  # about a fraction p is dropped, the rest scaled by 1/(1-p)
+        dropped = np.mean(out == 0)
+        assert abs(dropped - p) < 0.05
+        kept = out != 0
+        np.testing.assert_allclose(out[kept], x[kept] / (1 - p), rtol=1e-6)
+
+
+def test_dropout_eval_is_identity(rng):
+    x = rng.standard_normal((4, 5))
+    out, cache = F.dropout_forward(x, p=0.5, training=False, rng=rng)
+    np.testing.assert_array_equal(out, x)
+    np.testing.assert_array_equal(F.dropout_backward(x, cache), x)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: F.relu_forward([1.0, 2.0]), TypeError, r"relu_forward: expected x to be a numpy.ndarray"),
+        (lambda: F.relu_forward(np.ones(3, dtype=np.int64)), TypeError, r"relu_forward: expected x of dtype float32 or float64, got int64"),
+        (lambda: F.relu_forward(np.ones((0, 3))), ValueError, r"relu_forward: expected a non-empty x, got shape \(0, 3\)"),
+        (lambda: F.add_forward(np.ones((2, 3)), np.ones((3, 2))), ValueError, r"add_forward: expected b of shape \(2, 3\), got \(3, 2\)"),
+        (lambda: F.add_forward(np.ones(3), np.ones(3, np.float32)), TypeError, r"add_forward: expected all operands to share one dtype, got a=float64, b=float32"),
+        (lambda: F.dropout_forward(np.ones(3), p=1.5, training=True, rng=np.random.default_rng()), ValueError, r"dropout_forward: expected p in \[0.0, 1.0\], got 1.5"),
+        (lambda: F.dropout_forward(np.ones(3), p=0.5, training=True, rng=3), TypeError, r"dropout_forward: expected rng to be a numpy.random.Generator, got int"),
+    ],
+)
+def test_bad_input_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_relu_backward_rejects_wrong_dout():
+    _, cache = F.relu_forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"relu_backward: expected dout of shape \(2, 3\), got \(3, 2\)"):
+        F.relu_backward(np.ones((3, 2)), cache)
+
+
+def test_thread_invariance(rng):
+    x = rng.standard_normal((64, 16, 32, 32)).astype(np.float32)
+    outs = [F.relu_forward(x, n_threads=t)[0] for t in (1, 2, 3)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+
+
+def test_set_num_threads_validates():
+    with pytest.raises(ValueError, match="set_num_threads"):
+        fastres.set_num_threads(0)
+    fastres.set_num_threads(1)
+    assert fastres.get_num_threads() == 1
+    fastres.set_num_threads(None)
