@@ -74,7 +74,7 @@ def openmp_flags() -> tuple[list[str], list[str]]:
 
 def extensions() -> list[Extension]:
     omp_c, omp_l = openmp_flags()
-    base_c = ["/O2"] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-Wno-unused-function"]
+    base_c = ["/O2"] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-Wno-unused-function", "-Wno-psabi"]
     only = [s for s in os.environ.get("FASTRES_ONLY", "").split(",") if s]
     names = [k for k in KERNELS if not only or k in only]
     exts = [

@@ -1,3 +1,188 @@
-"""conv ops (functional). Under construction."""
+"""2-D convolution (fast path): cross-correlation as in PyTorch, zero padding, groups."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from fastres._config import resolve_threads
+from fastres._kernels import _conv as _k
+from fastres.functional._validate import (
+    float_array, int_pair, out_size, positive_int, same_dtype, shape_is,
+)
+
+__all__ = ["conv2d_forward", "conv2d_backward"]
+
+_INT_MAX = 2**31 - 1
+# The weight gradient sums over the batch in this many fixed blocks (at most), whatever the
+# thread count, so it is bit-identical at any number of threads; 16 balances 1, 2, 4, 8 threads.
+_MAX_BLOCKS = 16
+_PARTIAL_BUDGET = 1 << 24  # elements of per-block weight-gradient partials (64 MiB in float32)
+
+
+@dataclass(frozen=True)
+class ConvCache:
+    x: np.ndarray
+    w: np.ndarray
+    has_bias: bool
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+    out_shape: tuple[int, int, int, int]
+
+
+def _n_blocks(N: int, weight_size: int) -> int:
+    return max(1, min(N, _MAX_BLOCKS, _PARTIAL_BUDGET // max(weight_size, 1)))
+
+
+# ---- the direct stride-1 kernels (no im2col): geometry tables and weight packing ------------
+# A pixel vector is 32 bytes of one output row (8 float32 or 4 float64), and weights are tiled by
+# 4 output channels, so the direct path needs W_out % lanes == 0 and channels % 4 == 0; other
+# shapes take the im2col + BLAS path. Measured on the ResNet-20 shapes: see benchmarks/.
+def _lanes(dtype: np.dtype) -> int:
+    return 32 // dtype.itemsize
+
+
+@lru_cache(maxsize=512)
+def _direct_plan(Cg: int, Hp: int, Wp: int, KH: int, KW: int, H_out: int, W_out: int,
+                 lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(off, vin, vout) int32 tables of fr_direct_impl.h for a padded (Cg, Hp, Wp) input."""
+    c, i, j = np.meshgrid(np.arange(Cg), np.arange(KH), np.arange(KW), indexing="ij")
+    off = ((c * Hp + i) * Wp + j).ravel()
+    v = np.arange(0, H_out * W_out, lanes)
+    vin = (v // W_out) * Wp + v % W_out
+    tables = tuple(np.ascontiguousarray(a, dtype=np.int32) for a in (off, v, vin))
+    for a in tables:
+        a.flags.writeable = False
+    off, vout, vin = tables
+    return off, vin, vout
+
+
+def _pack4(wg: np.ndarray) -> np.ndarray:
+    """(G, Fg, K) weights -> (G, Fg/4 * K * 4): 4 output channels interleaved per k."""
+    G, Fg, K = wg.shape
+    return np.ascontiguousarray(wg.reshape(G, Fg // 4, 4, K).transpose(0, 1, 3, 2)).reshape(G, -1)
+
+
+def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int, ph: int,
+                 pw: int, groups: int, n: int) -> None:
+    """out = stride-1 conv of x with grouped weights wg (G, Fg, Cg*KH*KW), by the direct kernel."""
+    N, C, H, W = x.shape
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    off, vin, vout = _direct_plan(C // groups, Hp, Wp, KH, KW, out.shape[2], out.shape[3],
+                                  _lanes(x.dtype))
+    scratch = np.empty((n, C * Hp * Wp), dtype=x.dtype)
+    _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, scratch, ph, pw, groups, n)
+
+
+def _direct_ok(stride, width: int, channels: int, dtype) -> bool:
+    return stride == (1, 1) and width % _lanes(dtype) == 0 and channels % 4 == 0
+
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride=1,
+                   padding=0, groups: int = 1, n_threads: int | None = None):
+    """2-D convolution (cross-correlation) with zero padding and channel groups.
+
+    Parameters
+    ----------
+    x : (N, C_in, H, W) float32 or float64
+    w : (C_out, C_in/groups, KH, KW), same dtype
+    b : (C_out,) or None
+    stride, padding : int or (h, w) pair; stride >= 1, padding >= 0
+    groups : C_in and C_out must both be divisible by it
+
+    Returns
+    -------
+    out : (N, C_out, H_out, W_out), ``H_out = (H + 2*ph - KH) // sh + 1`` (likewise W_out)
+    cache : for ``conv2d_backward``
+    """
+    op = "conv2d_forward"
+    x = float_array(op, "x", x, ndim=4, layout="(N, C_in, H, W)")
+    w = float_array(op, "w", w, ndim=4, layout="(C_out, C_in/groups, KH, KW)")
+    if b is not None:
+        b = float_array(op, "b", b, ndim=1, layout="(C_out,)")
+    dtype = same_dtype(op, x=x, w=w, b=b)
+    sh, sw = int_pair(op, "stride", stride, minimum=1)
+    ph, pw = int_pair(op, "padding", padding, minimum=0)
+    groups = positive_int(op, "groups", groups)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    if C % groups or F % groups:
+        raise ValueError(
+            f"{op}: expected groups to divide C_in and C_out, got groups={groups} with "
+            f"x {x.shape} and w {w.shape}"
+        )
+    if Cg * groups != C:
+        raise ValueError(
+            f"{op}: expected w of shape (C_out, C_in/groups, KH, KW) = ({F}, {C // groups}, "
+            f"{KH}, {KW}) for x {x.shape} and groups={groups}, got w {w.shape}"
+        )
+    if b is not None:
+        shape_is(op, "b", b, (F,))
+    H_out = out_size(op, "height", H, KH, sh, ph)
+    W_out = out_size(op, "width", W, KW, sw, pw)
+    col = Cg * KH * KW * H_out * W_out
+    if max(col * 2, N * C * H * W, N * F * H_out * W_out) > _INT_MAX:
+        raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
+                         f"(an image's unfolded columns must stay below 2**30 elements)")
+    n = resolve_threads(n_threads)
+    out = np.empty((N, F, H_out, W_out), dtype=dtype)
+    if _direct_ok((sh, sw), W_out, F // groups, dtype):
+        _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, ph, pw, groups, n)
+    else:
+        scratch = np.empty((n, col), dtype=dtype)
+        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, n)
+    return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape)
+
+
+def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = True,
+                    n_threads: int | None = None):
+    """Gradients of ``conv2d_forward``.
+
+    Returns ``(dx, dw, db)``: dx like x (None when ``input_grad=False``, e.g. for a network's
+    first layer), dw like w, db (C_out,) or None when the forward had no bias.
+    """
+    op = "conv2d_backward"
+    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
+    shape_is(op, "dout", dout, cache.out_shape)
+    x, w = cache.x, cache.w
+    if dout.dtype != x.dtype:
+        raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
+    (sh, sw), (ph, pw) = cache.stride, cache.padding
+    groups = cache.groups
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    Fg, H_out, W_out = F // groups, dout.shape[2], dout.shape[3]
+    n = resolve_threads(n_threads)
+    dx = np.empty_like(x) if input_grad else None
+    dw = np.empty_like(w)
+    db = np.empty(F, dtype=x.dtype) if cache.has_bias else None
+    blocks = _n_blocks(N, w.size)
+    dw_part = np.empty((blocks, w.size), dtype=x.dtype)
+    db_part = np.empty((blocks, F), dtype=x.dtype)
+
+    # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
+    # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs.
+    qh, qw = KH - 1 - ph, KW - 1 - pw
+    dx_direct = input_grad and qh >= 0 and qw >= 0 and _direct_ok((sh, sw), W, Cg, x.dtype)
+    if dx_direct:
+        wt = w.reshape(groups, Fg, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        _direct_conv(dout, wt.reshape(groups, Cg, Fg * KH * KW), None, dx, KH, KW, qh, qw,
+                     groups, n)
+    if _direct_ok((sh, sw), W_out, Fg, x.dtype):
+        Hp, Wp = H + 2 * ph, W + 2 * pw
+        off, vin, vout = _direct_plan(Cg, Hp, Wp, KH, KW, H_out, W_out, _lanes(x.dtype))
+        scratch = np.empty((n, -(-N // blocks) * C * Hp * Wp), dtype=x.dtype)
+        _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
+                              scratch, ph, pw, groups, n)
+        if input_grad and not dx_direct:
+            scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
+            _k.conv2d_backward(x, w, dout, dx, None, None, dw_part, db_part, scratch,
+                               sh, sw, ph, pw, groups, n)
+    else:
+        scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
+        _k.conv2d_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part,
+                           scratch, sh, sw, ph, pw, groups, n)
+    return dx, dw, db

@@ -1,0 +1,308 @@
+"""2-D convolution kernels: forward, input gradient, weight and bias gradients.
+
+im2col + GEMM, one image at a time: each thread unfolds one image (and one channel group) into
+a thread-local column buffer that stays in L2, then calls BLAS (held to one thread, see
+fastres._config). 1x1 stride-1 unpadded (pointwise) convolutions skip the unfold. Images are split over
+threads with a static schedule.
+
+Determinism: the weight and bias gradients are reductions over the batch. The batch is cut into
+``n_blocks`` fixed blocks (chosen by the caller, independent of the thread count); each block
+accumulates its images in order into its own partial buffer, and the partials are summed in block
+order. So results are bit-identical for any number of threads.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cdef extern from "fr_conv.h" nogil:
+    void fr_im2col_f(const float *x, float *col, int C, int H, int W, int KH, int KW,
+                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+    void fr_im2col_d(const double *x, double *col, int C, int H, int W, int KH, int KW,
+                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+    void fr_col2im_f(const float *col, float *dx, int C, int H, int W, int KH, int KW,
+                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+    void fr_col2im_d(const double *col, double *dx, int C, int H, int W, int KH, int KW,
+                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+    void fr_add_bias_f(float *out, const float *b, int F, Py_ssize_t P)
+    void fr_add_bias_d(double *out, const double *b, int F, Py_ssize_t P)
+    void fr_row_sums_f(const float *d, float *acc, int F, Py_ssize_t P)
+    void fr_row_sums_d(const double *d, double *acc, int F, Py_ssize_t P)
+
+
+cdef inline void gemm(bint ta, bint tb, int M, int N, int K, floating alpha, const floating *A,
+                      int lda, const floating *B, int ldb, floating beta, floating *C,
+                      int ldc) noexcept nogil:
+    """Row-major C (M x N) = alpha * op(A) @ op(B) + beta * C, through column-major BLAS
+    (a row-major matrix is its transpose in column-major: compute C^T = op(B)^T op(A)^T)."""
+    cdef char opb = b'T' if tb else b'N'
+    cdef char opa = b'T' if ta else b'N'
+    if floating is float:
+        sgemm(&opb, &opa, &N, &M, &K, &alpha, <float *>B, &ldb, <float *>A, &lda, &beta, C, &ldc)
+    else:
+        dgemm(&opb, &opa, &N, &M, &K, &alpha, <double *>B, &ldb, <double *>A, &lda, &beta, C, &ldc)
+
+
+cdef inline void im2col(const floating *x, floating *col, int C, int H, int W, int KH, int KW,
+                        int sh, int sw, int ph, int pw, int H_out, int W_out) noexcept nogil:
+    if floating is float:
+        fr_im2col_f(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    else:
+        fr_im2col_d(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+
+
+cdef inline void col2im(const floating *col, floating *dx, int C, int H, int W, int KH, int KW,
+                        int sh, int sw, int ph, int pw, int H_out, int W_out) noexcept nogil:
+    if floating is float:
+        fr_col2im_f(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    else:
+        fr_col2im_d(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                   const floating[::1] b, floating[:, :, :, ::1] out, floating[:, ::1] scratch,
+                   int sh, int sw, int ph, int pw, int groups, int n_threads):
+    """out = conv(x, w) + b.  IN: x (N, C, H, W), w (F, C/groups, KH, KW), b (F,) or None.
+    OUT: out (N, F, H_out, W_out).  SCRATCH: (n_threads, C/groups*KH*KW*H_out*W_out), one
+    column buffer per thread (unused for 1x1 stride-1 unpadded convolutions)."""
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
+    cdef int H_out = out.shape[2], W_out = out.shape[3]
+    cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
+    cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0]
+    cdef floating *col = NULL
+    cdef const floating *src
+    cdef int n, g
+    with nogil, parallel(num_threads=n_threads):
+        col = &scratch[threadid(), 0]
+        for n in prange(N, schedule="static"):
+            for g in range(groups):
+                if pointwise:
+                    src = xp + (<size_t>n * C + g * Cg) * H * W
+                else:
+                    im2col(xp + (<size_t>n * C + g * Cg) * H * W, col,
+                           Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                    src = col
+                gemm(False, False, Fg, P, Kg, <floating>1, wp + <size_t>g * Fg * Kg, Kg,
+                     src, P, <floating>0, op + (<size_t>n * F + g * Fg) * P, P)
+            if bp != NULL:
+                if floating is float:
+                    fr_add_bias_f(op + <size_t>n * F * P, bp, F, P)
+                else:
+                    fr_add_bias_d(op + <size_t>n * F * P, bp, F, P)
+
+
+def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                    const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+                    floating[:, :, :, ::1] dw, floating[::1] db,
+                    floating[:, ::1] dw_part, floating[:, ::1] db_part, floating[:, ::1] scratch,
+                    int sh, int sw, int ph, int pw, int groups, int n_threads):
+    """Gradients of conv2d_forward.
+
+    IN: x, w, dout (N, F, H_out, W_out).  OUT: dx, dw, db (each may be None to skip it).
+    SCRATCH: dw_part (n_blocks, F*C/groups*KH*KW) and db_part (n_blocks, F), one row per fixed
+    batch block (n_blocks <= N); scratch (n_threads, 2*C/groups*KH*KW*H_out*W_out), the column
+    and column-gradient buffers of each thread.
+    """
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
+    cdef int H_out = dout.shape[2], W_out = dout.shape[3]
+    cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
+    cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
+    cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0]
+    cdef const floating *dp = &dout[0, 0, 0, 0]
+    cdef floating *dxp = &dx[0, 0, 0, 0] if want_dx else NULL
+    cdef floating *dwp = &dw[0, 0, 0, 0] if want_dw else NULL
+    cdef floating *dbp = &db[0] if want_db else NULL
+    cdef floating *dwq = &dw_part[0, 0]
+    cdef floating *dbq = &db_part[0, 0]
+    cdef floating *col = NULL
+    cdef floating *dcol = NULL
+    cdef const floating *src
+    cdef const floating *dsrc
+    cdef floating *dimg
+    cdef int blk, n, g, n0, n1, k, f
+    cdef floating acc
+    with nogil, parallel(num_threads=n_threads):
+        col = &scratch[threadid(), 0]
+        dcol = col + <size_t>Kg * P
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = <int>((<long>blk * N) // n_blocks)
+            n1 = <int>((<long>(blk + 1) * N) // n_blocks)
+            memset(dwq + <size_t>blk * wsize, 0, sizeof(floating) * wsize)
+            memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
+            for n in range(n0, n1):
+                dsrc = dp + <size_t>n * F * P
+                if want_db:
+                    if floating is float:
+                        fr_row_sums_f(dsrc, dbq + <size_t>blk * F, F, P)
+                    else:
+                        fr_row_sums_d(dsrc, dbq + <size_t>blk * F, F, P)
+                if want_dx:
+                    dimg = dxp + <size_t>n * C * H * W
+                    if not pointwise:
+                        memset(dimg, 0, sizeof(floating) * C * <size_t>H * W)
+                for g in range(groups):
+                    if want_dw:
+                        if pointwise:
+                            src = xp + (<size_t>n * C + g * Cg) * H * W
+                        else:
+                            im2col(xp + (<size_t>n * C + g * Cg) * H * W, col,
+                                   Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                            src = col
+                        # dW_g (Fg x Kg) += dout_g (Fg x P) @ col^T (P x Kg)
+                        gemm(False, True, Fg, Kg, P, <floating>1, dsrc + <size_t>g * Fg * P, P,
+                             src, P, <floating>1,
+                             dwq + <size_t>blk * wsize + <size_t>g * Fg * Kg, Kg)
+                    if want_dx:
+                        # dcol (Kg x P) = W_g^T (Kg x Fg) @ dout_g (Fg x P), folded back into dx
+                        if pointwise:
+                            gemm(True, False, Kg, P, Fg, <floating>1, wp + <size_t>g * Fg * Kg,
+                                 Kg, dsrc + <size_t>g * Fg * P, P, <floating>0,
+                                 dimg + <size_t>g * Cg * H * W, P)
+                        else:
+                            gemm(True, False, Kg, P, Fg, <floating>1, wp + <size_t>g * Fg * Kg,
+                                 Kg, dsrc + <size_t>g * Fg * P, P, <floating>0, dcol, P)
+                            col2im(dcol, dimg + <size_t>g * Cg * H * W,
+                                   Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    if not want_dw:
+        return
+    # Sum the block partials in block order (elementwise, so the split over threads is free).
+    for k in prange(wsize, nogil=True, schedule="static", num_threads=n_threads):
+        acc = 0
+        for blk in range(n_blocks):
+            acc = acc + dwq[<size_t>blk * wsize + k]
+        dwp[k] = acc
+    if want_db:
+        for f in range(F):
+            acc = 0
+            for blk in range(n_blocks):
+                acc = acc + dbq[<size_t>blk * F + f]
+            dbp[f] = acc
+
+
+# ---- direct stride-1 convolution (fr_direct.h): no im2col, no BLAS -------------------------
+
+cdef extern from "fr_direct.h" nogil:
+    void fr_direct_fwd_f(const float *xin, const float *wpk, const int *off, int K,
+                         const int *vin, const int *vout, int nv, float *out, Py_ssize_t P,
+                         int F, const float *bias)
+    void fr_direct_fwd_d(const double *xin, const double *wpk, const int *off, int K,
+                         const int *vin, const int *vout, int nv, double *out, Py_ssize_t P,
+                         int F, const double *bias)
+    void fr_direct_wgrad_f(const float *xin, Py_ssize_t xs, const float *dout, Py_ssize_t ds,
+                           int nimg, const int *off, int K, const int *vin, const int *vout,
+                           int nv, Py_ssize_t P, int F, float *dw)
+    void fr_direct_wgrad_d(const double *xin, Py_ssize_t xs, const double *dout, Py_ssize_t ds,
+                           int nimg, const int *off, int K, const int *vin, const int *vout,
+                           int nv, Py_ssize_t P, int F, double *dw)
+    void fr_pad_f(const float *x, float *xp, int C, int H, int W, int ph, int pw)
+    void fr_pad_d(const double *x, double *xp, int C, int H, int W, int ph, int pw)
+
+
+cdef inline void pad(const floating *x, floating *xp, int C, int H, int W, int ph,
+                     int pw) noexcept nogil:
+    if floating is float:
+        fr_pad_f(x, xp, C, H, W, ph, pw)
+    else:
+        fr_pad_d(x, xp, C, H, W, ph, pw)
+
+
+def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
+                   const floating[::1] b, floating[:, :, :, ::1] out,
+                   const int[::1] off, const int[::1] vin, const int[::1] vout,
+                   floating[:, ::1] scratch, int ph, int pw, int groups, int n_threads):
+    """Stride-1 convolution without im2col.
+
+    IN: x (N, C, H, W); wpk (groups, F/groups/4 * K * 4), each group's weights packed as
+    (F/groups/4, K, 4) with K = C/groups*KH*KW; b (F,) or None; off (K,), vin and vout (nv,)
+    from the geometry (see fr_direct_impl.h).  OUT: out (N, F, H_out, W_out).
+    SCRATCH: (n_threads, C*(H+2ph)*(W+2pw)), the padded image of each thread.
+    """
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
+    cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
+    cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw)
+    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef floating *xpad
+    cdef int n, g
+    with nogil, parallel(num_threads=n_threads):
+        xpad = &scratch[threadid(), 0]
+        for n in prange(N, schedule="static"):
+            pad(&x[n, 0, 0, 0], xpad, C, H, W, ph, pw)
+            for g in range(groups):
+                if floating is float:
+                    fr_direct_fwd_f(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
+                                    &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
+                                    bp + g * Fg if bp != NULL else NULL)
+                else:
+                    fr_direct_fwd_d(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
+                                    &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
+                                    bp + g * Fg if bp != NULL else NULL)
+
+
+def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
+                       floating[:, ::1] dw, floating[::1] db, floating[:, ::1] dw_part,
+                       floating[:, ::1] db_part, const int[::1] off, const int[::1] vin,
+                       const int[::1] vout, floating[:, ::1] scratch, int ph, int pw,
+                       int groups, int n_threads):
+    """Weight (and bias) gradient of a stride-1 convolution without im2col.
+
+    IN: x (N, C, H, W), dout (N, F, H_out, W_out), off/vin/vout as for direct_forward.
+    OUT: dw (F, C/groups*KH*KW), db (F,) or None.  SCRATCH: dw_part, db_part (n_blocks, ...)
+    as in conv2d_backward (fixed batch blocks, summed in block order); scratch
+    (n_threads, ceil(N/n_blocks)*C*(H+2ph)*(W+2pw)): each thread pads a whole block.
+    """
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3]
+    cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
+    cdef int n_blocks = dw_part.shape[0], wsize = F * K
+    cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw)
+    cdef bint want_db = db is not None
+    cdef floating *dwq = &dw_part[0, 0]
+    cdef floating *dbq = &db_part[0, 0]
+    cdef floating *xpad
+    cdef floating acc
+    cdef int blk, n, g, n0, n1, k, f
+    with nogil, parallel(num_threads=n_threads):
+        xpad = &scratch[threadid(), 0]
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = <int>((<long>blk * N) // n_blocks)
+            n1 = <int>((<long>(blk + 1) * N) // n_blocks)
+            memset(dwq + <size_t>blk * wsize, 0, sizeof(floating) * wsize)
+            memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
+            for n in range(n0, n1):
+                if want_db:
+                    if floating is float:
+                        fr_row_sums_f(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
+                    else:
+                        fr_row_sums_d(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
+                pad(&x[n, 0, 0, 0], xpad + (n - n0) * C * plane, C, H, W, ph, pw)
+            # The whole block at once, so each register tile is summed over all its images.
+            for g in range(groups):
+                if floating is float:
+                    fr_direct_wgrad_f(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
+                                      <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
+                                      nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
+                else:
+                    fr_direct_wgrad_d(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
+                                      <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
+                                      nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
+    for k in prange(wsize, nogil=True, schedule="static", num_threads=n_threads):
+        acc = 0
+        for blk in range(n_blocks):
+            acc = acc + dwq[<size_t>blk * wsize + k]
+        dw[k // K, k % K] = acc
+    if want_db:
+        for f in range(F):
+            acc = 0
+            for blk in range(n_blocks):
+                acc = acc + dbq[<size_t>blk * F + f]
+            db[f] = acc

@@ -1,0 +1,101 @@
+/* im2col / col2im for one image and one channel group, multi-versioned per ISA (FR_CLONES).
+ *
+ * col has shape (C*KH*KW, H_out*W_out), row (c, i, j) holding input channel c shifted by kernel
+ * offset (i, j): col[(c*KH + i)*KW + j][y*W_out + x] = x[c][y*sh + i - ph][x*sw + j - pw], zero
+ * where that falls in the padding. Every index is clamped to the input, so no geometry the Python
+ * layer accepts can read or write outside x, col or dx.
+ */
+#ifndef FASTRES_CONV_H
+#define FASTRES_CONV_H
+#include <stddef.h>
+#include <string.h>
+#include "fr_common.h"
+
+/* Output columns [*lo, *hi) whose input column x*s + j - p lies inside [0, W). */
+static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo, int *hi) {
+    int t = p - j;
+    int a = t > 0 ? (t + s - 1) / s : 0;
+    int last = W - 1 + p - j;               /* largest x*s allowed */
+    int b = last < 0 ? 0 : last / s + 1;
+    if (b > W_out) b = W_out;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+#define FR_DEFINE_IM2COL(T, S)                                                                 \
+    FR_CLONES static void fr_im2col_##S(const T *restrict x, T *restrict col, int C, int H,     \
+                                        int W, int KH, int KW, int sh, int sw, int ph, int pw, \
+                                        int H_out, int W_out) {                                \
+        const ptrdiff_t P = (ptrdiff_t)H_out * W_out;                                          \
+        for (int c = 0; c < C; c++)                                                            \
+            for (int i = 0; i < KH; i++)                                                       \
+                for (int j = 0; j < KW; j++) {                                                 \
+                    T *dst = col + ((ptrdiff_t)(c * KH + i) * KW + j) * P;                     \
+                    int lo, hi;                                                                \
+                    fr_valid_range(W, W_out, sw, j, pw, &lo, &hi);                             \
+                    for (int y = 0; y < H_out; y++, dst += W_out) {                            \
+                        int iy = y * sh + i - ph;                                              \
+                        if (iy < 0 || iy >= H || lo == hi) {                                   \
+                            memset(dst, 0, sizeof(T) * W_out);                                 \
+                            continue;                                                          \
+                        }                                                                      \
+                        const T *row = x + ((ptrdiff_t)c * H + iy) * W;                        \
+                        for (int q = 0; q < lo; q++) dst[q] = 0;                               \
+                        if (sw == 1) {                                                         \
+                            memcpy(dst + lo, row + (lo + j - pw), sizeof(T) * (hi - lo));      \
+                        } else {                                                               \
+                            for (int q = lo; q < hi; q++) dst[q] = row[q * sw + j - pw];       \
+                        }                                                                      \
+                        for (int q = hi; q < W_out; q++) dst[q] = 0;                           \
+                    }                                                                          \
+                }                                                                              \
+    }                                                                                          \
+    /* dx (C, H, W) += col2im(col); the caller zeroes dx first. Fixed loop order. */           \
+    FR_CLONES static void fr_col2im_##S(const T *restrict col, T *restrict dx, int C, int H,   \
+                                        int W, int KH, int KW, int sh, int sw, int ph, int pw, \
+                                        int H_out, int W_out) {                                \
+        const ptrdiff_t P = (ptrdiff_t)H_out * W_out;                                          \
+        for (int c = 0; c < C; c++)                                                            \
+            for (int i = 0; i < KH; i++)                                                       \
+                for (int j = 0; j < KW; j++) {                                                 \
+                    const T *src = col + ((ptrdiff_t)(c * KH + i) * KW + j) * P;               \
+                    int lo, hi;                                                                \
+                    fr_valid_range(W, W_out, sw, j, pw, &lo, &hi);                             \
+                    for (int y = 0; y < H_out; y++, src += W_out) {                            \
+                        int iy = y * sh + i - ph;                                              \
+                        if (iy < 0 || iy >= H) continue;                                       \
+                        T *row = dx + ((ptrdiff_t)c * H + iy) * W;                             \
+                        if (sw == 1) {                                                         \
+                            const int off = j - pw;                                            \
+                            for (int q = lo; q < hi; q++) row[q + off] += src[q];              \
+                        } else {                                                               \
+                            for (int q = lo; q < hi; q++) row[q * sw + j - pw] += src[q];      \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+    }                                                                                          \
+    /* out[f][p] += b[f] for an (F, P) block. */                                               \
+    FR_CLONES static void fr_add_bias_##S(T *restrict out, const T *restrict b, int F,         \
+                                          ptrdiff_t P) {                                       \
+        for (int f = 0; f < F; f++) {                                                          \
+            T v = b[f];                                                                        \
+            T *o = out + f * P;                                                                \
+            for (ptrdiff_t p = 0; p < P; p++) o[p] += v;                                       \
+        }                                                                                      \
+    }                                                                                          \
+    /* acc[f] += sum_p d[f][p] for an (F, P) block (fixed order). */                           \
+    FR_CLONES static void fr_row_sums_##S(const T *restrict d, T *restrict acc, int F,         \
+                                          ptrdiff_t P) {                                       \
+        for (int f = 0; f < F; f++) {                                                          \
+            const T *r = d + f * P;                                                            \
+            T s = 0;                                                                           \
+            for (ptrdiff_t p = 0; p < P; p++) s += r[p];                                       \
+            acc[f] += s;                                                                       \
+        }                                                                                      \
+    }
+
+FR_DEFINE_IM2COL(float, f)
+FR_DEFINE_IM2COL(double, d)
+
+#endif

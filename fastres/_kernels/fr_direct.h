@@ -1,0 +1,24 @@
+/* Direct stride-1 convolution for float and double (see fr_direct_impl.h). */
+#ifndef FASTRES_DIRECT_H
+#define FASTRES_DIRECT_H
+#include <stddef.h>
+#include <string.h>
+#include "fr_common.h"
+
+#define T float
+#define S f
+#define L 8
+#include "fr_direct_impl.h"
+#undef T
+#undef S
+#undef L
+
+#define T double
+#define S d
+#define L 4
+#include "fr_direct_impl.h"
+#undef T
+#undef S
+#undef L
+
+#endif

@@ -1,0 +1,137 @@
+/* Direct stride-1 convolution micro-kernels, instantiated per dtype by fr_direct.h
+ * (T = element type, S = suffix, L = lanes in a 32-byte vector).
+ *
+ * The input of one image and channel group is a zero-padded copy xin (C, Hp, Wp). A "pixel
+ * vector" v is L consecutive output pixels of one row: its input base is vin[v] = y*Wp + x0 and
+ * its output offset vout[v] = y*W_out + x0 (so W_out must be a multiple of L). The reduction
+ * index k = (c, i, j) reads xin at vin[v] + off[k], off[k] = (c*Hp + i)*Wp + j: no im2col.
+ * Weights are packed as (F/4, K, 4) so a tile of 4 output channels broadcasts 4 contiguous values.
+ * Register tiles: 4 channels x up to 3 pixel vectors (12 accumulators) in the forward pass,
+ * 4 channels x up to 3 reduction indices in the weight gradient.
+ */
+#define FR_CAT_(a, b) a##b
+#define FR_CAT(a, b) FR_CAT_(a, b)
+#define VEC FR_CAT(fr_vec_, S)
+#define FN(name) FR_CAT(name, S)
+
+typedef T VEC __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) VEC FN(fr_ld_)(const T *p) { VEC v; memcpy(&v, p, sizeof v); return v; }
+static inline __attribute__((always_inline)) void FN(fr_st_)(T *p, VEC v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) T FN(fr_hsum_)(VEC v) {
+    T s = 0;
+    for (int l = 0; l < L; l++) s += v[l];
+    return s;
+}
+
+/* One forward tile: 4 output channels (rows of wt) x NV pixel vectors starting at v. */
+static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
+    const T *restrict xin, const T *restrict wt, const int *restrict off, int K,
+    const int *restrict vin, const int *restrict vout, int v, T *restrict out, ptrdiff_t P,
+    const T *bias, const int NV) {
+    VEC acc[4][3];
+    for (int r = 0; r < 4; r++) {
+        T b0 = bias ? bias[r] : (T)0;
+        for (int u = 0; u < NV; u++) acc[r][u] = (VEC){0} + b0;
+    }
+    const T *xb0 = xin + vin[v];
+    const T *xb1 = NV > 1 ? xin + vin[v + 1] : xb0;
+    const T *xb2 = NV > 2 ? xin + vin[v + 2] : xb0;
+    for (int k = 0; k < K; k++) {
+        const int o = off[k];
+        VEC x0 = FN(fr_ld_)(xb0 + o), x1 = x0, x2 = x0;
+        if (NV > 1) x1 = FN(fr_ld_)(xb1 + o);
+        if (NV > 2) x2 = FN(fr_ld_)(xb2 + o);
+        const T *wk = wt + 4 * k;
+        for (int r = 0; r < 4; r++) {
+            const T wr = wk[r];  /* scalar * vector broadcasts (one vbroadcastss from memory) */
+            acc[r][0] += wr * x0;
+            if (NV > 1) acc[r][1] += wr * x1;
+            if (NV > 2) acc[r][2] += wr * x2;
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int u = 0; u < NV; u++) FN(fr_st_)(out + r * P + vout[v + u], acc[r][u]);
+}
+
+/* out (F, P) = conv(xin) (+ bias). wpk: (F/4, K, 4); F % 4 == 0. */
+FR_CLONES static void FN(fr_direct_fwd_)(const T *xin, const T *wpk, const int *off, int K,
+                                         const int *vin, const int *vout, int nv, T *out,
+                                         ptrdiff_t P, int F, const T *bias) {
+    for (int ft = 0; ft < F / 4; ft++) {
+        const T *wt = wpk + (ptrdiff_t)ft * K * 4;
+        T *o = out + (ptrdiff_t)ft * 4 * P;
+        const T *b = bias ? bias + 4 * ft : NULL;
+        int v = 0;
+        for (; v + 3 <= nv; v += 3) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, 3);
+        if (nv - v == 2) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, 2);
+        if (nv - v == 1) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, 1);
+    }
+}
+
+/* One weight-gradient tile: 4 output channels x NK reduction indices starting at k, summed over
+ * nimg images (input images xs apart, output gradients ds apart) before the horizontal sums. */
+static inline __attribute__((always_inline)) void FN(fr_wgrad_tile_)(
+    const T *restrict xin, ptrdiff_t xs, const T *restrict dout, ptrdiff_t ds, int nimg,
+    const int *restrict off, int k, const int *restrict vin, const int *restrict vout, int nv,
+    ptrdiff_t P, T *restrict dw, int K, const int NK) {
+    VEC acc[4][3];
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < NK; t++) acc[r][t] = (VEC){0};
+    const int o0 = off[k], o1 = NK > 1 ? off[k + 1] : o0, o2 = NK > 2 ? off[k + 2] : o0;
+    for (int n = 0; n < nimg; n++) {
+        const T *xn = xin + n * xs, *dn = dout + n * ds;
+        for (int v = 0; v < nv; v++) {
+            const T *xb = xn + vin[v];
+            VEC x0 = FN(fr_ld_)(xb + o0), x1 = x0, x2 = x0;
+            if (NK > 1) x1 = FN(fr_ld_)(xb + o1);
+            if (NK > 2) x2 = FN(fr_ld_)(xb + o2);
+            const T *d = dn + vout[v];
+            for (int r = 0; r < 4; r++) {
+                VEC dv = FN(fr_ld_)(d + r * P);
+                acc[r][0] += dv * x0;
+                if (NK > 1) acc[r][1] += dv * x1;
+                if (NK > 2) acc[r][2] += dv * x2;
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < NK; t++) dw[(ptrdiff_t)r * K + k + t] += FN(fr_hsum_)(acc[r][t]);
+}
+
+/* dw (F, K) += sum over nimg images and their pixels of dout (F, P) x shifted xin. F % 4 == 0.
+ * Images are xs (inputs) and ds (output gradients) elements apart. */
+FR_CLONES static void FN(fr_direct_wgrad_)(const T *xin, ptrdiff_t xs, const T *dout,
+                                           ptrdiff_t ds, int nimg, const int *off, int K,
+                                           const int *vin, const int *vout, int nv,
+                                           ptrdiff_t P, int F, T *dw) {
+    for (int ft = 0; ft < F / 4; ft++) {
+        const T *d = dout + (ptrdiff_t)ft * 4 * P;
+        T *g = dw + (ptrdiff_t)ft * 4 * K;
+        int k = 0;
+        for (; k + 3 <= K; k += 3)
+            FN(fr_wgrad_tile_)(xin, xs, d, ds, nimg, off, k, vin, vout, nv, P, g, K, 3);
+        if (K - k == 2) FN(fr_wgrad_tile_)(xin, xs, d, ds, nimg, off, k, vin, vout, nv, P, g, K, 2);
+        if (K - k == 1) FN(fr_wgrad_tile_)(xin, xs, d, ds, nimg, off, k, vin, vout, nv, P, g, K, 1);
+    }
+}
+
+/* Zero-padded copy of a (C, H, W) block into (C, H + 2*ph, W + 2*pw). */
+static void FN(fr_pad_)(const T *restrict x, T *restrict xp, int C, int H, int W, int ph,
+                        int pw) {
+    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
+    for (int c = 0; c < C; c++) {
+        T *dst = xp + (ptrdiff_t)c * Hp * Wp;
+        memset(dst, 0, sizeof(T) * (size_t)ph * Wp);
+        for (int y = 0; y < H; y++) {
+            T *row = dst + (ptrdiff_t)(y + ph) * Wp;
+            memset(row, 0, sizeof(T) * pw);
+            memcpy(row + pw, x + ((ptrdiff_t)c * H + y) * W, sizeof(T) * W);
+            memset(row + pw + W, 0, sizeof(T) * pw);
+        }
+        memset(dst + (ptrdiff_t)(ph + H) * Wp, 0, sizeof(T) * (size_t)ph * Wp);
+    }
+}
+
+#undef VEC
+#undef FN
