@@ -1,0 +1,199 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastres.functional as F
+import fastres.reference as R
+from fastres.gradcheck import directional_check, numerical_grad
+from tests.conftest import TOL
+
+DTYPES = [np.float32, np.float64]
+
+# (N, C_in, H, W, C_out, KH, KW, stride, padding, groups): strides 1-3, padding 0-2, kernels
+# 1-5, odd/even/non-square sizes, batch 1, groups; several hit the direct stride-1 kernels
+# (W_out a multiple of 8 or 4 and channels a multiple of 4), the rest the im2col + BLAS path.
+CONFIGS = [
+    (2, 3, 8, 8, 16, 3, 3, 1, 1, 1),
+    (2, 16, 16, 16, 16, 3, 3, 1, 1, 1),
+    (1, 8, 8, 16, 8, 3, 3, 1, 1, 1),
+    (3, 4, 7, 9, 6, 3, 3, 1, 1, 1),
+    (2, 4, 9, 8, 6, 3, 2, 2, 0, 2),
+    (2, 4, 10, 10, 8, 5, 5, 3, 2, 1),
+    (2, 6, 5, 5, 6, 1, 1, 1, 0, 3),
+    (2, 8, 8, 8, 16, 1, 1, 2, 0, 1),
+    (1, 4, 6, 11, 4, 4, 2, 1, (2, 1), 1),
+    (2, 8, 12, 8, 8, 3, 3, (1, 2), (0, 1), 4),
+    (2, 8, 8, 8, 8, 3, 3, 1, 1, 8),  # depthwise
+    (2, 16, 8, 8, 32, 3, 3, 2, 1, 1),  # the ResNet downsampling conv
+    (1, 2, 3, 3, 2, 3, 3, 1, 2, 1),  # padding >= kernel/2
+]
+
+
+def _run(cfg, dtype, rng, bias=True):
+    N, C, H, W, Fo, KH, KW, s, p, g = cfg
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Fo, C // g, KH, KW)).astype(dtype)
+    b = rng.standard_normal(Fo).astype(dtype) if bias else None
+    return x, w, b, dict(stride=s, padding=p, groups=g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_matches_reference(cfg, dtype, rng):
+    x, w, b, kw = _run(cfg, dtype, rng)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    ref, rcache = R.conv2d_forward(x64, w64, b64, **kw)
+    assert out.shape == ref.shape and out.dtype == dtype
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(out / scale, ref / scale, **TOL[dtype])
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    grads = F.conv2d_backward(dout, cache)
+    rgrads = R.conv2d_backward(dout.astype(np.float64), rcache)
+    for got, want, like in zip(grads, rgrads, (x, w, b)):
+        assert got.shape == like.shape and got.dtype == dtype
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got / scale, want / scale, **TOL[dtype])
+
+
+def test_reference_by_hand():
+    # 3x3 input, 2x2 kernel of ones, stride 1: each output is the sum of a 2x2 window.
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    out, cache = R.conv2d_forward(x, np.ones((1, 1, 2, 2)), np.array([0.5]))
+    np.testing.assert_array_equal(out, [[[[8.5, 12.5], [20.5, 24.5]]]])
+    dx, dw, db = R.conv2d_backward(np.ones((1, 1, 2, 2)), cache)
+    np.testing.assert_array_equal(dx[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    np.testing.assert_array_equal(dw[0, 0], [[8, 12], [20, 24]])
+    np.testing.assert_array_equal(db, [4])
+
+
+def test_no_bias_and_no_input_grad(rng):
+    x, w, _, kw = _run(CONFIGS[1], np.float64, rng, bias=False)
+    out, cache = F.conv2d_forward(x, w, **kw)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    assert db is None
+    dx2, dw2, _ = F.conv2d_backward(dout, cache, input_grad=False)
+    assert dx2 is None
+    np.testing.assert_array_equal(dw2, dw)
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[3], CONFIGS[4], CONFIGS[8], CONFIGS[9]])
+def test_numerical_gradient(cfg, rng):
+    N, C, H, W, Fo, KH, KW, s, p, g = cfg
+    x, w, b, kw = _run((1, C, min(H, 6), min(W, 8), Fo, KH, KW, s, p, g), np.float64, rng)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    f = lambda: F.conv2d_forward(x, w, b, **kw)[0]  # noqa: E731
+    for arr, grad in ((x, dx), (w, dw), (b, db)):
+        np.testing.assert_allclose(grad, numerical_grad(f, arr, dout), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[11]])
+def test_directional_derivative(cfg, rng):
+    x, w, b, kw = _run(cfg, np.float64, rng)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    dout = rng.standard_normal(out.shape)
+    grads = F.conv2d_backward(dout, cache)
+    err = directional_check(lambda: F.conv2d_forward(x, w, b, **kw)[0], (x, w, b), grads, dout)
+    assert err < 1e-7
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11]])
+def test_thread_invariance(cfg, rng):
+    x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
+    runs = []
+    for t in (1, 2, 3):
+        out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
+        dout = np.cos(out)  # same dout in every run
+        runs.append((out, *F.conv2d_backward(dout, cache, n_threads=t)))
+    for run in runs[1:]:
+        for a, b_ in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b_)
+
+
+def test_non_contiguous_input(rng):
+    x = rng.standard_normal((2, 8, 8, 4)).transpose(0, 3, 1, 2)  # NHWC memory
+    w = rng.standard_normal((4, 4, 3, 3))
+    out, _ = F.conv2d_forward(x, w, padding=1)
+    np.testing.assert_allclose(out, R.conv2d_forward(x, w, padding=1)[0], **TOL[np.float64])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    N=st.integers(1, 3), Cg=st.sampled_from([1, 2, 4]), Fg=st.sampled_from([1, 3, 4, 8]),
+    groups=st.integers(1, 3),
+    H=st.integers(1, 12), W=st.integers(1, 16), KH=st.integers(1, 5), KW=st.integers(1, 5),
+    sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
+    bias=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_property_random_configs(N, Cg, Fg, groups, H, W, KH, KW, sh, sw, ph, pw, bias, seed):
+    if KH > H + 2 * ph or KW > W + 2 * pw:
+        with pytest.raises(ValueError, match="conv2d_forward: kernel"):
+            F.conv2d_forward(np.ones((N, Cg * groups, H, W)), np.ones((Fg * groups, Cg, KH, KW)),
+                             stride=(sh, sw), padding=(ph, pw), groups=groups)
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, Cg * groups, H, W))
+    w = rng.standard_normal((Fg * groups, Cg, KH, KW))
+    b = rng.standard_normal(Fg * groups) if bias else None
+    kw = dict(stride=(sh, sw), padding=(ph, pw), groups=groups)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    ref, rcache = R.conv2d_forward(x, w, b, **kw)
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    dout = rng.standard_normal(out.shape)
+    for got, want in zip(F.conv2d_backward(dout, cache), R.conv2d_backward(dout, rcache)):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+X = np.ones((2, 4, 8, 8))
+W3 = np.ones((8, 4, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(x=np.ones((4, 8, 8)), w=W3), ValueError,
+         r"conv2d_forward: expected 4-D x \(N, C_in, H, W\), got shape \(4, 8, 8\)"),
+        (dict(x=X, w=np.ones((8, 3, 3, 3))), ValueError,
+         r"conv2d_forward: expected w of shape .* \(8, 4, 3, 3\) for x \(2, 4, 8, 8\) and "
+         r"groups=1, got w \(8, 3, 3, 3\)"),
+        (dict(x=X.astype(np.int32), w=W3), TypeError,
+         r"conv2d_forward: expected x of dtype float32 or float64, got int32"),
+        (dict(x=X, w=W3.astype(np.float32)), TypeError,
+         r"conv2d_forward: expected all operands to share one dtype, got x=float64, w=float32"),
+        (dict(x=X, w=W3, b=np.ones(7)), ValueError,
+         r"conv2d_forward: expected b of shape \(8,\), got \(7,\)"),
+        (dict(x=X, w=np.ones((8, 4, 11, 3))), ValueError,
+         r"conv2d_forward: kernel height 11 is larger than the padded input height 8 \+ 2\*0"),
+        (dict(x=X, w=W3, stride=0), ValueError, r"conv2d_forward: expected stride >= 1, got 0"),
+        (dict(x=X, w=W3, padding=-1), ValueError,
+         r"conv2d_forward: expected padding >= 0, got -1"),
+        (dict(x=X, w=W3, stride=1.5), TypeError,
+         r"conv2d_forward: expected stride to be an int or a pair of ints, got 1.5"),
+        (dict(x=X, w=np.ones((8, 2, 3, 3)), groups=3), ValueError,
+         r"conv2d_forward: expected groups to divide C_in and C_out, got groups=3"),
+        (dict(x=X, w=W3, groups=0), ValueError,
+         r"conv2d_forward: expected groups to be a positive int, got 0"),
+        (dict(x=np.ones((2, 4, 0, 8)), w=W3), ValueError,
+         r"conv2d_forward: expected a non-empty x, got shape \(2, 4, 0, 8\)"),
+    ],
+)
+def test_bad_input_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        F.conv2d_forward(**kwargs)
+
+
+def test_backward_rejects_mismatched_dout():
+    out, cache = F.conv2d_forward(X, W3, padding=1)
+    with pytest.raises(ValueError, match=r"conv2d_backward: expected dout of shape \(2, 8, 8, 8\), "
+                                         r"got \(2, 8, 8, 7\)"):
+        F.conv2d_backward(np.ones((2, 8, 8, 7)), cache)
+    with pytest.raises(TypeError, match=r"conv2d_backward: expected dout of dtype float64, got "
+                                        r"float32"):
+        F.conv2d_backward(out.astype(np.float32), cache)
