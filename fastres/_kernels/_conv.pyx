@@ -188,7 +188,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             dbp[f] = acc
 
 
-# ---- direct stride-1 convolution (fr_direct.h): no im2col, no BLAS -------------------------
+# ---- direct convolution (fr_direct.h): no im2col, no BLAS -------------------------
 
 cdef extern from "fr_direct.h" nogil:
     void fr_direct_fwd_f(const float *xin, const float *wpk, const int *off, int K,
@@ -203,40 +203,45 @@ cdef extern from "fr_direct.h" nogil:
     void fr_direct_wgrad_d(const double *xin, Py_ssize_t xs, const double *dout, Py_ssize_t ds,
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, double *dw)
-    void fr_pad_f(const float *x, float *xp, int C, int H, int W, int ph, int pw)
-    void fr_pad_d(const double *x, double *xp, int C, int H, int W, int ph, int pw)
+    void fr_pad_f(const float *x, float *xq, int C, int H, int W, int ph, int pw, int sh,
+                  int sw, int Hq, int Wq)
+    void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
+                  int sw, int Hq, int Wq)
 
 
-cdef inline void pad(const floating *x, floating *xp, int C, int H, int W, int ph,
-                     int pw) noexcept nogil:
+cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,
+                     int sh, int sw, int Hq, int Wq) noexcept nogil:
     if floating is float:
-        fr_pad_f(x, xp, C, H, W, ph, pw)
+        fr_pad_f(x, xq, C, H, W, ph, pw, sh, sw, Hq, Wq)
     else:
-        fr_pad_d(x, xp, C, H, W, ph, pw)
+        fr_pad_d(x, xq, C, H, W, ph, pw, sh, sw, Hq, Wq)
 
 
 def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                    const floating[::1] b, floating[:, :, :, ::1] out,
                    const int[::1] off, const int[::1] vin, const int[::1] vout,
-                   floating[:, ::1] scratch, int ph, int pw, int groups, int n_threads):
-    """Stride-1 convolution without im2col.
+                   floating[:, ::1] scratch, int ph, int pw, int sh, int sw, int groups,
+                   int n_threads):
+    """Convolution without im2col.
 
     IN: x (N, C, H, W); wpk (groups, F/groups/4 * K * 4), each group's weights packed as
     (F/groups/4, K, 4) with K = C/groups*KH*KW; b (F,) or None; off (K,), vin and vout (nv,)
     from the geometry (see fr_direct_impl.h).  OUT: out (N, F, H_out, W_out).
-    SCRATCH: (n_threads, C*(H+2ph)*(W+2pw)), the padded image of each thread.
+    SCRATCH: (n_threads, C*sh*sw*Hq*Wq), each thread's padded polyphase image, Hq =
+    ceil((H+2ph)/sh) and Wq = ceil((W+2pw)/sw).
     """
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
-    cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw)
+    cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
+    cdef size_t plane = <size_t>sh * sw * Hq * Wq
     cdef const floating *bp = &b[0] if b is not None else NULL
     cdef floating *xpad
     cdef int n, g
     with nogil, parallel(num_threads=n_threads):
         xpad = &scratch[threadid(), 0]
         for n in prange(N, schedule="static"):
-            pad(&x[n, 0, 0, 0], xpad, C, H, W, ph, pw)
+            pad(&x[n, 0, 0, 0], xpad, C, H, W, ph, pw, sh, sw, Hq, Wq)
             for g in range(groups):
                 if floating is float:
                     fr_direct_fwd_f(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
@@ -251,20 +256,21 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
 def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                        floating[:, ::1] dw, floating[::1] db, floating[:, ::1] dw_part,
                        floating[:, ::1] db_part, const int[::1] off, const int[::1] vin,
-                       const int[::1] vout, floating[:, ::1] scratch, int ph, int pw,
-                       int groups, int n_threads):
-    """Weight (and bias) gradient of a stride-1 convolution without im2col.
+                       const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int sh,
+                       int sw, int groups, int n_threads):
+    """Weight (and bias) gradient of a convolution without im2col.
 
     IN: x (N, C, H, W), dout (N, F, H_out, W_out), off/vin/vout as for direct_forward.
     OUT: dw (F, C/groups*KH*KW), db (F,) or None.  SCRATCH: dw_part, db_part (n_blocks, ...)
     as in conv2d_backward (fixed batch blocks, summed in block order); scratch
-    (n_threads, ceil(N/n_blocks)*C*(H+2ph)*(W+2pw)): each thread pads a whole block.
+    (n_threads, ceil(N/n_blocks)*C*sh*sw*Hq*Wq): each thread pads a whole block.
     """
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3]
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
-    cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw)
+    cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
+    cdef size_t plane = <size_t>sh * sw * Hq * Wq
     cdef bint want_db = db is not None
     cdef floating *dwq = &dw_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
@@ -284,7 +290,7 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                         fr_row_sums_f(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
                     else:
                         fr_row_sums_d(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
-                pad(&x[n, 0, 0, 0], xpad + (n - n0) * C * plane, C, H, W, ph, pw)
+                pad(&x[n, 0, 0, 0], xpad + (n - n0) * C * plane, C, H, W, ph, pw, sh, sw, Hq, Wq)
             # The whole block at once, so each register tile is summed over all its images.
             for g in range(groups):
                 if floating is float:

@@ -1,9 +1,10 @@
-/* Direct stride-1 convolution for float and double (see fr_direct_impl.h). */
+/* Direct convolution for float and double (see fr_direct_impl.h). */
 #ifndef FASTRES_DIRECT_H
 #define FASTRES_DIRECT_H
 #include <stddef.h>
 #include <string.h>
 #include "fr_common.h"
+#include "fr_conv.h" /* fr_valid_range */
 
 #define T float
 #define S f

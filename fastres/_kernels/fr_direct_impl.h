@@ -1,10 +1,12 @@
-/* Direct stride-1 convolution micro-kernels, instantiated per dtype by fr_direct.h
+/* Direct convolution micro-kernels, instantiated per dtype by fr_direct.h
  * (T = element type, S = suffix, L = lanes in a 32-byte vector).
  *
- * The input of one image and channel group is a zero-padded copy xin (C, Hp, Wp). A "pixel
- * vector" v is L consecutive output pixels of one row: its input base is vin[v] = y*Wp + x0 and
- * its output offset vout[v] = y*W_out + x0 (so W_out must be a multiple of L). The reduction
- * index k = (c, i, j) reads xin at vin[v] + off[k], off[k] = (c*Hp + i)*Wp + j: no im2col.
+ * The input of one image and channel group is a zero-padded polyphase copy xin (see fr_pad_;
+ * for stride 1 simply the padded image (C, Hp, Wp)). A "pixel vector" v is L consecutive output
+ * pixels of one row: its input base is vin[v] = y*Wq + x0 and its output offset
+ * vout[v] = y*W_out + x0 (so W_out must be a multiple of L). The reduction index k = (c, i, j)
+ * reads xin at vin[v] + off[k], off[k] = the phase plane of (c, i % sh, j % sw) plus
+ * (i / sh)*Wq + j / sw: every load is L contiguous elements, at any stride, and no im2col.
  * Weights are packed as (F/4, K, 4) so a tile of 4 output channels broadcasts 4 contiguous values.
  * Register tiles: 4 channels x up to 3 pixel vectors (12 accumulators) in the forward pass,
  * 4 channels x up to 3 reduction indices in the weight gradient.
@@ -116,21 +118,32 @@ FR_CLONES static void FN(fr_direct_wgrad_)(const T *xin, ptrdiff_t xs, const T *
     }
 }
 
-/* Zero-padded copy of a (C, H, W) block into (C, H + 2*ph, W + 2*pw). */
-static void FN(fr_pad_)(const T *restrict x, T *restrict xp, int C, int H, int W, int ph,
-                        int pw) {
-    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
-    for (int c = 0; c < C; c++) {
-        T *dst = xp + (ptrdiff_t)c * Hp * Wp;
-        memset(dst, 0, sizeof(T) * (size_t)ph * Wp);
-        for (int y = 0; y < H; y++) {
-            T *row = dst + (ptrdiff_t)(y + ph) * Wp;
-            memset(row, 0, sizeof(T) * pw);
-            memcpy(row + pw, x + ((ptrdiff_t)c * H + y) * W, sizeof(T) * W);
-            memset(row + pw + W, 0, sizeof(T) * pw);
-        }
-        memset(dst + (ptrdiff_t)(ph + H) * Wp, 0, sizeof(T) * (size_t)ph * Wp);
-    }
+/* Zero-padded, polyphase copy of a (C, H, W) block for stride (sh, sw): planes (C, sh, sw, Hq, Wq)
+ * with xq[c][a][b][y][x] = xpad[c][y*sh + a][x*sw + b] (zero outside the input), so that a
+ * strided convolution reads each phase plane at stride 1. For stride 1 it is the padded image. */
+static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, int H, int W, int ph,
+                        int pw, int sh, int sw, int Hq, int Wq) {
+    for (int c = 0; c < C; c++)
+        for (int a = 0; a < sh; a++)
+            for (int b = 0; b < sw; b++) {
+                T *dst = xq + (((ptrdiff_t)c * sh + a) * sw + b) * Hq * Wq;
+                int lo, hi; /* phase columns q whose input column q*sw + b - pw is inside */
+                fr_valid_range(W, Wq, sw, b, pw, &lo, &hi);
+                for (int y = 0; y < Hq; y++, dst += Wq) {
+                    const int iy = y * sh + a - ph;
+                    if (iy < 0 || iy >= H || lo == hi) {
+                        memset(dst, 0, sizeof(T) * Wq);
+                        continue;
+                    }
+                    const T *row = x + ((ptrdiff_t)c * H + iy) * W;
+                    for (int q = 0; q < lo; q++) dst[q] = 0;
+                    if (sw == 1)
+                        memcpy(dst + lo, row + (lo + b - pw), sizeof(T) * (hi - lo));
+                    else
+                        for (int q = lo; q < hi; q++) dst[q] = row[q * sw + b - pw];
+                    for (int q = hi; q < Wq; q++) dst[q] = 0;
+                }
+            }
 }
 
 #undef VEC

@@ -37,26 +37,31 @@ def _n_blocks(N: int, weight_size: int) -> int:
     return max(1, min(N, _MAX_BLOCKS, _PARTIAL_BUDGET // max(weight_size, 1)))
 
 
-# ---- the direct stride-1 kernels (no im2col): geometry tables and weight packing ------------
+# ---- the direct kernels (no im2col): geometry tables and weight packing ----------------------
 # A pixel vector is 32 bytes of one output row (8 float32 or 4 float64), and weights are tiled by
 # 4 output channels, so the direct path needs W_out % lanes == 0 and channels % 4 == 0; other
-# shapes take the im2col + BLAS path. Measured on the ResNet-20 shapes: see benchmarks/.
+# shapes take the im2col + BLAS path. Strided convolutions read a polyphase copy of the input
+# (fr_direct_impl.h). Measured on the ResNet-20 shapes: see benchmarks/bench_ops.py.
 def _lanes(dtype: np.dtype) -> int:
     return 32 // dtype.itemsize
 
 
+def _phase_dims(H: int, W: int, ph: int, pw: int, sh: int, sw: int) -> tuple[int, int]:
+    return -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+
+
 @lru_cache(maxsize=512)
-def _direct_plan(Cg: int, Hp: int, Wp: int, KH: int, KW: int, H_out: int, W_out: int,
-                 lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(off, vin, vout) int32 tables of fr_direct_impl.h for a padded (Cg, Hp, Wp) input."""
+def _direct_plan(Cg: int, H: int, W: int, KH: int, KW: int, ph: int, pw: int, sh: int, sw: int,
+                 H_out: int, W_out: int, lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(off, vin, vout) int32 tables of fr_direct_impl.h."""
+    Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
     c, i, j = np.meshgrid(np.arange(Cg), np.arange(KH), np.arange(KW), indexing="ij")
-    off = ((c * Hp + i) * Wp + j).ravel()
+    off = (((c * sh + i % sh) * sw + j % sw) * Hq + i // sh) * Wq + j // sw
     v = np.arange(0, H_out * W_out, lanes)
-    vin = (v // W_out) * Wp + v % W_out
-    tables = tuple(np.ascontiguousarray(a, dtype=np.int32) for a in (off, v, vin))
-    for a in tables:
+    vin = (v // W_out) * Wq + v % W_out
+    off, vin, vout = (np.ascontiguousarray(a.ravel(), dtype=np.int32) for a in (off, vin, v))
+    for a in (off, vin, vout):
         a.flags.writeable = False
-    off, vout, vin = tables
     return off, vin, vout
 
 
@@ -66,19 +71,20 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(wg.reshape(G, Fg // 4, 4, K).transpose(0, 1, 3, 2)).reshape(G, -1)
 
 
-def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int, ph: int,
-                 pw: int, groups: int, n: int) -> None:
-    """out = stride-1 conv of x with grouped weights wg (G, Fg, Cg*KH*KW), by the direct kernel."""
+def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
+                 padding: tuple[int, int], stride: tuple[int, int], groups: int, n: int) -> None:
+    """out = conv of x with grouped weights wg (G, Fg, Cg*KH*KW), by the direct kernel."""
     N, C, H, W = x.shape
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    off, vin, vout = _direct_plan(C // groups, Hp, Wp, KH, KW, out.shape[2], out.shape[3],
-                                  _lanes(x.dtype))
-    scratch = np.empty((n, C * Hp * Wp), dtype=x.dtype)
-    _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, scratch, ph, pw, groups, n)
+    (ph, pw), (sh, sw) = padding, stride
+    off, vin, vout = _direct_plan(C // groups, H, W, KH, KW, ph, pw, sh, sw, out.shape[2],
+                                  out.shape[3], _lanes(x.dtype))
+    Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
+    scratch = np.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
+    _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, scratch, ph, pw, sh, sw, groups, n)
 
 
-def _direct_ok(stride, width: int, channels: int, dtype) -> bool:
-    return stride == (1, 1) and width % _lanes(dtype) == 0 and channels % 4 == 0
+def _direct_ok(width: int, channels: int, dtype) -> bool:
+    return width % _lanes(dtype) == 0 and channels % 4 == 0
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride=1,
@@ -129,8 +135,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
                          f"(an image's unfolded columns must stay below 2**30 elements)")
     n = resolve_threads(n_threads)
     out = np.empty((N, F, H_out, W_out), dtype=dtype)
-    if _direct_ok((sh, sw), W_out, F // groups, dtype):
-        _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, ph, pw, groups, n)
+    if _direct_ok(W_out, F // groups, dtype):
+        _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
+                     groups, n)
     else:
         scratch = np.empty((n, col), dtype=dtype)
         _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, n)
@@ -166,17 +173,19 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
     # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs.
     qh, qw = KH - 1 - ph, KW - 1 - pw
-    dx_direct = input_grad and qh >= 0 and qw >= 0 and _direct_ok((sh, sw), W, Cg, x.dtype)
+    dx_direct = (input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0
+                 and _direct_ok(W, Cg, x.dtype))
     if dx_direct:
         wt = w.reshape(groups, Fg, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-        _direct_conv(dout, wt.reshape(groups, Cg, Fg * KH * KW), None, dx, KH, KW, qh, qw,
-                     groups, n)
-    if _direct_ok((sh, sw), W_out, Fg, x.dtype):
-        Hp, Wp = H + 2 * ph, W + 2 * pw
-        off, vin, vout = _direct_plan(Cg, Hp, Wp, KH, KW, H_out, W_out, _lanes(x.dtype))
-        scratch = np.empty((n, -(-N // blocks) * C * Hp * Wp), dtype=x.dtype)
+        _direct_conv(dout, wt.reshape(groups, Cg, Fg * KH * KW), None, dx, KH, KW, (qh, qw),
+                     (1, 1), groups, n)
+    if _direct_ok(W_out, Fg, x.dtype):
+        off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
+                                      _lanes(x.dtype))
+        Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
+        scratch = np.empty((n, -(-N // blocks) * C * sh * sw * Hq * Wq), dtype=x.dtype)
         _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
-                              scratch, ph, pw, groups, n)
+                              scratch, ph, pw, sh, sw, groups, n)
         if input_grad and not dx_direct:
             scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
             _k.conv2d_backward(x, w, dout, dx, None, None, dw_part, db_part, scratch,

@@ -27,6 +27,8 @@ CONFIGS = [
     (2, 8, 8, 8, 8, 3, 3, 1, 1, 8),  # depthwise
     (2, 16, 8, 8, 32, 3, 3, 2, 1, 1),  # the ResNet downsampling conv
     (1, 2, 3, 3, 2, 3, 3, 1, 2, 1),  # padding >= kernel/2
+    (2, 8, 32, 32, 16, 3, 3, 2, 1, 1),  # strided direct kernel (polyphase input)
+    (1, 4, 24, 26, 4, 3, 4, 3, 0, 2),
 ]
 
 
