@@ -1,0 +1,1 @@
+"""Benchmarks: fastres kernels and training steps against the NumPy reference and PyTorch."""

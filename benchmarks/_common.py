@@ -1,0 +1,67 @@
+"""Timing helpers shared by the benchmarks: median wall time of repeats, optional PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def try_torch():
+    """The torch module, or None when it is not importable (it is never a dependency)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def machine_info(threads: int) -> dict:
+    import fastres
+    from fastres._config import blas_info
+    from fastres._kernels import _runtime
+
+    torch = try_torch()
+    return {
+        "fastres": fastres.__version__,
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch else None,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "isa_path": _runtime.isa_path(),
+        "blas": [f"{b['library']} {b['version']}" for b in blas_info()],
+    }
+
+
+def write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """A GitHub-flavoured markdown table (pastes into README and notes as is)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    for r in rows:
+        print(line(r))

@@ -1,0 +1,217 @@
+"""Every kernel at ResNet-20 shapes (batch 128): fastres vs the NumPy reference vs PyTorch.
+
+    python -m benchmarks.bench_ops [--threads 2] [--batch 128] [--repeats 15] [--json PATH]
+
+Times are medians of repeats (ms). "fwd+bwd" is forward plus all gradients; "vs ref" is the
+reference's fwd+bwd time over fastres's (the reference runs fewer repeats: it is slow); "vs torch"
+is fastres's fwd+bwd time over PyTorch's (below 1 means fastres is faster), measured in the same
+process with torch.set_num_threads(threads). PyTorch is used only when importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import fastres
+import fastres.functional as F
+import fastres.reference as R
+from benchmarks._common import machine_info, median_ms, print_table, try_torch, write_json
+
+
+@dataclass
+class Case:
+    name: str
+    shape: str
+    fast_fwd: object            # () -> cache-like state for fast_bwd
+    fast_bwd: object            # (state) -> grads
+    ref: object                 # () -> forward + backward in the reference
+    torch_fwd: object = None    # () -> (out, inputs) ; backward timed with autograd.grad
+    flops: float = 0.0          # forward FLOPs (backward counted as 2x) for GFLOP/s
+    extra: dict = field(default_factory=dict)
+
+
+def _conv_case(N, C, H, Fo, k, s, p, rng, torch):
+    x = rng.standard_normal((N, C, H, H), dtype=np.float32)
+    w = (rng.standard_normal((Fo, C, k, k), dtype=np.float32) * 0.1).astype(np.float32)
+    out, _ = F.conv2d_forward(x, w, stride=s, padding=p)
+    dout = rng.standard_normal(out.shape, dtype=np.float32)
+    H_out = out.shape[2]
+    flops = 2.0 * N * Fo * C * k * k * H_out * H_out
+
+    def ref():
+        o, c = R.conv2d_forward(x, w, stride=s, padding=p)
+        R.conv2d_backward(dout, c)
+
+    tfwd = None
+    if torch:
+        tx = torch.from_numpy(x).requires_grad_()
+        tw = torch.from_numpy(w).requires_grad_()
+        tfwd = lambda: (torch.nn.functional.conv2d(tx, tw, stride=s, padding=p), (tx, tw))  # noqa: E731
+    return Case(
+        f"conv{k}x{k} s{s}", f"{C}->{Fo} @{H}x{H}",
+        lambda: F.conv2d_forward(x, w, stride=s, padding=p)[1],
+        lambda c: F.conv2d_backward(dout, c), ref, tfwd, flops, {"dout": dout},
+    )
+
+
+def cases(N: int, torch, rng) -> list[Case]:
+    out = [
+        _conv_case(N, 16, 32, 16, 3, 1, 1, rng, torch),
+        _conv_case(N, 32, 16, 32, 3, 1, 1, rng, torch),
+        _conv_case(N, 64, 8, 64, 3, 1, 1, rng, torch),
+        _conv_case(N, 16, 32, 32, 3, 2, 1, rng, torch),
+        _conv_case(N, 32, 16, 64, 3, 2, 1, rng, torch),
+        _conv_case(N, 3, 32, 16, 3, 1, 1, rng, torch),
+        _conv_case(N, 16, 32, 32, 1, 2, 0, rng, torch),
+    ]
+
+    # batch norm, training mode
+    for C, H in ((16, 32), (32, 16), (64, 8)):
+        x = rng.standard_normal((N, C, H, H), dtype=np.float32)
+        g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+        dout = rng.standard_normal(x.shape, dtype=np.float32)
+
+        def ref(x=x, g=g, b=b, rm=rm, rv=rv, dout=dout):
+            o, c = R.batch_norm2d_forward(x, g, b, rm.copy(), rv.copy(), training=True)
+            R.batch_norm2d_backward(dout, c)
+
+        tfwd = None
+        if torch:
+            tx, tg, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, g, b))
+            trm, trv = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+            tfwd = lambda tx=tx, tg=tg, tb=tb, trm=trm, trv=trv: (  # noqa: E731
+                torch.nn.functional.batch_norm(tx, trm, trv, tg, tb, training=True), (tx, tg, tb))
+        out.append(Case(
+            "batch norm (train)", f"{C}@{H}x{H}",
+            lambda x=x, g=g, b=b, rm=rm, rv=rv: F.batch_norm2d_forward(
+                x, g, b, rm, rv, training=True)[1],
+            lambda c, dout=dout: F.batch_norm2d_backward(dout, c), ref, tfwd,
+            extra={"dout": dout}))
+
+    def simple(name, shape, x, fwd, bwd, rfwd, rbwd, tfn, dout):
+        tfwd = None
+        if torch:
+            tx = torch.from_numpy(x.copy()).requires_grad_()
+            tfwd = lambda: (tfn(tx), (tx,))  # noqa: E731
+        return Case(name, shape, lambda: fwd(x)[1], lambda c: bwd(dout, c),
+                    lambda: rbwd(dout, rfwd(x)[1]), tfwd, extra={"dout": dout})
+
+    x = rng.standard_normal((N, 32, 32, 32), dtype=np.float32)
+    d = rng.standard_normal((N, 32, 16, 16), dtype=np.float32)
+    out.append(simple(
+        "max pool 2x2", "32@32x32", x,
+        lambda a: F.max_pool2d_forward(a, kernel_size=2), F.max_pool2d_backward,
+        lambda a: R.max_pool2d_forward(a, kernel_size=2), R.max_pool2d_backward,
+        (lambda t: torch.nn.functional.max_pool2d(t, 2)) if torch else None, d))
+    out.append(simple(
+        "avg pool 2x2", "32@32x32", x,
+        lambda a: F.avg_pool2d_forward(a, kernel_size=2), F.avg_pool2d_backward,
+        lambda a: R.avg_pool2d_forward(a, kernel_size=2), R.avg_pool2d_backward,
+        (lambda t: torch.nn.functional.avg_pool2d(t, 2)) if torch else None, d))
+    x = rng.standard_normal((N, 64, 8, 8), dtype=np.float32)
+    d = rng.standard_normal((N, 64), dtype=np.float32)
+    out.append(simple(
+        "global avg pool", "64@8x8", x, F.global_avg_pool2d_forward, F.global_avg_pool2d_backward,
+        R.global_avg_pool2d_forward, R.global_avg_pool2d_backward,
+        (lambda t: t.mean((2, 3))) if torch else None, d))
+    x = rng.standard_normal((N, 16, 32, 32), dtype=np.float32)
+    out.append(simple(
+        "relu", "16@32x32", x, F.relu_forward, F.relu_backward, R.relu_forward, R.relu_backward,
+        (lambda t: torch.relu(t)) if torch else None, x))
+
+    # linear 64 -> 10 and the loss
+    x = rng.standard_normal((N, 64), dtype=np.float32)
+    w = rng.standard_normal((10, 64), dtype=np.float32)
+    b = np.zeros(10, np.float32)
+    d = rng.standard_normal((N, 10), dtype=np.float32)
+    tfwd = None
+    if torch:
+        tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))
+        tfwd = lambda: (torch.nn.functional.linear(tx, tw, tb), (tx, tw, tb))  # noqa: E731
+    out.append(Case(
+        "linear", "64->10", lambda: F.linear_forward(x, w, b)[1],
+        lambda c: F.linear_backward(d, c),
+        lambda: R.linear_backward(d, R.linear_forward(x, w, b)[1]), tfwd, 2.0 * N * 64 * 10,
+        {"dout": d}))
+    labels = rng.integers(0, 10, N)
+    tfwd = None
+    if torch:
+        tl = torch.from_numpy(labels)
+        tz = torch.from_numpy(d.copy()).requires_grad_()
+        tfwd = lambda: (torch.nn.functional.cross_entropy(tz, tl), (tz,))  # noqa: E731
+    out.append(Case(
+        "softmax cross-entropy", "10 classes", lambda: F.softmax_cross_entropy(d, labels),
+        lambda c: None, lambda: R.softmax_cross_entropy(d, labels), tfwd,
+        extra={"dout": None}))
+    return out
+
+
+def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str | None,
+        only: str | None = None) -> list[dict]:
+    fastres.set_num_threads(threads)
+    torch = try_torch()
+    if torch:
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    results = []
+    for c in cases(batch, torch, rng):
+        if only and only not in c.name:
+            continue
+        state = c.fast_fwd()
+        fwd = median_ms(c.fast_fwd, repeats)
+        bwd = median_ms(lambda: c.fast_bwd(state), repeats)
+        ref = median_ms(c.ref, ref_repeats, warmup=0)
+        row = {"op": c.name, "shape": c.shape, "fwd_ms": fwd, "bwd_ms": bwd,
+               "total_ms": fwd + bwd, "ref_ms": ref, "speedup_vs_ref": ref / (fwd + bwd)}
+        if c.flops:
+            row["gflops"] = 3 * c.flops / ((fwd + bwd) * 1e6)
+        if c.torch_fwd:
+            with torch.no_grad():
+                t_fwd = median_ms(lambda: c.torch_fwd()[0], repeats)
+            out, inputs = c.torch_fwd()
+            grad = None if c.extra.get("dout") is None else torch.from_numpy(c.extra["dout"])
+            t_bwd = median_ms(lambda: torch.autograd.grad(out, inputs, grad, retain_graph=True),
+                              repeats)
+            row.update(torch_fwd_ms=t_fwd, torch_bwd_ms=t_bwd, torch_total_ms=t_fwd + t_bwd,
+                       vs_torch=(fwd + bwd) / (t_fwd + t_bwd))
+        results.append(row)
+
+    headers = ["op", "shape", "fwd ms", "bwd ms", "fwd+bwd ms", "GFLOP/s", "ref ms", "vs ref"]
+    if torch:
+        headers += ["torch fwd+bwd ms", "vs torch"]
+    rows = []
+    for r in results:
+        cells = [r["op"], r["shape"], f"{r['fwd_ms']:.2f}", f"{r['bwd_ms']:.2f}",
+                 f"{r['total_ms']:.2f}", f"{r['gflops']:.0f}" if "gflops" in r else "",
+                 f"{r['ref_ms']:.1f}", f"{r['speedup_vs_ref']:.0f}x"]
+        if torch:
+            cells += [f"{r['torch_total_ms']:.2f}", f"{r['vs_torch']:.2f}"] if "vs_torch" in r \
+                else ["", ""]
+        rows.append(cells)
+    info = machine_info(threads)
+    print(f"fastres {info['fastres']}, {threads} thread(s), batch {batch}, float32, "
+          f"ISA path {info['isa_path']}, torch {info['torch'] or 'not installed'}")
+    print_table(headers, rows)
+    if json_path:
+        write_json(json_path, {"machine": info, "batch": batch, "results": results})
+    return results
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=fastres.get_num_threads())
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--ref-repeats", type=int, default=3)
+    p.add_argument("--json", default="bench_results/ops.json")
+    p.add_argument("--only", default=None, help="run only ops whose name contains this text")
+    a = p.parse_args(argv)
+    run(a.threads, a.batch, a.repeats, a.ref_repeats, a.json, a.only)
+
+
+if __name__ == "__main__":
+    main()
