@@ -1,0 +1,285 @@
+"""Layers and containers: gradients against central differences (float64, real kernels),
+accumulation, naming, state dicts, errors, and the fused eval path."""
+
+import numpy as np
+import pytest
+
+from fastres.gradcheck import directional_check, numerical_grad, rel_error
+from fastres.layers import (
+    Add,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    Identity,
+    MaxPool2D,
+    Parameter,
+    ReLU,
+    Sequential,
+    StochasticDepth,
+    ZeroPadShortcut,
+)
+
+F64 = np.float64
+
+
+def full_check(layer, x, *, tol=1e-6, rng=None):
+    """Full central differences for the input and every parameter of ``layer``."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    y = layer.forward(x)
+    dout = rng.standard_normal(y.shape)
+    layer.zero_grad()
+    dx = layer.backward(dout)
+    assert dx.shape == x.shape and dx.dtype == x.dtype
+    assert rel_error(dx, numerical_grad(lambda: layer.forward(x), x, dout)) < tol
+    for name, p in layer.named_parameters():
+        num = numerical_grad(lambda: layer.forward(x), p.data, dout)
+        assert rel_error(p.grad, num) < tol, name
+
+
+@pytest.mark.parametrize("kw", [{}, {"stride": 2, "padding": 1}, {"groups": 2, "padding": (1, 0)}])
+def test_conv2d_gradients(rng, kw):
+    conv = Conv2D(4, 6, 3, dtype=F64, rng=rng, **kw)
+    full_check(conv, rng.standard_normal((2, 4, 6, 5)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_gradients(rng, training):
+    bn = BatchNorm2D(3, dtype=F64)
+    bn.weight.data[...] = rng.standard_normal(3)
+    bn.bias.data[...] = rng.standard_normal(3)
+    bn.running_mean[...] = rng.standard_normal(3)
+    bn.running_var[...] = rng.uniform(0.5, 2, 3)
+    bn.train(training)
+    full_check(bn, rng.standard_normal((3, 3, 4, 4)))
+
+
+def test_batchnorm_running_stats(rng):
+    bn = BatchNorm2D(2, momentum=0.5, dtype=F64)
+    x = rng.standard_normal((4, 2, 3, 3)) * 3 + 1
+    bn.forward(x)
+    m = x.mean(axis=(0, 2, 3))
+    v = x.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(bn.running_mean, 0.5 * m, rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, 0.5 + 0.5 * v, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: Dense(5, 3, dtype=F64), lambda: Dense(5, 3, bias=False, dtype=F64),
+])
+def test_dense_gradients(rng, layer):
+    full_check(layer(), rng.standard_normal((4, 5)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MaxPool2D(2, dtype=F64), lambda: MaxPool2D(3, stride=2, padding=1, dtype=F64),
+    lambda: AvgPool2D(2, dtype=F64), lambda: AvgPool2D(3, stride=1, padding=1, dtype=F64),
+    lambda: GlobalAvgPool2D(dtype=F64), lambda: ReLU(dtype=F64), lambda: Flatten(dtype=F64),
+    lambda: ZeroPadShortcut(3, 5, 2, dtype=F64), lambda: Identity(dtype=F64),
+])
+def test_parameter_free_gradients(rng, make):
+    full_check(make(), rng.standard_normal((2, 3, 5, 5)))
+
+
+def test_zero_pad_shortcut_values(rng):
+    x = rng.standard_normal((2, 2, 5, 5))
+    y = ZeroPadShortcut(2, 4, 2, dtype=F64).forward(x)
+    assert y.shape == (2, 4, 3, 3)
+    np.testing.assert_array_equal(y[:, :2], x[:, :, ::2, ::2])
+    assert not y[:, 2:].any()
+
+
+def test_stochastic_depth_modes(rng):
+    sd = StochasticDepth(0.5, seed=0, dtype=F64)
+    x = rng.standard_normal((2, 3))
+    kept = [bool(sd.forward(x).any()) for _ in range(200)]
+    assert 60 < sum(kept) < 140  # about half the mini-batches keep the branch
+    for _ in range(4):  # backward follows the same draw as its forward
+        y = sd.forward(x)
+        np.testing.assert_array_equal(sd.backward(x), y)
+    sd.eval()
+    np.testing.assert_allclose(sd.forward(x), 0.5 * x)
+    np.testing.assert_allclose(sd.backward(x), 0.5 * x)
+
+
+def test_dropout_train_eval(rng):
+    d = Dropout(0.5, seed=0, dtype=F64)
+    x = np.ones((100, 100))
+    y = d.forward(x)
+    assert set(np.unique(y)) == {0.0, 2.0}
+    np.testing.assert_array_equal(d.backward(x), y)
+    d.eval()
+    np.testing.assert_array_equal(d.forward(x), x)
+
+
+def test_gradients_accumulate_until_zero_grad(rng):
+    conv = Conv2D(2, 3, 3, dtype=F64, rng=rng)
+    x = rng.standard_normal((1, 2, 4, 4))
+    y = conv.forward(x)
+    conv.backward(np.ones_like(y))
+    g1 = conv.weight.grad.copy()
+    conv.forward(x)
+    conv.backward(np.ones_like(y))
+    np.testing.assert_allclose(conv.weight.grad, 2 * g1)
+    conv.zero_grad()
+    assert not conv.weight.grad.any() and not conv.bias.grad.any()
+
+
+def residual_graph(dtype=F64):
+    g = Graph(dtype=dtype)
+    g.add("conv1", Conv2D(2, 2, 3, padding=1, bias=False, dtype=dtype), "input")
+    g.add("bn1", BatchNorm2D(2, dtype=dtype))
+    g.add("relu1", ReLU(dtype=dtype))
+    g.add("sum", Add(dtype=dtype), "relu1", "input")
+    g.add("relu_out", ReLU(dtype=dtype))
+    return g
+
+
+def test_graph_residual_gradient(rng):
+    full_check(residual_graph(), rng.standard_normal((2, 2, 4, 4)))
+
+
+def test_graph_fan_out_sums_gradients(rng):
+    # y = relu(x) + x * 1 through two branches that share the input and an intermediate tensor
+    g = Graph(dtype=F64)
+    g.add("a", ReLU(dtype=F64), "input")
+    g.add("b", Identity(dtype=F64), "a")
+    g.add("c", Add(dtype=F64), "a", "b")
+    g.add("d", Add(dtype=F64), "c", "input")
+    x = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(g.forward(x), 2 * np.maximum(x, 0) + x)
+    dx = g.backward(np.ones_like(x))
+    np.testing.assert_allclose(dx, 2 * (x > 0) + 1)
+
+
+def test_graph_errors():
+    g = Graph()
+    g.add("conv", Conv2D(1, 1, 1))
+    with pytest.raises(ValueError, match="'nope'.*not defined"):
+        g.add("x", ReLU(), "nope")
+    with pytest.raises(ValueError, match="already used"):
+        g.add("conv", ReLU())
+    with pytest.raises(ValueError, match="takes 2 input"):
+        g.add("s", Add(), "conv")
+    with pytest.raises(ValueError, match="reuses a module"):
+        g.add("again", g.conv)
+    with pytest.raises(TypeError, match="float64"):
+        g.add("r64", ReLU(dtype=F64))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        Conv2D(1, 1, 1).backward(np.zeros((1, 1, 1, 1), np.float32))
+
+
+def test_named_parameters_and_state_dict():
+    inner = Sequential(residual_graph(np.float32), residual_graph(np.float32))
+    model = Sequential(("stem", Conv2D(3, 2, 3, bias=False)), ("stage2", inner))
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["stem.weight", "stage2.0.conv1.weight", "stage2.0.bn1.weight",
+                     "stage2.0.bn1.bias", "stage2.1.conv1.weight", "stage2.1.bn1.weight",
+                     "stage2.1.bn1.bias"]
+    sd = model.state_dict()
+    assert "stage2.1.bn1.running_var" in sd and len(sd) == len(names) + 4
+    sd["stem.weight"] += 1
+    model.load_state_dict(sd)
+    np.testing.assert_array_equal(model.stem.weight.data, sd["stem.weight"])
+    bad = dict(sd)
+    del bad["stage2.0.bn1.running_mean"]
+    with pytest.raises(ValueError, match="missing key 'stage2.0.bn1.running_mean'"):
+        model.load_state_dict(bad)
+    with pytest.raises(ValueError, match="unexpected key 'extra'"):
+        model.load_state_dict({**sd, "extra": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"'stem.weight'.*\(2, 3, 3, 3\).*\(2, 3, 1, 1\)"):
+        model.load_state_dict({**sd, "stem.weight": np.zeros((2, 3, 1, 1))})
+
+
+def test_input_errors_name_the_layer():
+    conv = Conv2D(3, 4, 3)
+    with pytest.raises(ValueError, match=r"Conv2D\(3, 4, kernel_size=3\).*3 input channels.*"
+                                         r"\(1, 2, 5, 5\)"):
+        conv.forward(np.zeros((1, 2, 5, 5), np.float32))
+    with pytest.raises(TypeError, match="dtype float32, got float64"):
+        conv.forward(np.zeros((1, 3, 5, 5)))
+    with pytest.raises(ValueError, match=r"Dense\(4, 2\).*\(N, 4\).*\(3, 5\)"):
+        Dense(4, 2).forward(np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="groups to divide"):
+        Conv2D(3, 4, 3, groups=2)
+    with pytest.raises(TypeError, match="kernel_size"):
+        Conv2D(3, 4, 2.5)
+    with pytest.raises(ValueError, match="two inputs of one shape"):
+        Add().forward(np.zeros((1, 2), np.float32), np.zeros((1, 3), np.float32))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ReLU(dtype=np.int32)
+
+
+def test_repr_shows_non_defaults():
+    assert repr(Conv2D(3, 8, 3)) == "Conv2D(3, 8, kernel_size=3)"
+    assert repr(Conv2D(3, 8, 3, stride=2, padding=1, groups=1, bias=False, dtype=F64)) == (
+        "Conv2D(3, 8, kernel_size=3, stride=2, padding=1, bias=False, dtype=float64)")
+    assert repr(BatchNorm2D(4, momentum=0.01)) == "BatchNorm2D(4, momentum=0.01)"
+    assert repr(MaxPool2D(3, stride=2, padding=1)) == "MaxPool2D(kernel_size=3, stride=2, padding=1)"
+    assert repr(Parameter(np.zeros(3))) == "Parameter(shape=(3,), dtype=float64)"
+
+
+def test_init_schemes():
+    rng = np.random.default_rng(0)
+    conv = Conv2D(64, 128, 3, rng=rng)
+    # He normal, fan-out mode: std = sqrt(2 / (C_out * KH * KW))
+    assert abs(conv.weight.data.std() / np.sqrt(2 / (128 * 9)) - 1) < 0.02
+    dense = Dense(100, 50, rng=rng)
+    assert np.abs(dense.weight.data).max() <= 0.1
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (F64, 1e-12)])
+def test_fused_eval_equals_unfused(rng, dtype, tol):
+    seq = Sequential(Conv2D(3, 4, 3, padding=1, dtype=dtype, rng=rng), BatchNorm2D(4, dtype=dtype),
+                     ReLU(dtype=dtype), Conv2D(4, 4, 1, bias=False, dtype=dtype, rng=rng),
+                     BatchNorm2D(4, dtype=dtype))
+    for m in seq:
+        if isinstance(m, BatchNorm2D):
+            m.weight.data[...] = rng.uniform(0.5, 2, 4)
+            m.bias.data[...] = rng.standard_normal(4)
+            m.running_mean[...] = rng.standard_normal(4)
+            m.running_var[...] = rng.uniform(0.5, 2, 4)
+    x = rng.standard_normal((2, 3, 5, 5)).astype(dtype)
+    seq.eval()
+    fused = seq.forward(x)
+    assert len(seq._last_steps) == 2  # two folded convolutions
+    seq.fuse = False
+    plain = seq.forward(x)
+    assert fused.dtype == dtype and rel_error(fused, plain) < tol
+    # the folded weights follow parameter changes (e.g. an optimizer step)
+    seq.fuse = True
+    seq[1].weight.data *= 3
+    seq[0].weight.data[0] += 1
+    fused = seq.forward(x)
+    seq.fuse = False
+    assert rel_error(fused, seq.forward(x)) < tol
+
+
+def test_fused_backward_matches_unfused(rng):
+    g = residual_graph()
+    g.bn1.running_var[...] = [0.5, 2.0]
+    g.eval()
+    x = rng.standard_normal((2, 2, 4, 4))
+    dout = rng.standard_normal((2, 2, 4, 4))
+    grads = []
+    for fuse in (True, False):
+        g.fuse = fuse
+        g.forward(x)
+        g.zero_grad()
+        dx = g.backward(dout)
+        grads.append([dx] + [p.grad.copy() for p in g.parameters()])
+    assert len(g._plan) == 3  # conv1+bn1+relu1 folded, then sum, relu_out
+    for a, b in zip(*grads):
+        assert rel_error(a, b) < 1e-12
+    ps = [p.data for p in g.parameters()]
+    g.fuse = True
+    g.forward(x)
+    g.zero_grad()
+    dx = g.backward(dout)
+    err = directional_check(lambda: g.forward(x), [x, *ps], [dx] + [p.grad for p in g.parameters()],
+                            dout)
+    assert err < 1e-7
