@@ -29,6 +29,7 @@ def finish(model: Module, builder: str, kwargs: dict, seed) -> Module:
         model.reset_parameters(np.random.default_rng(seed))
     kw = dict(kwargs)
     kw["dtype"] = resolve_dtype(builder, kw.get("dtype", np.float32)).name
-    kw["seed"] = seed
+    # JSON-ready: numpy integers become ints (a list seed stays a list)
+    kw["seed"] = int(seed) if isinstance(seed, numbers.Integral) else seed
     model.arch = {"builder": builder, "kwargs": kw}
     return model.train()
