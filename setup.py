@@ -7,6 +7,8 @@ Environment switches (for development):
   FASTRES_BOUNDSCHECK=1   compile with Cython bounds and wraparound checks on (debugging)
   FASTRES_NO_OPENMP=1     build without OpenMP
   FASTRES_ONLY=_conv,...  build only the named kernel modules (faster rebuilds while editing one)
+  FASTRES_NO_CLONES=1     x86-64 baseline only, no per-ISA function clones (to measure them)
+  FASTRES_NATIVE=1        add -march=native (a wheel built so runs only on CPUs like this one)
 """
 
 import glob
@@ -75,6 +77,11 @@ def openmp_flags() -> tuple[list[str], list[str]]:
 def extensions() -> list[Extension]:
     omp_c, omp_l = openmp_flags()
     base_c = ["/O2"] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-Wno-unused-function", "-Wno-psabi"]
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    if os.environ.get("FASTRES_NO_CLONES"):
+        macros.append(("FASTRES_NO_CLONES", "1"))
+    if os.environ.get("FASTRES_NATIVE") and sys.platform != "win32":
+        base_c.append("-march=native")
     only = [s for s in os.environ.get("FASTRES_ONLY", "").split(",") if s]
     names = [k for k in KERNELS if not only or k in only]
     exts = [
@@ -82,10 +89,7 @@ def extensions() -> list[Extension]:
             f"fastres._kernels.{name}",
             [f"fastres/_kernels/{name}.pyx"],
             include_dirs=[np.get_include(), "fastres/_kernels"],
-            define_macros=[
-                ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
-                ("FASTRES_OPENMP", "1" if omp_c else "0"),
-            ],
+            define_macros=macros,
             extra_compile_args=base_c + omp_c,
             extra_link_args=omp_l,
         )

@@ -1,0 +1,282 @@
+"""Whole training steps and inference: fastres vs PyTorch on the same cores.
+
+    python -m benchmarks.bench_train [--models resnet20,resnet56,minimodel] [--threads 1,2]
+                                     [--batch 128] [--repeats 5] [--breakdown] [--json PATH]
+
+A training step is forward (train mode), softmax cross-entropy, backward and an SGD update
+(momentum 0.9) of every parameter; inference is an eval-mode forward. Reported: median images/s
+over repeats, the peak resident memory of the process so far (ru_maxrss: run one model per
+process for a clean per-model figure), and, when torch is importable, the same model written in
+PyTorch (eager NCHW and eager channels_last), timed in the same process, with ratios
+(fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints where one
+fastres training step spends its time, per layer type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from collections import defaultdict
+
+import numpy as np
+
+import fastres
+import fastres.functional as F
+from benchmarks._common import machine_info, median_ms, print_table, try_torch, write_json
+from fastres import models
+
+
+def fastres_step(model, x, y, lr=0.01, momentum=0.9):
+    """One SGD step; returns a closure so the momentum buffers persist across repeats."""
+    params = list(model.parameters())
+    bufs = [np.zeros_like(p.data) for p in params]
+
+    def step():
+        model.train()
+        model.zero_grad()
+        logits = model.forward(x)
+        loss, dlogits = F.softmax_cross_entropy(logits, y)
+        model.backward(dlogits)
+        for p, b in zip(params, bufs):
+            b *= momentum
+            b += p.grad
+            p.data -= lr * b
+        return loss
+
+    return step
+
+
+def fastres_infer(model, x):
+    def infer():
+        model.eval()
+        return model.forward(x)
+    return infer
+
+
+# ---- the same networks in PyTorch (only built when torch is importable) ----------------------
+def torch_models(torch):
+    nn = torch.nn
+    tf = torch.nn.functional
+
+    class Basic(nn.Module):  # CIFAR ResNet basic block, option A shortcut
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.pad = cout - cin
+            self.stride = stride
+
+        def forward(self, x):
+            out = tf.relu(self.b1(self.c1(x)))
+            out = self.b2(self.c2(out))
+            sc = x
+            if self.stride != 1 or self.pad:
+                sc = x[:, :, ::2, ::2]
+                sc = tf.pad(sc, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            return tf.relu(out + sc)
+
+    class CifarResNet(nn.Module):
+        def __init__(self, depth):
+            super().__init__()
+            n = (depth - 2) // 6
+            self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(16)
+            layers, cin = [], 16
+            for i, cout in enumerate((16, 32, 64)):
+                for j in range(n):
+                    layers.append(Basic(cin, cout, 2 if (i > 0 and j == 0) else 1))
+                    cin = cout
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = tf.relu(self.bn(self.conv(x)))
+            x = self.layers(x)
+            return self.fc(x.mean((2, 3)))
+
+    class Unit(nn.Module):  # the Keras tutorial's pre-activation unit
+        def __init__(self, cin, cout, pool):
+            super().__init__()
+            self.pool = pool
+            self.sc = nn.Conv2d(cin, cout, 1, 2) if pool else None
+            self.b1 = nn.BatchNorm2d(cin)
+            self.c1 = nn.Conv2d(cin, cout, 3, 1, 1)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
+
+        def forward(self, x):
+            res = x
+            if self.pool:
+                x = tf.max_pool2d(x, 2)
+                res = self.sc(res)
+            out = self.c1(tf.relu(self.b1(x)))
+            out = self.c2(tf.relu(self.b2(out)))
+            return out + res
+
+    class MiniModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 32, 3, 1, 1)
+            units, cin = [], 32
+            for s in range(4):
+                cout = 32 * 2 ** s
+                for i in range(3):
+                    units.append(Unit(cin, cout, s > 0 and i == 0))
+                    cin = cout
+            self.units = nn.Sequential(*units)
+            self.bn = nn.BatchNorm2d(cin)
+            self.drop = nn.Dropout(0.25)
+            self.fc = nn.Linear(cin, 10)
+
+        def forward(self, x):
+            x = self.units(self.conv(x))
+            x = self.drop(tf.relu(self.bn(x)))
+            return self.fc(tf.avg_pool2d(x, 4).flatten(1))
+
+    return {"resnet20": lambda: CifarResNet(20), "resnet56": lambda: CifarResNet(56),
+            "minimodel": MiniModel}
+
+
+def torch_step(torch, net, x, y):
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        net.train()
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def torch_infer(torch, net, x):
+    def infer():
+        net.eval()
+        with torch.no_grad():
+            return net(x)
+    return infer
+
+
+# ---- per-layer breakdown ----------------------------------------------------------------------
+def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
+    """(layer type, forward ms, backward ms) per step, summed over the leaf layers."""
+    times = defaultdict(lambda: [0.0, 0.0])
+    leaves = [m for m in model.modules() if not list(m.children())]
+    originals = []
+    for m in leaves:
+        kind = type(m).__name__
+        originals.append((m, m.forward, m.backward))
+
+        def wrap(fn, kind=kind, i=0):
+            def timed(*a):
+                t0 = time.perf_counter()
+                r = fn(*a)
+                times[kind][i] += time.perf_counter() - t0
+                return r
+            return timed
+
+        m.forward = wrap(m.forward, i=0)
+        m.backward = wrap(m.backward, i=1)
+    step = fastres_step(model, x, y)
+    step()
+    times.clear()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    total = (time.perf_counter() - t0) / repeats * 1e3
+    for m, f, b in originals:
+        del m.forward, m.backward  # back to the class methods
+    rows = sorted(((k, v[0] / repeats * 1e3, v[1] / repeats * 1e3) for k, v in times.items()),
+                  key=lambda r: -(r[1] + r[2]))
+    rows.append(("(rest: loss, update, containers)",
+                 total - sum(r[1] + r[2] for r in rows), 0.0))
+    rows.append(("total step", total, 0.0))
+    return rows
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(names, threads_list, batch, repeats, show_breakdown, json_path):
+    torch = try_torch()
+    tmodels = torch_models(torch) if torch else {}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    results = []
+    for name in names:
+        model = getattr(models, name)(seed=0)
+        for t in threads_list:
+            fastres.set_num_threads(t)
+            row = {"model": name, "threads": t, "batch": batch}
+            ms = median_ms(fastres_step(model, x, y), repeats)
+            row["train_img_s"] = batch / ms * 1e3
+            row["infer_img_s"] = batch / median_ms(fastres_infer(model, x), repeats) * 1e3
+            row["peak_rss_mb"] = peak_rss_mb()
+            if torch:
+                torch.set_num_threads(t)
+                tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+                for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
+                    net = tmodels[name]().to(memory_format=fmt)
+                    xx = tx.contiguous(memory_format=fmt)
+                    tms = median_ms(torch_step(torch, net, xx, ty), repeats)
+                    ims = median_ms(torch_infer(torch, net, xx), repeats)
+                    row[f"torch_{tag}_train_img_s"] = batch / tms * 1e3
+                    row[f"torch_{tag}_infer_img_s"] = batch / ims * 1e3
+                best_train = max(row["torch_nchw_train_img_s"], row["torch_cl_train_img_s"])
+                best_infer = max(row["torch_nchw_infer_img_s"], row["torch_cl_infer_img_s"])
+                row["train_vs_torch_best"] = row["train_img_s"] / best_train
+                row["infer_vs_torch_best"] = row["infer_img_s"] / best_infer
+            results.append(row)
+        if show_breakdown:
+            fastres.set_num_threads(max(threads_list))
+            print(f"\nwhere one {name} training step goes ({max(threads_list)} threads, batch "
+                  f"{batch}):")
+            print_table(["layer type", "forward ms", "backward ms"],
+                        [[k, f"{f:.1f}", f"{b:.1f}" if b else ""] for k, f, b in
+                         breakdown(model, x, y)])
+
+    headers = ["model", "threads", "train img/s", "infer img/s", "peak RSS MB"]
+    if torch:
+        headers += ["torch NCHW train", "torch CL train", "train vs best torch",
+                    "torch NCHW infer", "torch CL infer", "infer vs best torch"]
+    rows = []
+    for r in results:
+        cells = [r["model"], str(r["threads"]), f"{r['train_img_s']:.0f}",
+                 f"{r['infer_img_s']:.0f}", f"{r['peak_rss_mb']:.0f}"]
+        if torch:
+            cells += [f"{r['torch_nchw_train_img_s']:.0f}", f"{r['torch_cl_train_img_s']:.0f}",
+                      f"{r['train_vs_torch_best']:.2f}", f"{r['torch_nchw_infer_img_s']:.0f}",
+                      f"{r['torch_cl_infer_img_s']:.0f}", f"{r['infer_vs_torch_best']:.2f}"]
+        rows.append(cells)
+    info = machine_info(max(threads_list))
+    print(f"\nfastres {info['fastres']}, batch {batch}, float32, ISA path {info['isa_path']}, "
+          f"torch {info['torch'] or 'not installed'}")
+    print_table(headers, rows)
+    if json_path:
+        write_json(json_path, {"machine": info, "results": results})
+    return results
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="resnet20,resnet56,minimodel")
+    p.add_argument("--threads", default=str(fastres.get_num_threads()),
+                   help="comma-separated thread counts, e.g. 1,2")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--breakdown", action="store_true")
+    p.add_argument("--json", default="bench_results/train.json")
+    a = p.parse_args(argv)
+    run(a.models.split(","), [int(t) for t in a.threads.split(",")], a.batch, a.repeats,
+        a.breakdown, a.json)
+
+
+if __name__ == "__main__":
+    main()
