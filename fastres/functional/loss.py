@@ -1,3 +1,73 @@
-"""loss ops (functional). Under construction."""
+"""Softmax cross-entropy with label smoothing (fast path)."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import numpy as np
+
+from fastres._config import resolve_threads
+from fastres._kernels import _loss as _k
+from fastres.functional._validate import float_array, real_number
+
+__all__ = ["softmax_cross_entropy"]
+
+
+def _labels(op: str, labels, N: int, K: int) -> np.ndarray:
+    """Integer class indices, shape (N,), in [0, K); returned as C-contiguous int64."""
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(
+            f"{op}: expected labels to be a numpy.ndarray of integers, got {type(labels).__name__}"
+        )
+    if labels.dtype.kind not in "iu":  # signed or unsigned integers; bool is kind "b"
+        raise TypeError(f"{op}: expected labels of an integer dtype, got {labels.dtype}")
+    if labels.shape != (N,):
+        raise ValueError(
+            f"{op}: expected labels of shape ({N},) to match logits' batch, got {labels.shape}"
+        )
+    # min/max first: two fast reductions; the offending index is looked up only on failure.
+    if labels.min() < 0 or labels.max() >= K:
+        i = int(np.flatnonzero((labels < 0) | (labels >= K))[0])
+        raise ValueError(f"{op}: expected labels in [0, {K}), got {labels[i]} at index {i}")
+    return np.ascontiguousarray(labels, dtype=np.int64)
+
+
+def softmax_cross_entropy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    label_smoothing: float = 0.0,
+    n_threads: int | None = None,
+) -> tuple[float, np.ndarray]:
+    """Softmax cross-entropy, as ``torch.nn.CrossEntropyLoss(label_smoothing=eps)`` (mean).
+
+    Per row: ``(1 - eps) * (-log p_y) + eps / K * sum_j (-log p_j)`` with ``p = softmax(row)``,
+    i.e. cross-entropy against ``target = (1 - eps) * onehot(y) + eps / K``; the loss is the mean
+    over the batch. Computed on logits shifted by the row max, so huge logits neither overflow
+    nor lose precision. NaN logits give a NaN loss. There is no ``ignore_index``: every label
+    must be a class.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (N, K), float32 or float64
+    labels : ndarray, shape (N,), any integer dtype, values in [0, K)
+    label_smoothing : float in [0, 1]
+    n_threads : int, optional
+        Kernel threads (default ``fastres.get_num_threads()``); results do not depend on it.
+
+    Returns
+    -------
+    loss : float
+        The mean loss as a Python float (accumulated in float64 for either dtype, where PyTorch
+        would return a 0-d tensor of the logits' dtype).
+    dlogits : ndarray, shape (N, K), dtype of logits
+        Gradient of ``loss``: ``(softmax(logits) - target) / N``.
+    """
+    op = "softmax_cross_entropy"
+    logits = float_array(op, "logits", logits, ndim=2, layout="(N, K)")
+    N, K = logits.shape
+    labels = _labels(op, labels, N, K)
+    eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
+    dlogits = np.empty_like(logits)
+    row_loss = np.empty(N, dtype=np.float64)
+    _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss, resolve_threads(n_threads))
+    # The per-row losses do not depend on the thread split and NumPy sums them in a fixed order.
+    return float(row_loss.sum() / N), dlogits

@@ -1,0 +1,39 @@
+"""Softmax cross-entropy kernel: per-row losses and the gradient with respect to the logits.
+
+Arrays are C-contiguous and preallocated by ``fastres.functional``; labels are validated to lie
+in [0, K). Rows are independent, so the split over threads cannot change any result; the mean
+over the batch is taken by the caller from ``row_loss`` in a fixed order.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+cdef extern from "fr_loss.h" nogil:
+    double fr_xent_row_f(const float *z, Py_ssize_t K, Py_ssize_t y, double eps, double scale,
+                         float *g)
+    double fr_xent_row_d(const double *z, Py_ssize_t K, Py_ssize_t y, double eps, double scale,
+                         double *g)
+
+cdef enum:
+    ITEM_ELEMS = 8192  # logits per work item: below this a thread costs more than it saves
+
+
+def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labels,
+                          double label_smoothing, floating[:, ::1] dlogits,
+                          double[::1] row_loss, int n_threads):
+    """IN: logits (N, K), labels (N,) in [0, K).  OUT: dlogits (N, K) = (softmax - target) / N,
+    row_loss (N,) = each row's smoothed cross-entropy."""
+    cdef Py_ssize_t N = logits.shape[0], K = logits.shape[1]
+    cdef Py_ssize_t rows_per_item = max(1, ITEM_ELEMS // K)
+    cdef Py_ssize_t n_items = (N + rows_per_item - 1) // rows_per_item
+    cdef Py_ssize_t it, n
+    cdef double scale = 1.0 / N
+    for it in prange(n_items, nogil=True, schedule="static",
+                     num_threads=min(n_threads, n_items)):
+        for n in range(it * rows_per_item, min((it + 1) * rows_per_item, N)):
+            if floating is float:
+                row_loss[n] = fr_xent_row_f(&logits[n, 0], K, labels[n], label_smoothing,
+                                            scale, &dlogits[n, 0])
+            else:
+                row_loss[n] = fr_xent_row_d(&logits[n, 0], K, labels[n], label_smoothing,
+                                            scale, &dlogits[n, 0])
