@@ -8,6 +8,7 @@ threadpoolctl) when fastres is imported: OpenMP and BLAS threads never multiply.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 __all__ = ["get_num_threads", "set_num_threads", "resolve_threads", "blas_info"]
 
@@ -15,14 +16,20 @@ _num_threads: int | None = None
 _blas_libs: list = []
 
 
-def _default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+@lru_cache(maxsize=8)
+def _threads_for(env: str) -> int:
+    env = env.split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _default_threads() -> int:
+    # cached per OMP_NUM_THREADS value: sched_getaffinity costs microseconds on every op call
+    return _threads_for(os.environ.get("OMP_NUM_THREADS", ""))
 
 
 def get_num_threads() -> int:
