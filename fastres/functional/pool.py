@@ -1,3 +1,339 @@
-"""pool ops (functional). Under construction."""
+"""Max, average and global average pooling on NCHW arrays (fast path).
 
-__all__: list[str] = []
+Semantics follow PyTorch's ``max_pool2d`` / ``avg_pool2d`` (``ceil_mode=False``,
+``count_include_pad=True``, no dilation) and ``x.mean((2, 3))``: padding acts as -inf for max
+and as counted zeros for average, ``padding`` may be at most half the kernel, ties and NaNs go to
+the first maximum / any NaN exactly as PyTorch's CPU kernel picks them.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastres._config import resolve_threads
+from fastres._kernels import _pool as _k
+from fastres.functional._validate import float_array, int_pair, out_size, shape_is
+
+__all__ = [
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "global_avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+]
+
+_INT32_MAX = np.iinfo(np.int32).max
+# Below this many elements per thread, starting and joining the OpenMP team costs more than the
+# loop itself (and under load, waiting for a descheduled thread costs milliseconds).
+_MIN_WORK_PER_THREAD = 16384
+
+
+def _threads(n_threads: int | None, work: int) -> int:
+    """At most the requested threads, fewer for small arrays (results are the same for any
+    count: each plane belongs to one thread)."""
+    return max(1, min(resolve_threads(n_threads), work // _MIN_WORK_PER_THREAD))
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """A validated pooling configuration for an (N, C, H, W) input."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    KH: int
+    KW: int
+    SH: int
+    SW: int
+    PH: int
+    PW: int
+    H_out: int
+    W_out: int
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H_out, self.W_out)
+
+    @property
+    def params(self) -> tuple[int, int, int, int, int, int]:
+        """(KH, KW, SH, SW, PH, PW) for the kernels. A stride longer than the padded input only
+        ever places one window, so it is capped there to keep the kernels' int32 offsets exact."""
+        SH, SW = min(self.SH, self.H + 2 * self.PH), min(self.SW, self.W + 2 * self.PW)
+        return (self.KH, self.KW, SH, SW, self.PH, self.PW)
+
+
+@dataclass(frozen=True)
+class MaxPool2dCache:
+    x_shape: tuple  # (N, C, H, W)
+    dtype: np.dtype
+    kernel_size: tuple  # (KH, KW)
+    stride: tuple  # (SH, SW)
+    padding: tuple  # (PH, PW)
+    argmax: np.ndarray  # (N, C, H_out, W_out) int32: flat index of the maximum in its H*W plane
+
+
+@dataclass(frozen=True)
+class AvgPool2dCache:
+    x_shape: tuple
+    dtype: np.dtype
+    kernel_size: tuple
+    stride: tuple
+    padding: tuple
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool2dCache:
+    x_shape: tuple
+    dtype: np.dtype
+
+
+def _x_shape(op: str, shape) -> tuple[int, int, int, int]:
+    """A cached input shape must still be four positive ints (caches can be built by hand)."""
+    ok = (
+        isinstance(shape, tuple) and len(shape) == 4
+        and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+                for s in shape)
+    )
+    if not ok:
+        raise ValueError(f"{op}: expected cache.x_shape to be 4 positive ints, got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _geometry(op: str, x_shape: tuple, kernel_size, stride, padding) -> _Geometry:
+    """Validate kernel/stride/padding against an (N, C, H, W) shape; compute the output size."""
+    N, C, H, W = x_shape
+    KH, KW = int_pair(op, "kernel_size", kernel_size, minimum=1)
+    SH, SW = (KH, KW) if stride is None else int_pair(op, "stride", stride, minimum=1)
+    PH, PW = int_pair(op, "padding", padding, minimum=0)
+    if PH > KH // 2 or PW > KW // 2:
+        # PyTorch: "pad should be at most half of effective kernel size"
+        raise ValueError(
+            f"{op}: expected padding <= kernel_size // 2 (pad should be at most half of "
+            f"effective kernel size), got padding=({PH}, {PW}) for kernel_size=({KH}, {KW})"
+        )
+    _plane_fits(op, x_shape)
+    if H + 2 * PH > _INT32_MAX or W + 2 * PW > _INT32_MAX:
+        raise ValueError(
+            f"{op}: expected H + 2*padding and W + 2*padding <= {_INT32_MAX}, got x of shape "
+            f"{tuple(x_shape)} with padding=({PH}, {PW})"
+        )
+    H_out = out_size(op, "height", H, KH, SH, PH)
+    W_out = out_size(op, "width", W, KW, SW, PW)
+    return _Geometry(N, C, H, W, KH, KW, SH, SW, PH, PW, H_out, W_out)
+
+
+def _plane_fits(op: str, shape: tuple) -> None:
+    """The kernels index a plane (and store argmax) with int32."""
+    if shape[-2] * shape[-1] > _INT32_MAX:
+        raise ValueError(f"{op}: expected H*W <= {_INT32_MAX}, got x of shape {tuple(shape)}")
+
+
+def _input(op: str, x) -> np.ndarray:
+    if isinstance(x, np.ndarray) and x.ndim == 4:
+        _plane_fits(op, x.shape)  # before float_array copies a (non-contiguous) giant
+    return float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
+
+
+def _dout(op: str, dout, shape: tuple, dtype) -> np.ndarray:
+    dout = float_array(op, "dout", dout, ndim=len(shape))
+    shape_is(op, "dout", dout, shape)
+    if dout.dtype != dtype:
+        raise TypeError(f"{op}: expected dout of dtype {dtype}, got {dout.dtype}")
+    return dout
+
+
+def _cache(op: str, cache, cls: type, forward: str):
+    if not isinstance(cache, cls):
+        raise TypeError(
+            f"{op}: expected cache to be a {cls.__name__} from {forward}, "
+            f"got {type(cache).__name__}"
+        )
+    if cache.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{op}: expected cache.dtype float32 or float64, got {cache.dtype!r}")
+    return cache
+
+
+def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
+                       n_threads: int | None = None) -> tuple[np.ndarray, MaxPool2dCache]:
+    """2-D max pooling (PyTorch ``max_pool2d``, ``ceil_mode=False``, no dilation).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    kernel_size, stride, padding : int or (h, w) pair
+        ``stride=None`` means ``kernel_size``. Padding acts as -inf and may be at most
+        ``kernel_size // 2``.
+    n_threads : int, optional
+        Threads to use (default ``fastres.get_num_threads()``); the result does not depend on it.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, H_out, W_out), dtype of x
+        ``H_out = (H + 2*padding_h - kernel_h) // stride_h + 1`` (likewise W_out).
+    cache : MaxPool2dCache
+        Holds the argmax of every window (int32 flat index in its H*W plane); the first
+        maximum in row-major window order wins ties, a NaN wins over numbers.
+    """
+    op = "max_pool2d_forward"
+    x = _input(op, x)
+    g = _geometry(op, x.shape, kernel_size, stride, padding)
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    argmax = np.empty(g.out_shape, dtype=np.int32)
+    P = g.N * g.C
+    _k.max_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
+                          argmax.reshape(P, g.H_out, g.W_out), *g.params,
+                          _threads(n_threads, x.size))
+    return out, MaxPool2dCache(x.shape, x.dtype, (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW),
+                               argmax)
+
+
+def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
+                        n_threads: int | None = None) -> np.ndarray:
+    """Gradient of ``max_pool2d_forward``: each output's gradient goes to its argmax.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C, H_out, W_out), dtype of the forward input
+    cache : MaxPool2dCache from ``max_pool2d_forward``
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        Where windows overlap (stride < kernel) the contributions add up.
+    """
+    op = "max_pool2d_backward"
+    cache = _cache(op, cache, MaxPool2dCache, "max_pool2d_forward")
+    g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
+                  cache.padding)
+    dout = _dout(op, dout, g.out_shape, cache.dtype)
+    argmax = cache.argmax
+    if not (isinstance(argmax, np.ndarray) and argmax.dtype == np.int32
+            and argmax.shape == g.out_shape and argmax.flags.c_contiguous):
+        got = (f"{argmax.dtype} array of shape {argmax.shape}"
+               if isinstance(argmax, np.ndarray) else type(argmax).__name__)
+        raise ValueError(
+            f"{op}: expected cache.argmax to be a C-contiguous int32 array of shape "
+            f"{g.out_shape}, got {got}"
+        )
+    fast = g.params == (2, 2, 2, 2, 0, 0)
+    # The 2x2 kernel only compares indices with its window's four offsets, so any value is
+    # memory-safe; the general kernel scatters through them, so they must lie in the plane.
+    if not fast and (argmax.min() < 0 or argmax.max() >= g.H * g.W):
+        raise ValueError(
+            f"{op}: expected cache.argmax values in [0, {g.H * g.W}), got values in "
+            f"[{argmax.min()}, {argmax.max()}]"
+        )
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    P = g.N * g.C
+    _k.max_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), argmax.reshape(P, g.H_out, g.W_out),
+                           dx.reshape(P, g.H, g.W), *g.params, _threads(n_threads, dx.size))
+    return dx
+
+
+def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
+                       n_threads: int | None = None) -> tuple[np.ndarray, AvgPool2dCache]:
+    """2-D average pooling (PyTorch ``avg_pool2d``, ``ceil_mode=False``,
+    ``count_include_pad=True``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    kernel_size, stride, padding : int or (h, w) pair
+        ``stride=None`` means ``kernel_size``; zero padding, at most ``kernel_size // 2``.
+    n_threads : int, optional
+        Threads to use; the result does not depend on it.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, H_out, W_out), dtype of x
+        Window sum (row-major order) divided by the window size clipped to the padded input,
+        which is ``kernel_h * kernel_w`` here since ``ceil_mode`` is False.
+    cache : AvgPool2dCache
+    """
+    op = "avg_pool2d_forward"
+    x = _input(op, x)
+    g = _geometry(op, x.shape, kernel_size, stride, padding)
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    P = g.N * g.C
+    _k.avg_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out), *g.params,
+                          _threads(n_threads, x.size))
+    return out, AvgPool2dCache(x.shape, x.dtype, (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW))
+
+
+def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache, *,
+                        n_threads: int | None = None) -> np.ndarray:
+    """Gradient of ``avg_pool2d_forward``: ``dout / divisor`` spread over each window.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C, H_out, W_out), dtype of the forward input
+    cache : AvgPool2dCache from ``avg_pool2d_forward``
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    """
+    op = "avg_pool2d_backward"
+    cache = _cache(op, cache, AvgPool2dCache, "avg_pool2d_forward")
+    g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
+                  cache.padding)
+    dout = _dout(op, dout, g.out_shape, cache.dtype)
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    P = g.N * g.C
+    _k.avg_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), dx.reshape(P, g.H, g.W), *g.params,
+                           _threads(n_threads, dx.size))
+    return dx
+
+
+def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None
+                              ) -> tuple[np.ndarray, GlobalAvgPool2dCache]:
+    """Mean over the spatial axes (PyTorch ``x.mean((2, 3))``, i.e. ``adaptive_avg_pool2d(x, 1)``
+    flattened).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    n_threads : int, optional
+        Threads to use; the result does not depend on it (each plane is summed in one fixed
+        order by one thread).
+
+    Returns
+    -------
+    out : ndarray, shape (N, C), dtype of x
+    cache : GlobalAvgPool2dCache
+    """
+    op = "global_avg_pool2d_forward"
+    x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
+    N, C, H, W = x.shape
+    out = np.empty((N, C), dtype=x.dtype)
+    _k.global_avg_pool2d_forward(x.reshape(N * C, H * W), out.reshape(N * C),
+                                 _threads(n_threads, x.size))
+    return out, GlobalAvgPool2dCache(x.shape, x.dtype)
+
+
+def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
+                               n_threads: int | None = None) -> np.ndarray:
+    """Gradient of ``global_avg_pool2d_forward``: ``dx[n, c] = dout[n, c] / (H*W)`` everywhere.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C), dtype of the forward input
+    cache : GlobalAvgPool2dCache from ``global_avg_pool2d_forward``
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    """
+    op = "global_avg_pool2d_backward"
+    cache = _cache(op, cache, GlobalAvgPool2dCache, "global_avg_pool2d_forward")
+    N, C, H, W = _x_shape(op, cache.x_shape)
+    dout = _dout(op, dout, (N, C), cache.dtype)
+    dx = np.empty((N, C, H, W), dtype=dout.dtype)
+    _k.global_avg_pool2d_backward(dout.reshape(N * C), dx.reshape(N * C, H * W),
+                                  _threads(n_threads, dx.size))
+    return dx

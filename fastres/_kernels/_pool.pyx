@@ -1,0 +1,171 @@
+"""Pooling kernels: max, average and global average pooling over NCHW planes.
+
+Arrays arrive C-contiguous and preallocated from ``fastres.functional``, with the N and C axes
+merged into one axis of P = N*C planes. Each plane is owned by exactly one thread
+(``prange(schedule="static")`` over planes) and processed serially by the loops in fr_pool.h,
+so nothing is shared between threads: no races in the gradient scatters, and every result is
+bit-identical for any ``n_threads``.
+"""
+from libc.stdint cimport int32_t
+from cython cimport floating
+from cython.parallel cimport prange
+
+cdef extern from "fr_pool.h" nogil:
+    void fr_maxpool_plane_f(const float *x, float *y, int32_t *idx, Py_ssize_t H, Py_ssize_t W,
+                            Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                            Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_maxpool_plane_d(const double *x, double *y, int32_t *idx, Py_ssize_t H, Py_ssize_t W,
+                            Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                            Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_maxpool2x2_plane_f(const float *x, float *y, int32_t *idx, Py_ssize_t W,
+                               Py_ssize_t OH, Py_ssize_t OW)
+    void fr_maxpool2x2_plane_d(const double *x, double *y, int32_t *idx, Py_ssize_t W,
+                               Py_ssize_t OH, Py_ssize_t OW)
+    void fr_maxpool_grad_plane_f(const float *dy, const int32_t *idx, float *dx, Py_ssize_t HW,
+                                 Py_ssize_t OHW)
+    void fr_maxpool_grad_plane_d(const double *dy, const int32_t *idx, double *dx, Py_ssize_t HW,
+                                 Py_ssize_t OHW)
+    void fr_maxpool2x2_grad_plane_f(const float *dy, const int32_t *idx, float *dx, Py_ssize_t H,
+                                    Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
+    void fr_maxpool2x2_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
+                                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
+    void fr_avgpool_plane_f(const float *x, float *y, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                            Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                            Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_avgpool_plane_d(const double *x, double *y, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                            Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                            Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_avgpool_grad_plane_f(const float *dy, float *dx, Py_ssize_t H, Py_ssize_t W,
+                                 Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                                 Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_avgpool_grad_plane_d(const double *dy, double *dx, Py_ssize_t H, Py_ssize_t W,
+                                 Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
+                                 Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_avgpool2x2_grad_plane_f(const float *dy, float *dx, Py_ssize_t H, Py_ssize_t W,
+                                    Py_ssize_t OH, Py_ssize_t OW)
+    void fr_avgpool2x2_grad_plane_d(const double *dy, double *dx, Py_ssize_t H, Py_ssize_t W,
+                                    Py_ssize_t OH, Py_ssize_t OW)
+    void fr_plane_mean_f(const float *x, float *y, Py_ssize_t P, Py_ssize_t HW)
+    void fr_plane_mean_d(const double *x, double *y, Py_ssize_t P, Py_ssize_t HW)
+    void fr_plane_fill_f(const float *dy, float *dx, Py_ssize_t P, Py_ssize_t HW)
+    void fr_plane_fill_d(const double *dy, double *dx, Py_ssize_t P, Py_ssize_t HW)
+
+cdef enum:
+    BLOCK = 16384  # elements per work item in the global-pool kernels (64 KiB of float32)
+
+
+cdef inline bint _is_2x2(Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                         Py_ssize_t PH, Py_ssize_t PW) noexcept nogil:
+    # The ResNet/Keras downsampling pool; its windows tile the plane exactly.
+    return KH == 2 and KW == 2 and SH == 2 and SW == 2 and PH == 0 and PW == 0
+
+
+def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                       int32_t[:, :, ::1] argmax, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                       Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, int n_threads):
+    """Max over each window.  IN: x (P, H, W).  OUT: out (P, OH, OW) and argmax (P, OH, OW),
+    the flat index within the plane of the first maximum (NaN wins, as in PyTorch)."""
+    cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
+    cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
+    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+        if floating is float:
+            if fast:
+                fr_maxpool2x2_plane_f(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], W, OH, OW)
+            else:
+                fr_maxpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], H, W, OH, OW,
+                                   KH, KW, SH, SW, PH, PW)
+        else:
+            if fast:
+                fr_maxpool2x2_plane_d(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], W, OH, OW)
+            else:
+                fr_maxpool_plane_d(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], H, W, OH, OW,
+                                   KH, KW, SH, SW, PH, PW)
+
+
+def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1] argmax,
+                        floating[:, :, ::1] dx, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                        Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, int n_threads):
+    """dx[argmax] += dout per plane, in output order.  IN: dout, argmax (P, OH, OW), every
+    index in [0, H*W).  OUT: dx (P, H, W), fully overwritten."""
+    cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
+    cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
+    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+        if floating is float:
+            if fast:
+                fr_maxpool2x2_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                           H, W, OH, OW)
+            else:
+                fr_maxpool_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                        H * W, OH * OW)
+        else:
+            if fast:
+                fr_maxpool2x2_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                           H, W, OH, OW)
+            else:
+                fr_maxpool_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                        H * W, OH * OW)
+
+
+def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, Py_ssize_t KH,
+                       Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW,
+                       int n_threads):
+    """Window mean, zero padding counted in the divisor.  IN: x (P, H, W).
+    OUT: out (P, OH, OW)."""
+    cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
+    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+        if floating is float:
+            fr_avgpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+        else:
+            fr_avgpool_plane_d(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+
+
+def avg_pool2d_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx, Py_ssize_t KH,
+                        Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH,
+                        Py_ssize_t PW, int n_threads):
+    """Spread dout / divisor over each window, in output order.  IN: dout (P, OH, OW).
+    OUT: dx (P, H, W), fully overwritten."""
+    cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
+    cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
+    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+        if floating is float:
+            if fast:
+                fr_avgpool2x2_grad_plane_f(&dout[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+            else:
+                fr_avgpool_grad_plane_f(&dout[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW,
+                                        KH, KW, SH, SW, PH, PW)
+        else:
+            if fast:
+                fr_avgpool2x2_grad_plane_d(&dout[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+            else:
+                fr_avgpool_grad_plane_d(&dout[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW,
+                                        KH, KW, SH, SW, PH, PW)
+
+
+def global_avg_pool2d_forward(const floating[:, ::1] x, floating[::1] out, int n_threads):
+    """Mean of each plane.  IN: x (P, H*W).  OUT: out (P,)."""
+    cdef Py_ssize_t P = x.shape[0], HW = x.shape[1], per, b, lo, hi
+    per = max(1, BLOCK // HW)  # planes per work item
+    for b in prange((P + per - 1) // per, nogil=True, schedule="static", num_threads=n_threads):
+        lo = b * per
+        hi = min(lo + per, P)
+        if floating is float:
+            fr_plane_mean_f(&x[lo, 0], &out[lo], hi - lo, HW)
+        else:
+            fr_plane_mean_d(&x[lo, 0], &out[lo], hi - lo, HW)
+
+
+def global_avg_pool2d_backward(const floating[::1] dout, floating[:, ::1] dx, int n_threads):
+    """dx[p, :] = dout[p] / (H*W).  IN: dout (P,).  OUT: dx (P, H*W)."""
+    cdef Py_ssize_t P = dx.shape[0], HW = dx.shape[1], per, b, lo, hi
+    per = max(1, BLOCK // HW)
+    for b in prange((P + per - 1) // per, nogil=True, schedule="static", num_threads=n_threads):
+        lo = b * per
+        hi = min(lo + per, P)
+        if floating is float:
+            fr_plane_fill_f(&dout[lo], &dx[lo, 0], hi - lo, HW)
+        else:
+            fr_plane_fill_d(&dout[lo], &dx[lo, 0], hi - lo, HW)
