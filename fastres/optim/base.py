@@ -1,0 +1,198 @@
+"""The optimizer base class: parameter groups, per-parameter state, a no-pickle state_dict.
+
+An optimizer takes a model, ``model.named_parameters()``, an iterable of ``Parameter`` objects or
+a list of group dicts (``{"params": [...], "weight_decay": 0.0}``; keys other than ``params``
+override the defaults for that group, as in PyTorch). ``decay_filter(name, param) -> bool``
+splits every group in two, putting the parameters it rejects in a group with
+``weight_decay=0`` (``decay_filter=no_bn_bias`` skips BN weights/biases and all biases, which
+are the 1-D parameters). Subclasses implement ``_update(p, state, group)``, which calls a pure
+in-place update function.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from fastres.layers.base import Module, Parameter
+
+__all__ = ["Optimizer", "no_bn_bias"]
+
+
+def no_bn_bias(name: str, p: Parameter) -> bool:
+    """``decay_filter`` that decays only weights of rank > 1 (conv and dense kernels), not the
+    BN scales/shifts or biases (Goyal et al. 2017, "no bias decay")."""
+    return p.data.ndim > 1
+
+
+def _check_float(owner: str, name: str, v, *, minimum: float = 0.0,
+                 maximum: float | None = None, open_max: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{owner}: expected {name} to be a number, got {v!r}")
+    v = float(v)
+    if not np.isfinite(v) or v < minimum or (maximum is not None and
+                                              (v >= maximum if open_max else v > maximum)):
+        hi = "" if maximum is None else (f" and < {maximum}" if open_max else f" and <= {maximum}")
+        raise ValueError(f"{owner}: expected {name} >= {minimum}{hi}, got {v!r}")
+    return v
+
+
+class Optimizer:
+    """Base class: ``step()``, ``zero_grad()``, ``state_dict()`` / ``load_state_dict()``.
+
+    ``param_groups`` is a list of dicts holding ``params`` (Parameters), ``names`` and the
+    hyper-parameters; schedules change ``group["lr"]``. ``state[i]`` is the state of the i-th
+    parameter (in group order): arrays plus a few int/float scalars.
+    """
+
+    def __init__(self, params, defaults: dict, *, decay_filter: Callable | None = None):
+        who = type(self).__name__
+        self.defaults = dict(defaults)
+        groups = self._groups_from(params)
+        if decay_filter is not None:
+            if not callable(decay_filter):
+                raise TypeError(f"{who}: expected decay_filter to be callable(name, param) -> "
+                                f"bool, got {type(decay_filter).__name__}")
+            split = []
+            for g in groups:
+                keep = [bool(decay_filter(n, p)) for n, p in zip(g["names"], g["params"])]
+                yes = {**g, "params": [p for p, k in zip(g["params"], keep) if k],
+                       "names": [n for n, k in zip(g["names"], keep) if k]}
+                no = {**g, "params": [p for p, k in zip(g["params"], keep) if not k],
+                      "names": [n for n, k in zip(g["names"], keep) if not k], "weight_decay": 0.0}
+                split += [x for x in (yes, no) if x["params"]]
+            groups = split
+        self.param_groups: list[dict] = []
+        seen: set[int] = set()
+        for g in groups:
+            unknown = set(g) - set(self.defaults) - {"params", "names"}
+            if unknown:
+                raise ValueError(f"{who}: unknown option(s) {sorted(unknown)} in a parameter group "
+                                 f"(known: {sorted(self.defaults)})")
+            full = {**self.defaults, **g}
+            for p in full["params"]:
+                if id(p) in seen:
+                    raise ValueError(f"{who}: a parameter appears in more than one group")
+                seen.add(id(p))
+            self._validate_group(full)
+            self.param_groups.append(full)
+        if not seen:
+            raise ValueError(f"{who}: got an empty parameter list")
+        self.state: list[dict] = [{} for _ in range(len(seen))]
+
+    def _groups_from(self, params) -> list[dict]:
+        who = type(self).__name__
+        if isinstance(params, Module):
+            params = params.named_parameters()
+        if isinstance(params, Parameter) or not isinstance(params, Iterable):
+            raise TypeError(f"{who}: expected a Module, named_parameters(), an iterable of "
+                            f"Parameter or a list of group dicts, got {type(params).__name__}")
+        items = list(params)
+        if items and all(isinstance(i, dict) for i in items):
+            groups = []
+            for gi, g in enumerate(items):
+                if "params" not in g:
+                    raise ValueError(f"{who}: parameter group {gi} has no 'params' key")
+                sub = self._groups_from(g["params"])[0]
+                groups.append({**{k: v for k, v in g.items() if k != "params"}, **sub})
+            return groups
+        names, plist = [], []
+        for i, item in enumerate(items):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Parameter):
+                names.append(str(item[0]))
+                plist.append(item[1])
+            elif isinstance(item, Parameter):
+                names.append(str(i))
+                plist.append(item)
+            else:
+                raise TypeError(f"{who}: expected Parameter or (name, Parameter) items, got "
+                                f"{type(item).__name__} at position {i}")
+        return [{"params": plist, "names": names}]
+
+    def _validate_group(self, g: dict) -> None:  # subclasses check their hyper-parameters
+        who = type(self).__name__
+        g["lr"] = _check_float(who, "lr", g["lr"])
+        g["weight_decay"] = _check_float(who, "weight_decay", g["weight_decay"])
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def _indexed(self):
+        i = 0
+        for g in self.param_groups:
+            for p in g["params"]:
+                yield i, p, g
+                i += 1
+
+    def zero_grad(self) -> None:
+        for _, p, _ in self._indexed():
+            p.grad[...] = 0
+
+    def step(self) -> None:
+        """Update every parameter in place from its ``.grad``."""
+        for i, p, g in self._indexed():
+            self._update(p, self.state[i], g)
+
+    def _update(self, p: Parameter, state: dict, group: dict) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate (set it on every group with ``optimizer.lr = x``)."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        value = _check_float(type(self).__name__, "lr", value)
+        for g in self.param_groups:
+            g["lr"] = value
+
+    # ---- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{"type", "groups": [hyper-parameters, JSON-able], "state": {"i": {key: value}}}``;
+        state values are ndarray copies or int/float scalars (nothing needs pickling)."""
+        groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()
+                   if k != "params"} for g in self.param_groups]
+        state = {str(i): {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                 for i, s in enumerate(self.state) if s}
+        return {"type": type(self).__name__, "groups": copy.deepcopy(groups), "state": state}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore hyper-parameters and per-parameter state (checked against the parameters)."""
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(d, dict) or not {"groups", "state"} <= set(d):
+            raise ValueError(f"{who}: expected a dict with 'groups' and 'state' keys")
+        if d.get("type", type(self).__name__) != type(self).__name__:
+            raise ValueError(f"{who}: the state is from a {d['type']} optimizer")
+        if len(d["groups"]) != len(self.param_groups):
+            raise ValueError(f"{who}: expected {len(self.param_groups)} parameter groups, "
+                             f"got {len(d['groups'])}")
+        for g, saved in zip(self.param_groups, d["groups"]):
+            if len(saved.get("names", g["names"])) != len(g["params"]):
+                raise ValueError(f"{who}: a group has {len(g['params'])} parameters, the state "
+                                 f"has {len(saved['names'])}")
+        new_state: list[dict] = [{} for _ in self.state]
+        params = {i: p for i, p, _ in self._indexed()}
+        for key, s in d["state"].items():
+            i = int(key)
+            if i not in params:
+                raise ValueError(f"{who}: state for parameter {i}, which does not exist")
+            for k, v in s.items():
+                if isinstance(v, np.ndarray):
+                    if v.shape != params[i].data.shape:
+                        raise ValueError(f"{who}: state {k!r} of parameter {i} has shape "
+                                         f"{v.shape}, the parameter {params[i].data.shape}")
+                    v = v.astype(params[i].data.dtype, copy=True)
+                new_state[i][k] = v
+        for g, saved in zip(self.param_groups, d["groups"]):
+            for k, v in saved.items():
+                if k in self.defaults:
+                    g[k] = tuple(v) if isinstance(self.defaults[k], tuple) else v
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items()
+                         if k not in ("params", "names"))
+        n = sum(len(g["params"]) for g in self.param_groups)
+        return f"{type(self).__name__}({n} parameters in {len(self.param_groups)} group(s); {opts})"
