@@ -5,10 +5,19 @@ from __future__ import annotations
 try:
     from fastres._kernels import _runtime
 except ImportError as exc:  # pragma: no cover - depends on how the package was installed
+    import os as _os
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    _hint = (
+        f" This is the source tree ({_here}), where the kernels are not built: run Python from "
+        "another directory to use the installed package, or build in place with "
+        "`pip install -e .` (or `python setup.py build_ext --inplace`)."
+        if _os.path.exists(_os.path.join(_here, "_kernels", "_runtime.pyx"))
+        else " Reinstall fastres with `pip install .` from its source tree."
+    )
     raise ImportError(
-        "fastres: the compiled kernels (fastres._kernels) are missing or failed to load "
-        f"({exc}). Build them with `pip install .` from the source tree, or "
-        "`python setup.py build_ext --inplace` for a development checkout."
+        f"fastres: the compiled kernels (fastres._kernels) are missing or failed to load ({exc})."
+        + _hint
     ) from exc
 
 from fastres._config import get_num_threads, set_num_threads
