@@ -59,6 +59,20 @@ cdef inline void col2im(const floating *col, floating *dx, int C, int H, int W, 
         fr_col2im_d(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
 
 
+cdef void sum_blocks(const floating *part, int n_blocks, Py_ssize_t size, floating *out,
+                     int n_threads) noexcept nogil:
+    """out[k] = sum over blocks b, in block order, of part[b, k] (elementwise, so splitting k
+    over threads does not change the result)."""
+    cdef Py_ssize_t k
+    cdef int blk
+    cdef floating acc
+    for k in prange(size, schedule="static", num_threads=n_threads):
+        acc = 0
+        for blk in range(n_blocks):
+            acc = acc + part[blk * size + k]
+        out[k] = acc
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out, floating[:, ::1] scratch,
                    int sh, int sw, int ph, int pw, int groups, int n_threads):
@@ -128,8 +142,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef const floating *src
     cdef const floating *dsrc
     cdef floating *dimg
-    cdef int blk, n, g, n0, n1, k, f
-    cdef floating acc
+    cdef int blk, n, g, n0, n1
     with nogil, parallel(num_threads=n_threads):
         col = &scratch[threadid(), 0]
         dcol = col + <size_t>Kg * P
@@ -172,20 +185,10 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                                  Kg, dsrc + <size_t>g * Fg * P, P, <floating>0, dcol, P)
                             col2im(dcol, dimg + <size_t>g * Cg * H * W,
                                    Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-    if not want_dw:
-        return
-    # Sum the block partials in block order (elementwise, so the split over threads is free).
-    for k in prange(wsize, nogil=True, schedule="static", num_threads=n_threads):
-        acc = 0
-        for blk in range(n_blocks):
-            acc = acc + dwq[<size_t>blk * wsize + k]
-        dwp[k] = acc
+    if want_dw:
+        sum_blocks(dwq, n_blocks, wsize, dwp, n_threads)
     if want_db:
-        for f in range(F):
-            acc = 0
-            for blk in range(n_blocks):
-                acc = acc + dbq[<size_t>blk * F + f]
-            dbp[f] = acc
+        sum_blocks(dbq, n_blocks, F, dbp, 1)
 
 
 # ---- direct convolution (fr_direct.h): no im2col, no BLAS -------------------------
@@ -275,8 +278,7 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef floating *dwq = &dw_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xpad
-    cdef floating acc
-    cdef int blk, n, g, n0, n1, k, f
+    cdef int blk, n, g, n0, n1
     with nogil, parallel(num_threads=n_threads):
         xpad = &scratch[threadid(), 0]
         for blk in prange(n_blocks, schedule="static"):
@@ -301,14 +303,6 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                     fr_direct_wgrad_d(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
                                       <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
                                       nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
-    for k in prange(wsize, nogil=True, schedule="static", num_threads=n_threads):
-        acc = 0
-        for blk in range(n_blocks):
-            acc = acc + dwq[<size_t>blk * wsize + k]
-        dw[k // K, k % K] = acc
+    sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
     if want_db:
-        for f in range(F):
-            acc = 0
-            for blk in range(n_blocks):
-                acc = acc + dbq[<size_t>blk * F + f]
-            db[f] = acc
+        sum_blocks(dbq, n_blocks, F, &db[0], 1)
