@@ -223,6 +223,7 @@ def _train(args) -> int:
                                             args.seed)
     model = _build_model(args.model, len(ds.classes), x_train.shape[1], args.seed)
     opt = _optimizer(args, model)
+    lr = opt.lr  # before a schedule rewrites it (onecycle starts at lr / 25)
     steps = (len(x_train) + args.batch_size - 1) // args.batch_size
     sched = _schedule(args, opt, steps)
     augment = None if args.augment in ("none", "") else args.augment
@@ -230,7 +231,7 @@ def _train(args) -> int:
     print(f"fastres: training {args.model} ({model.num_parameters():,} parameters) on "
           f"{ds.name}: {len(x_train)} train / {0 if val is None else len(x_val)} val / "
           f"{0 if x_test is None else len(x_test)} test images, {args.epochs} epochs, "
-          f"{args.optimizer} lr {opt.lr:g}, schedule {args.schedule}, threads "
+          f"{args.optimizer} lr {lr:g}, schedule {args.schedule}, threads "
           f"{fastres.get_num_threads()}", flush=True)
     tty = sys.stdout.isatty()
 
