@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastres.data import BatchLoader, parse_augment
 from fastres.functional import softmax_cross_entropy
 from fastres.io import save
 from fastres.layers import Module
@@ -162,35 +163,6 @@ def _generators(model: Module) -> dict[str, np.random.Generator]:
 
 
 # ---- data --------------------------------------------------------------------------------------
-class _Loader:
-    """Minimal stand-in for ``fastres.data.BatchLoader`` with the same randomness contract
-    (epoch ``e`` draws only from ``default_rng([seed, e])``); augment is ``augment(xb, rng)``."""
-
-    def __init__(self, x, y, batch_size, *, augment=None, seed=0):
-        self.x, self.y, self.batch_size, self.augment, self.seed = x, y, batch_size, augment, seed
-
-    def __len__(self):
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
-
-    def iter_epoch(self, epoch):
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.x))
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            xb = self.x[idx]
-            if self.augment is not None:
-                xb = self.augment(xb, rng)
-            yield xb, self.y[idx]
-
-
-def _make_loader(x, y, batch_size, augment, seed):
-    try:
-        from fastres.data import BatchLoader
-    except ImportError:  # the data package is optional for array-only use
-        return _Loader(x, y, batch_size, augment=augment, seed=seed)
-    return BatchLoader(x, y, batch_size, shuffle=True, augment=augment, seed=seed)
-
-
 def _check_xy(who: str, what: str, xy) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(xy, (tuple, list)) and len(xy) == 2):
         raise TypeError(f"{who}: expected {what} as an (x, y) pair of arrays, got "
@@ -333,7 +305,6 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
     x_train, y_train = _check_xy(who, "train", train)
     x_val, y_val = _check_xy(who, "val", val) if val is not None else (None, None)
     if isinstance(augment, str):
-        from fastres.data import parse_augment
         augment = parse_augment(augment)
     if augment is not None and not callable(augment):
         raise TypeError(f"{who}: expected augment to be None, a spec string or a callable, got "
@@ -380,7 +351,7 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
         best, bad_epochs = c["best"], int(c["bad_epochs"])
         partial = c["partial"]
 
-    loader = _make_loader(x_train, y_train, batch_size, augment, seed)
+    loader = BatchLoader(x_train, y_train, batch_size, shuffle=True, augment=augment, seed=seed)
     n_batches = len(loader)
 
     def state_tree(epoch, batch, part):
