@@ -16,7 +16,7 @@ import numpy as np
 
 from fastres.layers import Module, deferred_init
 
-__all__ = ["load", "load_weights", "save"]
+__all__ = ["atomic_write", "load", "load_weights", "save"]
 
 META_KEY = "__fastres__"
 FORMAT = 1
@@ -32,12 +32,18 @@ def save(model: Module, path: str | os.PathLike) -> None:
         raise ValueError(f"save: the model has a parameter named {META_KEY!r}, which is reserved")
     meta = {"format": FORMAT, "arch": getattr(model, "arch", None)}
     state[META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, **state))
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """``write(binary file)`` into a temporary file beside ``path``, fsync, then ``os.replace``:
+    a crash leaves either the old file or the new one, never a torn file."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **state)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -23,7 +23,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ import numpy as np
 
 from fastres.data import BatchLoader, parse_augment
 from fastres.functional import softmax_cross_entropy
-from fastres.io import save
+from fastres.io import atomic_write, save
 from fastres.layers import Module
 from fastres.metrics import top_k_correct
 from fastres.optim import Optimizer, Schedule
@@ -90,22 +89,6 @@ class History:
 
 
 # ---- files -------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable) -> None:
-    """``write(binary file)`` into a temporary file beside ``path``, fsync, then ``os.replace``:
-    a crash leaves either the old file or the new one, never a torn file."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _pack(obj, prefix: str, arrays: dict):
     """JSON-able tree with every ndarray moved to ``arrays`` (replaced by {"__array__": key})."""
     if isinstance(obj, np.ndarray):
@@ -134,7 +117,7 @@ def _write_checkpoint(path: Path, tree: dict) -> None:
     arrays: dict[str, np.ndarray] = {}
     meta = _pack(tree, "c", arrays)
     arrays[_META] = np.frombuffer(json.dumps({"format": _FORMAT, **meta}).encode(), np.uint8)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -363,8 +346,8 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
                 "arch": getattr(model, "arch", None)}
 
     def write_history():
-        _atomic_write(out / "history.json", lambda f: f.write(history.to_json().encode()))
-        _atomic_write(out / "history.csv", lambda f: f.write(history.to_csv().encode()))
+        atomic_write(out / "history.json", lambda f: f.write(history.to_json().encode()))
+        atomic_write(out / "history.csv", lambda f: f.write(history.to_csv().encode()))
 
     history.stop_reason = None
     monitor = "val_acc" if x_val is not None else "train_acc"
