@@ -1,3 +1,230 @@
-"""batchnorm ops (functional). Under construction."""
+"""Batch normalisation over (N, H, W) per channel (fast path).
 
-__all__: list[str] = []
+Semantics follow ``torch.nn.functional.batch_norm`` on NCHW input (see ``fastres.reference``).
+The kernels read x twice in the training forward (statistics, then the output) and x and dout
+twice in the training backward (two sums, then dx); eval backward is a single pass. Statistics
+are accumulated in float64 for float32 and float64 input alike (shifted sums, one pass); the
+elementwise passes compute in the input dtype, as PyTorch does (see fr_batchnorm.h).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastres._config import resolve_threads
+from fastres._kernels import _batchnorm as _k
+from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
+
+__all__ = ["batch_norm2d_backward", "batch_norm2d_forward"]
+
+# Elements per work item of the per-channel sums: a channel's N samples are cut into blocks of
+# max(1, _BLOCK_ELEMS // (H*W)) samples. Fixed by the shapes (never by the thread count), so
+# the sums are bit-identical at any thread count; small enough that a few channels still give
+# every thread work (batch 128 at 32x32: 4 blocks per channel).
+_BLOCK_ELEMS = 32768
+
+
+@dataclass(frozen=True)
+class BatchNormCache:
+    """What ``batch_norm2d_backward`` needs. ``x`` and ``gamma`` are the forward's arrays
+    themselves (not copies): do not modify them in place before the backward pass."""
+
+    x: np.ndarray  # (N, C, H, W), C-contiguous
+    mean: np.ndarray  # (C,) float64: the batch mean (training) or the running mean (eval)
+    inv_std: np.ndarray  # (C,) float64: 1 / sqrt(var + eps), with the same var
+    gamma: np.ndarray  # (C,), x's dtype
+    training: bool
+
+
+def _threads_for(n_threads: int | None, size: int) -> int:
+    """At most one thread per block of _BLOCK_ELEMS elements: below that, starting threads costs
+    more than it saves (and much more when other processes hold the cores). The results do not
+    depend on the thread count, so this changes only the speed."""
+    return min(resolve_threads(n_threads), -(-size // _BLOCK_ELEMS))
+
+
+def _blocking(N: int, HW: int) -> tuple[int, int]:
+    """(samples per block, number of blocks) for the per-channel sums."""
+    block = max(1, _BLOCK_ELEMS // HW)
+    return block, -(-N // block)
+
+
+def _vector(op: str, name: str, v, C: int) -> np.ndarray:
+    v = float_array(op, name, v, ndim=1, layout="(C,)")
+    shape_is(op, name, v, (C,))
+    return v
+
+
+def _running_stat(op: str, name: str, v, C: int) -> np.ndarray:
+    """A running statistic that training updates in place: a copy would silently lose the
+    update, so it must be the caller's own writable C-contiguous (C,) array."""
+    float_array(op, name, v, ndim=1, layout="(C,)")  # type, dtype, ndim
+    shape_is(op, name, v, (C,))
+    if not v.flags.c_contiguous:
+        raise ValueError(
+            f"{op}: expected {name} to be C-contiguous (it is updated in place when training), "
+            f"got strides {v.strides}"
+        )
+    if not v.flags.writeable:
+        raise ValueError(
+            f"{op}: expected {name} to be writable (it is updated in place when training), "
+            "got a read-only array"
+        )
+    return v
+
+
+def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                         running_mean: np.ndarray, running_var: np.ndarray, *, training: bool,
+                         momentum: float = 0.1, eps: float = 1e-5,
+                         n_threads: int | None = None) -> tuple[np.ndarray, BatchNormCache]:
+    """Batch normalisation of NCHW input, per channel over (N, H, W).
+
+    ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    gamma, beta : ndarray, shape (C,), x's dtype
+        Scale and shift.
+    running_mean, running_var : ndarray, shape (C,), x's dtype
+        Running statistics. When ``training`` they must be writable and C-contiguous: they are
+        updated in place as ``(1 - momentum) * running + momentum * batch_stat``, with the
+        unbiased batch variance ``var * M / (M - 1)``, ``M = N * H * W`` (as PyTorch).
+    training : bool
+        True: normalise with the batch mean and biased batch variance (needs ``M > 1``).
+        False: normalise with the running statistics and leave them unchanged.
+    momentum : float in [0, 1]
+    eps : float >= 0
+        Added to the variance before the square root.
+    n_threads : int, optional
+        Kernel threads (default ``fastres.get_num_threads()``); the result does not depend on it.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, H, W), x's dtype
+    cache : BatchNormCache
+        For ``batch_norm2d_backward``; holds ``x`` by reference.
+    """
+    op = "batch_norm2d_forward"
+    x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
+    N, C, H, W = x.shape
+    gamma = _vector(op, "gamma", gamma, C)
+    beta = _vector(op, "beta", beta, C)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: expected training to be a bool, got {training!r}")
+    training = bool(training)
+    if training:
+        running_mean = _running_stat(op, "running_mean", running_mean, C)
+        running_var = _running_stat(op, "running_var", running_var, C)
+    else:  # only read
+        running_mean = _vector(op, "running_mean", running_mean, C)
+        running_var = _vector(op, "running_var", running_var, C)
+    same_dtype(op, x=x, gamma=gamma, beta=beta, running_mean=running_mean,
+               running_var=running_var)
+    if training:
+        if N * H * W == 1:  # PyTorch's message and check (the unbiased variance needs M > 1)
+            raise ValueError(
+                f"{op}: expected more than 1 value per channel when training, "
+                f"got input size {x.shape}"
+            )
+        # Written while the other operands are read: they must not overlap.
+        for stat_name, stat in (("running_mean", running_mean), ("running_var", running_var)):
+            for name, other in (("x", x), ("gamma", gamma), ("beta", beta)):
+                if np.may_share_memory(stat, other):
+                    raise ValueError(f"{op}: expected {stat_name} not to overlap {name} in "
+                                     "memory (it is updated in place when training), got "
+                                     "overlapping arrays")
+        if np.may_share_memory(running_mean, running_var):
+            raise ValueError(f"{op}: expected running_mean and running_var not to overlap in "
+                             "memory (they are updated in place when training), got "
+                             "overlapping arrays")
+    momentum = real_number(op, "momentum", momentum, lo=0.0, hi=1.0)
+    eps = real_number(op, "eps", eps, lo=0.0, hi=math.inf, hi_open=True)
+    n_threads = _threads_for(n_threads, x.size)
+
+    mean = np.empty(C)
+    inv_std = np.empty(C)
+    out = np.empty_like(x)
+    x3, out3 = x.reshape(N, C, H * W), out.reshape(N, C, H * W)
+    if training:
+        block, n_blocks = _blocking(N, H * W)
+        partial = np.empty((C, n_blocks, 2))
+        _k.forward_train(x3, gamma, beta, running_mean, running_var, momentum, eps, partial,
+                         np.empty((C, 4), x.dtype), mean, inv_std, out3, block, n_threads)
+    else:
+        _k.forward_eval(x3, gamma, beta, running_mean, running_var, eps,
+                        np.empty((C, 4), x.dtype), mean, inv_std, out3, n_threads)
+    return out, BatchNormCache(x, mean, inv_std, gamma, training)
+
+
+def _check_cache(op: str, cache) -> None:
+    """The cache must be what batch_norm2d_forward returned (its arrays reach the kernels)."""
+    if not isinstance(cache, BatchNormCache):
+        raise TypeError(
+            f"{op}: expected the BatchNormCache returned by fastres.functional."
+            f"batch_norm2d_forward, got {type(cache).__name__}"
+        )
+    x = cache.x
+    if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
+            and x.flags.c_contiguous and x.size > 0):
+        raise ValueError(f"{op}: expected cache.x to be a non-empty C-contiguous 4-D float "
+                         f"array, got {getattr(x, 'shape', type(x).__name__)}")
+    C = x.shape[1]
+    for name, dtype in (("mean", np.float64), ("inv_std", np.float64), ("gamma", x.dtype)):
+        v = getattr(cache, name)
+        if not (isinstance(v, np.ndarray) and v.shape == (C,) and v.dtype == dtype
+                and v.flags.c_contiguous):
+            got = f"{v.dtype} {v.shape}" if isinstance(v, np.ndarray) else type(v).__name__
+            raise ValueError(f"{op}: expected cache.{name} of dtype {np.dtype(dtype)} and "
+                             f"shape {(C,)} (C-contiguous), got {got}")
+
+
+def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
+                          n_threads: int | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``batch_norm2d_forward``.
+
+    Training mode is the full gradient through the batch statistics; eval mode treats the
+    running statistics as constants (``dx = dout * gamma / sqrt(running_var + eps)``).
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C, H, W), x's dtype
+    cache : BatchNormCache
+        From ``batch_norm2d_forward``.
+    n_threads : int, optional
+        Kernel threads (default ``fastres.get_num_threads()``); the result does not depend on it.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    dgamma, dbeta : ndarray, shape (C,)
+        All of x's dtype.
+    """
+    op = "batch_norm2d_backward"
+    _check_cache(op, cache)
+    x = cache.x
+    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C, H, W)")
+    shape_is(op, "dout", dout, x.shape)
+    if dout.dtype != x.dtype:
+        raise TypeError(f"{op}: expected dout of dtype {x.dtype} (as x), got {dout.dtype}")
+    n_threads = _threads_for(n_threads, x.size)
+
+    N, C, H, W = x.shape
+    dx = np.empty_like(x)
+    dgamma = np.empty(C, x.dtype)
+    dbeta = np.empty(C, x.dtype)
+    block, n_blocks = _blocking(N, H * W)
+    partial = np.empty((C, n_blocks, 2))
+    shape3 = (N, C, H * W)
+    dout3, x3, dx3 = dout.reshape(shape3), x.reshape(shape3), dx.reshape(shape3)
+    if cache.training:
+        _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
+                          np.empty((C, 5), x.dtype), dx3, dgamma, dbeta, block, n_threads)
+    else:
+        _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
+                         dgamma, dbeta, block, n_threads)
+    return dx, dgamma, dbeta
