@@ -1,6 +1,7 @@
 """The fastres command line, on a tiny synthetic dataset (patched in) so each run takes ~1 s."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,7 +89,10 @@ def test_refuses_to_overwrite_a_run(tiny_data, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_python_m_fastres_help():
-    r = subprocess.run([sys.executable, "-m", "fastres", "train", "--help"],
-                       check=False, capture_output=True, text=True, timeout=60)
+def test_python_m_fastres_help(tmp_path):
+    # run outside the source tree, as a user would (the tree itself has no compiled kernels),
+    # with the import path pytest sees so an in-place development build works too
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    r = subprocess.run([sys.executable, "-m", "fastres", "train", "--help"], cwd=tmp_path,
+                       env=env, check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--optimizer" in r.stdout and "--resume" in r.stdout
