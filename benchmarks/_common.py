@@ -60,7 +60,7 @@ def write_json(path: str, payload: dict) -> None:
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     """A GitHub-flavoured markdown table (pastes into README and notes as is)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
     print(line(headers))
     print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
     for r in rows:

@@ -5,12 +5,14 @@
 Times are medians of repeats (ms). "fwd+bwd" is forward plus all gradients; "vs ref" is the
 reference's fwd+bwd time over fastres's (the reference runs fewer repeats: it is slow); "vs torch"
 is fastres's fwd+bwd time over PyTorch's (below 1 means fastres is faster), measured in the same
-process with torch.set_num_threads(threads). PyTorch is used only when importable.
+process with torch.set_num_threads(threads), after all fastres ops (the two OpenMP runtimes slow
+each other down when interleaved). PyTorch is used only when importable.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,14 +44,14 @@ def _conv_case(N, C, H, Fo, k, s, p, rng, torch):
     flops = 2.0 * N * Fo * C * k * k * H_out * H_out
 
     def ref():
-        o, c = R.conv2d_forward(x, w, stride=s, padding=p)
+        _o, c = R.conv2d_forward(x, w, stride=s, padding=p)
         R.conv2d_backward(dout, c)
 
     tfwd = None
     if torch:
         tx = torch.from_numpy(x).requires_grad_()
         tw = torch.from_numpy(w).requires_grad_()
-        tfwd = lambda: (torch.nn.functional.conv2d(tx, tw, stride=s, padding=p), (tx, tw))  # noqa: E731
+        tfwd = lambda: (torch.nn.functional.conv2d(tx, tw, stride=s, padding=p), (tx, tw))
     return Case(
         f"conv{k}x{k} s{s}", f"{C}->{Fo} @{H}x{H}",
         lambda: F.conv2d_forward(x, w, stride=s, padding=p)[1],
@@ -76,14 +78,14 @@ def cases(N: int, torch, rng) -> list[Case]:
         dout = rng.standard_normal(x.shape, dtype=np.float32)
 
         def ref(x=x, g=g, b=b, rm=rm, rv=rv, dout=dout):
-            o, c = R.batch_norm2d_forward(x, g, b, rm.copy(), rv.copy(), training=True)
+            _o, c = R.batch_norm2d_forward(x, g, b, rm.copy(), rv.copy(), training=True)
             R.batch_norm2d_backward(dout, c)
 
         tfwd = None
         if torch:
             tx, tg, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, g, b))
             trm, trv = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
-            tfwd = lambda tx=tx, tg=tg, tb=tb, trm=trm, trv=trv: (  # noqa: E731
+            tfwd = lambda tx=tx, tg=tg, tb=tb, trm=trm, trv=trv: (
                 torch.nn.functional.batch_norm(tx, trm, trv, tg, tb, training=True), (tx, tg, tb))
         out.append(Case(
             "batch norm (train)", f"{C}@{H}x{H}",
@@ -96,7 +98,7 @@ def cases(N: int, torch, rng) -> list[Case]:
         tfwd = None
         if torch:
             tx = torch.from_numpy(x.copy()).requires_grad_()
-            tfwd = lambda: (tfn(tx), (tx,))  # noqa: E731
+            tfwd = lambda: (tfn(tx), (tx,))
         return Case(name, shape, lambda: fwd(x)[1], lambda c: bwd(dout, c),
                     lambda: rbwd(dout, rfwd(x)[1]), tfwd, extra={"dout": dout})
 
@@ -131,7 +133,7 @@ def cases(N: int, torch, rng) -> list[Case]:
     tfwd = None
     if torch:
         tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))
-        tfwd = lambda: (torch.nn.functional.linear(tx, tw, tb), (tx, tw, tb))  # noqa: E731
+        tfwd = lambda: (torch.nn.functional.linear(tx, tw, tb), (tx, tw, tb))
     out.append(Case(
         "linear", "64->10", lambda: F.linear_forward(x, w, b)[1],
         lambda c: F.linear_backward(d, c),
@@ -142,7 +144,7 @@ def cases(N: int, torch, rng) -> list[Case]:
     if torch:
         tl = torch.from_numpy(labels)
         tz = torch.from_numpy(d.copy()).requires_grad_()
-        tfwd = lambda: (torch.nn.functional.cross_entropy(tz, tl), (tz,))  # noqa: E731
+        tfwd = lambda: (torch.nn.functional.cross_entropy(tz, tl), (tz,))
     out.append(Case(
         "softmax cross-entropy", "10 classes", lambda: F.softmax_cross_entropy(d, labels),
         lambda c: None, lambda: R.softmax_cross_entropy(d, labels), tfwd,
@@ -157,28 +159,30 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
     if torch:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    results = []
-    for c in cases(batch, torch, rng):
-        if only and only not in c.name:
-            continue
+    results, selected = [], [c for c in cases(batch, torch, rng) if not only or only in c.name]
+    # fastres first, PyTorch after: its OpenMP pool is a different runtime whose threads keep
+    # spinning after each op, so interleaving the two slows both down.
+    for c in selected:
         state = c.fast_fwd()
         fwd = median_ms(c.fast_fwd, repeats)
-        bwd = median_ms(lambda: c.fast_bwd(state), repeats)
+        bwd = median_ms(lambda: c.fast_bwd(state), repeats)  # noqa: B023 (called at once)
         ref = median_ms(c.ref, ref_repeats, warmup=0)
         row = {"op": c.name, "shape": c.shape, "fwd_ms": fwd, "bwd_ms": bwd,
                "total_ms": fwd + bwd, "ref_ms": ref, "speedup_vs_ref": ref / (fwd + bwd)}
         if c.flops:
             row["gflops"] = 3 * c.flops / ((fwd + bwd) * 1e6)
+        results.append(row)
+    time.sleep(0.5)
+    for c, row in zip(selected, results):
         if c.torch_fwd:
             with torch.no_grad():
-                t_fwd = median_ms(lambda: c.torch_fwd()[0], repeats)
+                t_fwd = median_ms(lambda: c.torch_fwd()[0], repeats)  # noqa: B023
             out, inputs = c.torch_fwd()
             grad = None if c.extra.get("dout") is None else torch.from_numpy(c.extra["dout"])
-            t_bwd = median_ms(lambda: torch.autograd.grad(out, inputs, grad, retain_graph=True),
+            t_bwd = median_ms(lambda: torch.autograd.grad(out, inputs, grad, retain_graph=True),  # noqa: B023
                               repeats)
             row.update(torch_fwd_ms=t_fwd, torch_bwd_ms=t_bwd, torch_total_ms=t_fwd + t_bwd,
-                       vs_torch=(fwd + bwd) / (t_fwd + t_bwd))
-        results.append(row)
+                       vs_torch=row["total_ms"] / (t_fwd + t_bwd))
 
     headers = ["op", "shape", "fwd ms", "bwd ms", "fwd+bwd ms", "GFLOP/s", "ref ms", "vs ref"]
     if torch:

@@ -210,6 +210,8 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
     x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
     y = rng.integers(0, 10, batch)
     results = []
+    # all fastres runs first, PyTorch after (interleaved, the two OpenMP runtimes' spinning
+    # threads slow each other down)
     for name in names:
         model = getattr(models, name)(seed=0)
         for t in threads_list:
@@ -219,20 +221,6 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
             row["train_img_s"] = batch / ms * 1e3
             row["infer_img_s"] = batch / median_ms(fastres_infer(model, x), repeats) * 1e3
             row["peak_rss_mb"] = peak_rss_mb()
-            if torch:
-                torch.set_num_threads(t)
-                tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-                for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
-                    net = tmodels[name]().to(memory_format=fmt)
-                    xx = tx.contiguous(memory_format=fmt)
-                    tms = median_ms(torch_step(torch, net, xx, ty), repeats)
-                    ims = median_ms(torch_infer(torch, net, xx), repeats)
-                    row[f"torch_{tag}_train_img_s"] = batch / tms * 1e3
-                    row[f"torch_{tag}_infer_img_s"] = batch / ims * 1e3
-                best_train = max(row["torch_nchw_train_img_s"], row["torch_cl_train_img_s"])
-                best_infer = max(row["torch_nchw_infer_img_s"], row["torch_cl_infer_img_s"])
-                row["train_vs_torch_best"] = row["train_img_s"] / best_train
-                row["infer_vs_torch_best"] = row["infer_img_s"] / best_infer
             results.append(row)
         if show_breakdown:
             fastres.set_num_threads(max(threads_list))
@@ -241,6 +229,25 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
             print_table(["layer type", "forward ms", "backward ms"],
                         [[k, f"{f:.1f}", f"{b:.1f}" if b else ""] for k, f, b in
                          breakdown(model, x, y)])
+        del model
+    if torch:
+        time.sleep(0.5)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        for row in results:
+            torch.set_num_threads(row["threads"])
+            for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
+                net = tmodels[row["model"]]().to(memory_format=fmt)
+                xx = tx.contiguous(memory_format=fmt)
+                tms = median_ms(torch_step(torch, net, xx, ty), repeats)
+                ims = median_ms(torch_infer(torch, net, xx), repeats)
+                row[f"torch_{tag}_train_img_s"] = batch / tms * 1e3
+                row[f"torch_{tag}_infer_img_s"] = batch / ims * 1e3
+            best_train = max(row["torch_nchw_train_img_s"], row["torch_cl_train_img_s"])
+            best_infer = max(row["torch_nchw_infer_img_s"], row["torch_cl_infer_img_s"])
+            row["train_vs_torch_best"] = row["train_img_s"] / best_train
+            row["infer_vs_torch_best"] = row["infer_img_s"] / best_infer
+        row_rss = peak_rss_mb()
+        print(f"(peak RSS after the PyTorch runs too: {row_rss:.0f} MB)")
 
     headers = ["model", "threads", "train img/s", "infer img/s", "peak RSS MB"]
     if torch:
