@@ -7,22 +7,10 @@ import numbers
 import numpy as np
 
 import fastres.functional as F
+from fastres.functional._validate import int_pair as pair  # same checks as the ops
 from fastres.layers.base import Module, Parameter, init_rng
 
 __all__ = ["Conv2D", "conv_output_size", "pair"]
-
-
-def pair(layer: str, name: str, value, *, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints >= minimum, else a TypeError/ValueError naming the layer."""
-    items = value if isinstance(value, (tuple, list)) else (value, value)
-    ok = len(items) == 2 and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                 for v in items)
-    if not ok:
-        raise TypeError(f"{layer}: expected {name} to be an int or a pair of ints, got {value!r}")
-    h, w = int(items[0]), int(items[1])
-    if h < minimum or w < minimum:
-        raise ValueError(f"{layer}: expected {name} >= {minimum}, got {value!r}")
-    return h, w
 
 
 def conv_output_size(layer, shape, kernel, stride, padding) -> tuple[int, int]:
