@@ -59,6 +59,17 @@ cdef inline void col2im(const floating *col, floating *dx, int C, int H, int W, 
         fr_col2im_d(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
 
 
+cdef inline const floating *unfold(const floating *x, floating *col, bint pointwise, int C,
+                                   int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                   int H_out, int W_out) noexcept nogil:
+    """The (C*KH*KW, H_out*W_out) column matrix of one image: x itself for a pointwise conv,
+    else im2col into col."""
+    if pointwise:
+        return x
+    im2col(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    return col
+
+
 cdef void sum_blocks(const floating *part, int n_blocks, Py_ssize_t size, floating *out,
                      int n_threads) noexcept nogil:
     """out[k] = sum over blocks b, in block order, of part[b, k] (elementwise, so splitting k
@@ -95,12 +106,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         col = &scratch[threadid(), 0]
         for n in prange(N, schedule="static"):
             for g in range(groups):
-                if pointwise:
-                    src = xp + (<size_t>n * C + g * Cg) * H * W
-                else:
-                    im2col(xp + (<size_t>n * C + g * Cg) * H * W, col,
-                           Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-                    src = col
+                src = unfold(xp + (<size_t>n * C + g * Cg) * H * W, col, pointwise,
+                             Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
                 gemm(False, False, Fg, P, Kg, <floating>1, wp + <size_t>g * Fg * Kg, Kg,
                      src, P, <floating>0, op + (<size_t>n * F + g * Fg) * P, P)
             if bp != NULL:
@@ -164,12 +171,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                         memset(dimg, 0, sizeof(floating) * C * <size_t>H * W)
                 for g in range(groups):
                     if want_dw:
-                        if pointwise:
-                            src = xp + (<size_t>n * C + g * Cg) * H * W
-                        else:
-                            im2col(xp + (<size_t>n * C + g * Cg) * H * W, col,
-                                   Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-                            src = col
+                        src = unfold(xp + (<size_t>n * C + g * Cg) * H * W, col, pointwise,
+                                     Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
                         # dW_g (Fg x Kg) += dout_g (Fg x P) @ col^T (P x Kg)
                         gemm(False, True, Fg, Kg, P, <floating>1, dsrc + <size_t>g * Fg * P, P,
                              src, P, <floating>1,
