@@ -9,11 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres.reference._util import pair
+
 __all__ = ["conv2d_forward", "conv2d_backward"]
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 @dataclass(frozen=True)
@@ -29,8 +27,8 @@ class ConvCache:
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, groups=1):
     """out[n, f, y, x] = b[f] + sum_{c, i, j} w[f, c, i, j] * xpad[n, g*Cg + c, y*sh + i, x*sw + j]
     where g = f // (C_out / groups)."""
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
     N, C, H, W = x.shape
     C_out, Cg, KH, KW = w.shape
     H_out = (H + 2 * ph - KH) // sh + 1

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres.reference._util import pair
+
 __all__ = [
     "avg_pool2d_backward",
     "avg_pool2d_forward",
@@ -41,16 +43,12 @@ class GlobalAvgPool2dCache:
     x_shape: tuple
 
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
-
-
 def _config(x_shape, kernel_size, stride, padding):
     """(KH, KW), (SH, SW), (PH, PW), (H_out, W_out), after PyTorch's checks."""
     _, _, H, W = x_shape
-    KH, KW = _pair(kernel_size)
-    SH, SW = (KH, KW) if stride is None else _pair(stride)
-    PH, PW = _pair(padding)
+    KH, KW = pair(kernel_size)
+    SH, SW = (KH, KW) if stride is None else pair(stride)
+    PH, PW = pair(padding)
     if PH > KH // 2 or PW > KW // 2:
         raise ValueError("pad should be at most half of effective kernel size")
     H_out = (H + 2 * PH - KH) // SH + 1
