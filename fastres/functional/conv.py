@@ -31,6 +31,10 @@ class ConvCache:
     padding: tuple[int, int]
     groups: int
     out_shape: tuple[int, int, int, int]
+    # A strided 1x1 convolution without padding runs as a stride-1 one on the subsampled input
+    # x = x_in[:, :, ::sh, ::sw]; dx is then scattered back into a zero array of x_in's shape.
+    subsample: tuple[int, int] = (1, 1)
+    in_shape: tuple[int, ...] = ()
 
 
 def _n_blocks(N: int, weight_size: int) -> int:
@@ -134,6 +138,10 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
                          f"(an image's unfolded columns must stay below 2**30 elements)")
     n = resolve_threads(n_threads)
+    subsample, in_shape = (1, 1), x.shape
+    if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
+        x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
+        col = Cg * H_out * W_out
     out = np.empty((N, F, H_out, W_out), dtype=dtype)
     if _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
@@ -141,7 +149,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     else:
         scratch = np.empty((n, col), dtype=dtype)
         _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, n)
-    return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape)
+    return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, subsample,
+                          in_shape)
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = True,
@@ -194,4 +203,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
         _k.conv2d_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part,
                            scratch, sh, sw, ph, pw, groups, n)
+    if input_grad and cache.subsample != (1, 1):
+        sub, (ssh, ssw) = dx, cache.subsample
+        dx = np.zeros(cache.in_shape, dtype=x.dtype)
+        dx[:, :, ::ssh, ::ssw] = sub
     return dx, dw, db
