@@ -39,14 +39,15 @@ def _cifar_depth(builder: str, depth) -> int:
 
 def _build_cifar(builder: str, depth: int, *, num_classes: int, shortcut: str | None,
                  preact: bool, width: int, stochastic_depth, in_channels: int, dtype,
-                 seed) -> Sequential:
+                 seed, base_width: int = 16) -> Sequential:
     n = _cifar_depth(builder, depth)
     check_int(builder, "num_classes", num_classes)
     check_int(builder, "width", width)
+    check_int(builder, "base_width", base_width)
     check_int(builder, "in_channels", in_channels)
     if shortcut not in ("A", "B", None):
         raise ValueError(f"{builder}: expected shortcut 'A' or 'B', got {shortcut!r}")
-    widths = [16 * width, 32 * width, 64 * width]
+    widths = [base_width * width, 2 * base_width * width, 4 * base_width * width]
     survival = survival_probs(3 * n, stochastic_depth)
     with deferred_init():
         layers = [("conv1", Conv2D(in_channels, widths[0], 3, padding=1, bias=False, dtype=dtype))]
@@ -75,7 +76,7 @@ def _build_cifar(builder: str, depth: int, *, num_classes: int, shortcut: str | 
 
 def resnet_cifar(depth: int, *, num_classes: int = 10, shortcut: str = "A", preact: bool = False,
                  width: int = 1, stochastic_depth: float | None = None, in_channels: int = 3,
-                 dtype=np.float32, seed=0) -> Sequential:
+                 base_width: int = 16, dtype=np.float32, seed=0) -> Sequential:
     """CIFAR ResNet of ``depth = 6n + 2`` layers.
 
     Parameters
@@ -85,6 +86,8 @@ def resnet_cifar(depth: int, *, num_classes: int = 10, shortcut: str = "A", prea
         or "B" 1x1 projection + BN where the shape changes.
     preact : pre-activation blocks (He et al. 2016, "ResNet v2").
     width : multiplies the 16/32/64 filter counts.
+    base_width : filters of the first stage (16 in the paper; 8 gives the half-width nets the
+        thesis trained on MNIST); the later stages have 2x and 4x as many.
     stochastic_depth : final survival probability p_L (Huang et al. 2016 use 0.5), or None.
     in_channels : 3 for CIFAR, 1 for MNIST-like data; any H, W >= 8 work.
     dtype, seed : parameter dtype; ``default_rng(seed)`` initialises the weights (He normal).
@@ -93,15 +96,17 @@ def resnet_cifar(depth: int, *, num_classes: int = 10, shortcut: str = "A", prea
     output logits (N, num_classes).
     """
     kw = {"num_classes": num_classes, "shortcut": shortcut, "preact": preact, "width": width,
-              "stochastic_depth": stochastic_depth, "in_channels": in_channels, "dtype": dtype}
+          "stochastic_depth": stochastic_depth, "in_channels": in_channels,
+          "base_width": base_width, "dtype": dtype}
     model = _build_cifar("resnet_cifar", depth, seed=seed, **kw)
     return finish(model, "resnet_cifar", {"depth": depth, **kw}, seed)
 
 
 def plain_cifar(depth: int, *, num_classes: int = 10, width: int = 1, in_channels: int = 3,
-                dtype=np.float32, seed=0) -> Sequential:
+                base_width: int = 16, dtype=np.float32, seed=0) -> Sequential:
     """The paper's plain CIFAR net: ``resnet_cifar`` without shortcuts (same layers, no adds)."""
-    kw = {"num_classes": num_classes, "width": width, "in_channels": in_channels, "dtype": dtype}
+    kw = {"num_classes": num_classes, "width": width, "in_channels": in_channels,
+          "base_width": base_width, "dtype": dtype}
     model = _build_cifar("plain_cifar", depth, shortcut=None, preact=False,
                          stochastic_depth=None, seed=seed, **kw)
     return finish(model, "plain_cifar", {"depth": depth, **kw}, seed)

@@ -56,6 +56,16 @@ def test_imagenet_parameter_counts_match_torchvision(builder, expected):
         assert builder().num_parameters() == expected
 
 
+def test_half_width_resnet32_for_mnist():
+    # base_width 8, 1 input channel: conv1 72 + bn 16; stage 1: 5 x (2*576 + 32) = 5920;
+    # stage 2: (1152 + 2304 + 64) + 4 x (2*2304 + 64) = 22208; stage 3: (4608 + 9216 + 128)
+    # + 4 x (2*9216 + 128) = 88192; fc 32*10 + 10 = 330.
+    with deferred_init():
+        m = resnet_cifar(32, base_width=8, in_channels=1)
+        assert m.num_parameters() == 72 + 16 + 5920 + 22208 + 88192 + 330
+        assert plain_cifar(32, base_width=8).fc.weight.data.shape[1] == 32
+
+
 def test_wide_and_resnext_parameter_counts():
     with deferred_init():
         assert wide_resnet(28, 10).num_parameters() == 36_479_194  # WRN-28-10: 36.5M
