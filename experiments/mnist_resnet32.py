@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import curves, load, parser, table, train
 
 import fastres
-from fastres import analysis, metrics
+from fastres import metrics
 from fastres.models import resnet_cifar
 
 p = parser(__doc__, out="runs/mnist", epochs=8, train_size=None)
@@ -27,14 +27,14 @@ data = load("mnist", args, pad=2)
 (x, y), _, (xt, yt), classes = data
 model = resnet_cifar(32, base_width=8, in_channels=1, seed=args.seed)
 name = "resnet32_half"
-train(name, model, data, args, augment="crop")
+train(name, model, data, args, augment="shift:2")
 if not Path(args.out, name, "final.npz").exists():
     sys.exit(0)
 model = fastres.load(Path(args.out, name, "final.npz"))
 curves(args, [name], "mnist_curves.png", "MNIST, ResNet-32 (half width)")
 table(args, [name])
 try:
-    from fastres import plots
+    from fastres import analysis, plots
 except ImportError as exc:
     sys.exit(f"(no figures: {exc})")
 model.eval()
