@@ -85,3 +85,70 @@ def out_size(op: str, dim: str, size: int, kernel: int, stride: int, padding: in
             f"{size} + 2*{padding} = {size + 2 * padding}"
         )
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exactly the same elements in the same order (both C-contiguous, same start and shape)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.dtype == b.dtype and b.flags.c_contiguous)
+
+
+def out_array(op: str, name: str, out, shape: tuple, dtype, *, reads: dict,
+              alias_ok: tuple = ()) -> np.ndarray:
+    """Check a caller-provided output: an ndarray of exactly ``shape`` and ``dtype``,
+    C-contiguous, writable, sharing no memory with the arrays the op reads (``reads``: name ->
+    array or None) or writes besides it. Only an exact alias of an array named in ``alias_ok``
+    is allowed (elementwise kernels that may work in place)."""
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: expected {name} to be a numpy.ndarray of shape {shape} and "
+                        f"dtype {dtype}, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: expected {name} of dtype {dtype}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"{op}: expected {name} of shape {shape}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: expected {name} to be C-contiguous, got strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: expected {name} to be writable, got a read-only array")
+    for other, arr in reads.items():
+        if arr is None or not np.may_share_memory(out, arr):
+            continue
+        if other in alias_ok and _same_memory(out, arr):
+            continue
+        also = f" (it may be exactly {' or '.join(alias_ok)})" if alias_ok else ""
+        raise ValueError(f"{op}: expected {name} not to overlap {other} in memory{also}, got "
+                         "overlapping arrays")
+    return out
+
+
+def out_arrays(op: str, out, specs: tuple, dtype, *, reads: dict) -> list:
+    """``out=`` of an op with several outputs: None, or a tuple with one array (or None) per
+    output, in the order the op returns them. ``specs`` holds ``(name, shape, why_absent)`` per
+    output; ``shape`` None means the output does not exist in this call (``why_absent`` says
+    why) and its entry must be None. Returns the checked arrays, None where the op allocates."""
+    names = tuple(spec[0] for spec in specs)
+    if out is None:
+        return [None] * len(names)
+    if not isinstance(out, (tuple, list)) or len(out) != len(names):
+        got = f"a {type(out).__name__}" + (f" of length {len(out)}"
+                                            if isinstance(out, (tuple, list)) else "")
+        raise TypeError(f"{op}: expected out to be None or a tuple ({', '.join(names)}) of "
+                        f"arrays or None, got {got}")
+    reads, checked = dict(reads), []
+    for i, ((name, shape, why_absent), arr) in enumerate(zip(specs, out)):
+        label = f"out[{i}] ({name})"
+        if arr is not None and shape is None:
+            raise ValueError(f"{op}: expected {label} to be None ({why_absent}), got an array")
+        if arr is not None:
+            arr = out_array(op, label, arr, shape, dtype, reads=reads)
+            reads[label] = arr
+        checked.append(arr)
+    return checked
+
+
+def workspace_dict(op: str, workspace) -> dict | None:
+    if workspace is not None and not isinstance(workspace, dict):
+        raise TypeError(f"{op}: expected workspace to be a dict or None, "
+                        f"got {type(workspace).__name__}")
+    return workspace
