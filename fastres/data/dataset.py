@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "DATASET_NAMES",
     "Dataset",
+    "MissingDataError",
     "channel_stats",
     "load_dataset",
     "normalize",
@@ -79,14 +80,49 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, dataset: str) -> Path:
     return Path(data_dir).expanduser()
 
 
+class MissingDataError(FileNotFoundError):
+    """A data set's files are absent; ``dataset``, ``where``, ``files``, ``url`` say which."""
+
+    def __init__(self, message, dataset, where, files, url, extra=""):
+        super().__init__(message)
+        self.dataset, self.where, self.files, self.url, self.extra = (dataset, where, files,
+                                                                       url, extra)
+
+
 def missing_files_error(dataset: str, where: Path, files: list[str], url: str,
-                        extra: str = "") -> FileNotFoundError:
-    """The one error for absent data: expected path and files, and how to get them offline."""
+                        extra: str = "", reason: str = "") -> MissingDataError:
+    """The one error for absent data: expected path and files, why they were not downloaded
+    (`reason`, from `load_dataset`) and how to get them by hand."""
     listed = ", ".join(files)
-    return FileNotFoundError(
+    how = f"{reason}; download them from {url}" if reason else f"Download them from {url}"
+    return MissingDataError(
         f"{dataset}: expected the files {listed} under {where}, but they are not there. "
-        f"fastres does not download data sets (it works offline): download them from {url} "
-        f"and place them in {where}.{(' ' + extra) if extra else ''}")
+        f"{how} and place them in {where}.{(' ' + extra) if extra else ''}",
+        dataset, where, files, url, extra)
+
+
+def _read_or_fetch(reader, key: str, root, download: bool | None):
+    """``reader(root)``; if its files are missing, download them (see `fastres.data.download`)
+    and read again. Without a network, the missing-files error says the download failed."""
+    from fastres.data import download as dl
+
+    try:
+        return reader(root)
+    except MissingDataError as missing:
+        if root is None:
+            raise
+        if not dl.download_enabled(download):
+            reason = ("Automatic download is off (download=False)" if download is False else
+                      "Automatic download is off (FASTRES_NO_DOWNLOAD is set)")
+        else:
+            try:
+                dl.fetch_dataset(key, root)
+            except dl.DownloadError as exc:
+                reason = f"Downloading them failed ({exc})"
+            else:
+                return reader(root)
+        raise missing_files_error(missing.dataset, missing.where, missing.files, missing.url,
+                                  missing.extra, reason=reason) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +233,8 @@ def normalize(x: np.ndarray, mean, std) -> np.ndarray:
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
                  val_split: float = 0.0, seed: int = 0,
-                 image_size: int | tuple[int, int] = 32) -> Dataset:
+                 image_size: int | tuple[int, int] = 32,
+                 download: bool | None = None) -> Dataset:
     """Load a data set by name into memory.
 
     Parameters
@@ -214,6 +251,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
         Seeds the validation split (and the 80/20 split of an image folder without train/test).
     image_size : int or (H, W)
         Only for ``folder:``: the size images are resized to.
+    download : bool, optional
+        For CIFAR-10/100, MNIST and Fashion-MNIST whose files are missing under `data_dir`:
+        download them from the official source and verify the published MD5s. None (default)
+        downloads unless ``$FASTRES_NO_DOWNLOAD`` is set; False never touches the network. If
+        the network is unreachable, the error names the expected path and files.
 
     Returns
     -------
@@ -225,13 +267,18 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     key = name.strip()
     low = key.lower()
     if low in ("cifar10", "cifar-10"):
-        raw = cifar.load_cifar10(resolve_data_dir(data_dir, name))
+        raw = _read_or_fetch(cifar.load_cifar10, "cifar10", resolve_data_dir(data_dir, name),
+                             download)
     elif low in ("cifar100", "cifar-100"):
-        raw = cifar.load_cifar100(resolve_data_dir(data_dir, name))
+        raw = _read_or_fetch(cifar.load_cifar100, "cifar100", resolve_data_dir(data_dir, name),
+                             download)
     elif low == "mnist":
-        raw = mnist.load_mnist(resolve_data_dir(data_dir, name))
+        raw = _read_or_fetch(mnist.load_mnist, "mnist", resolve_data_dir(data_dir, name),
+                             download)
     elif low in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
-        raw = mnist.load_fashion_mnist(data_dir)
+        root = data_dir if data_dir is not None else (os.environ.get("FASTRES_DATA") or None)
+        raw = _read_or_fetch(mnist.load_fashion_mnist, "fashion-mnist",
+                             None if root is None else Path(root).expanduser(), download)
     elif low == "embedded":
         raw = embedded.load_embedded()
     elif low.startswith("folder:"):
