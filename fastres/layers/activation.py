@@ -19,12 +19,13 @@ class ReLU(Module):
 
     def forward(self, x):
         self._check_input(x)
-        out, self._cache = F.relu_forward(x)
+        out, self._cache = F.relu_forward(x, out=self._result("out", x.shape, x))
         return out
 
     def backward(self, dy):
         self._need_cache(self._cache)
-        return F.relu_backward(dy, self._cache)
+        y = self._cache.out
+        return F.relu_backward(dy, self._cache, out=self._result("dx", y.shape, dy, y))
 
 
 class Dropout(Module):
@@ -43,12 +44,14 @@ class Dropout(Module):
 
     def forward(self, x):
         self._check_input(x)
-        out, self._cache = F.dropout_forward(x, p=self.p, training=self.training, rng=self.rng)
+        out, self._cache = F.dropout_forward(x, p=self.p, training=self.training, rng=self.rng,
+                                             out=self._result("out", x.shape, x),
+                                             workspace=self._workspace)
         return out
 
     def backward(self, dy):
         self._need_cache(self._cache)
-        return F.dropout_backward(dy, self._cache)
+        return F.dropout_backward(dy, self._cache, out=self._result("dx", dy.shape, dy))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
