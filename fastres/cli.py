@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=float, default=0.0)
     t.add_argument("--val-split", type=_fraction, default=0.0,
                    help="fraction of the training set held out for validation")
+    t.add_argument("--test-each-epoch", action="store_true",
+                   help="without --val-split, evaluate the test set after every epoch and record "
+                   "it as the validation columns of the history (for learning curves like the "
+                   "ResNet paper's; best.npz is then chosen on test accuracy)")
     t.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
                    help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--seed", type=_nonneg_int, default=0)
@@ -319,8 +323,10 @@ def _train(args) -> int:
     sched = _schedule(args, opt, steps)
     augment = None if args.augment in ("none", "") else args.augment
     val = (x_val, ds.y_val) if x_val is not None else None
+    if val is None and args.test_each_epoch and x_test is not None:
+        val = (x_test, ds.y_test)
     print(f"fastres: training {args.model} ({model.num_parameters():,} parameters) on "
-          f"{ds.name}: {len(x_train)} train / {0 if val is None else len(x_val)} val / "
+          f"{ds.name}: {len(x_train)} train / {0 if val is None else len(val[0])} val / "
           f"{0 if x_test is None else len(x_test)} test images, {args.epochs} epochs, "
           f"{args.optimizer} lr {lr:g}, schedule {args.schedule}, threads "
           f"{fastres.get_num_threads()}", flush=True)

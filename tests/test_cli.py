@@ -58,6 +58,19 @@ def test_train_writes_outputs_and_resumes_exactly(tiny_data, tmp_path, capsys):
         assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_test_each_epoch_records_the_test_set_as_validation(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main([*ARGS, "--epochs", "2", "--test-each-epoch", "--out", str(out)]) == 0
+    recs = json.loads((out / "history.json").read_text())
+    test = json.loads((out / "test.json").read_text())
+    # the last epoch's validation columns are the final model on the test set
+    assert recs[-1]["val_acc"] == pytest.approx(test["top1"])
+    assert recs[-1]["val_loss"] == pytest.approx(test["loss"], rel=1e-6)
+    assert cli.main([*ARGS, "--epochs", "1", "--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "history.json").read_text())
+    assert plain[0]["val_acc"] is None
+
+
 def test_evaluate_prints_accuracy(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main([*ARGS, "--epochs", "1", "--optimizer", "adam", "--out", str(out)]) == 0
