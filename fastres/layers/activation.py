@@ -19,13 +19,12 @@ class ReLU(Module):
 
     def forward(self, x):
         self._check_input(x)
-        out, self._cache = F.relu_forward(x, out=self._result("out", x.shape, x))
+        out, self._cache = F.relu_forward(x)
         return out
 
     def backward(self, dy):
         self._need_cache(self._cache)
-        y = self._cache.out
-        return F.relu_backward(dy, self._cache, out=self._result("dx", y.shape, dy, y))
+        return F.relu_backward(dy, self._cache)
 
 
 class Dropout(Module):
@@ -44,14 +43,12 @@ class Dropout(Module):
 
     def forward(self, x):
         self._check_input(x)
-        out, self._cache = F.dropout_forward(x, p=self.p, training=self.training, rng=self.rng,
-                                             out=self._result("out", x.shape, x),
-                                             workspace=self._workspace)
+        out, self._cache = F.dropout_forward(x, p=self.p, training=self.training, rng=self.rng)
         return out
 
     def backward(self, dy):
         self._need_cache(self._cache)
-        return F.dropout_backward(dy, self._cache, out=self._result("dx", dy.shape, dy))
+        return F.dropout_backward(dy, self._cache)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

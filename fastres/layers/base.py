@@ -11,32 +11,14 @@ as in PyTorch) until ``zero_grad()``.
 ``Graph`` is a DAG of modules in which a residual connection is declared (``g.add("sum", Add(),
 "bn2", "shortcut")``) rather than hand-differentiated: backward walks the nodes in reverse
 topological order and sums the gradients of tensors that fan out.
-
-Arrays kept between calls (issue 3: no per-step reallocation). Run by a container
-(``Sequential``/``Graph``), a layer writes its output and its input gradient into arrays it keeps
-and reuses while their shape and dtype stay the same, and every layer keeps its parameter-gradient
-arrays (``.grad`` itself is never replaced: gradients are added into it). So:
-
-- the array a layer returns inside a container is valid until that layer's next forward (output)
-  or backward (input gradient). The one exception: a ``Graph`` writes a residual sum into the
-  output of the Conv2D/BatchNorm2D feeding its ``Add`` when nothing else reads that output.
-- the outermost container returns a copy of its final output and of its input gradient, so what
-  ``model.forward(x)`` / ``model(x)`` / ``model.backward(dy)`` give back is the caller's own and is
-  never overwritten by a later call. A layer called directly (not by a container) returns new
-  arrays, as the functional ops do.
-- a changed batch size (or input size) reallocates the arrays concerned; ``free_workspace()``
-  drops them all (they come back on the next call).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-
-from fastres.functional._workspace import clear_scratch, kept
 
 __all__ = [
     "Graph",
@@ -50,28 +32,6 @@ __all__ = [
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _DEFER = [0]
-_CALLS = threading.local()  # .depth: how many containers are running in this thread
-
-
-@contextmanager
-def _container_call():
-    """Wrap a container's run of its children; yields True for the outermost container (whose
-    results go back to the caller and so are copied out of the children's kept arrays)."""
-    depth = getattr(_CALLS, "depth", 0)
-    _CALLS.depth = depth + 1
-    try:
-        yield depth == 0
-    finally:
-        _CALLS.depth = depth
-
-
-def reusable(store: dict, name: str, shape: tuple | None, dtype, *avoid) -> np.ndarray | None:
-    """The array to return a result in: ``store[name]`` reused (see ``kept``) when a container
-    is running the caller, else None (the op allocates a new array). ``shape`` None (unknown)
-    also gives None. ``avoid``: arrays the op reads, which the result must not overlap."""
-    if shape is None or not getattr(_CALLS, "depth", 0):
-        return None
-    return kept(store, name, shape, dtype, avoid)
 
 
 @contextmanager
@@ -147,7 +107,6 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "dtype", resolve_dtype(type(self).__name__, dtype))
-        object.__setattr__(self, "_work", {})  # arrays kept between calls, see the module doc
 
     # ---- registration -------------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
@@ -216,41 +175,6 @@ class Module:
 
     def eval(self) -> Module:
         return self.train(False)
-
-    def free_workspace(self) -> None:
-        """Drop the arrays this module and its children keep between calls (outputs, gradients,
-        scratch of the calling thread); they are allocated again by the next call."""
-        for m in self.modules():
-            m.__dict__.setdefault("_work", {}).clear()
-            for plan in (m.__dict__.get("_plan"), m.__dict__.get("_last_steps")):
-                for step in plan or ():
-                    runner = step[1] if isinstance(step, tuple) else step
-                    if hasattr(runner, "free_workspace") and not isinstance(runner, Module):
-                        runner.free_workspace()
-        clear_scratch()
-
-    # ---- arrays kept between calls (see the module docstring) --------------------------------
-    @property
-    def _workspace(self) -> dict:
-        return self.__dict__.setdefault("_work", {})
-
-    def _kept(self, name: str, shape: tuple, *avoid) -> np.ndarray:
-        """This module's private array ``name`` of this module's dtype (parameter-gradient
-        terms), reused while its shape stays the same."""
-        return kept(self._workspace, name, shape, self.dtype, avoid)
-
-    def _result(self, name: str, shape: tuple | None, *avoid) -> np.ndarray | None:
-        """The array to return ``name`` (output or input gradient) in: kept between calls when a
-        container runs this module, else None (a new array). ``avoid``: the op's inputs."""
-        return reusable(self._workspace, name, shape, self.dtype, *avoid)
-
-    def _out_shape(self, *xs) -> tuple | None:
-        """(N, *output_shape) for these inputs; None when ``output_shape`` rejects them (the op
-        then raises its own error)."""
-        try:
-            return (xs[0].shape[0], *self.output_shape(*(x.shape[1:] for x in xs)))
-        except (ValueError, TypeError, IndexError):
-            return None
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Initialise every child in definition order from ``rng`` (layers override this)."""
@@ -444,19 +368,17 @@ class Sequential(Module):
 
     def forward(self, x):
         steps = self._steps()
-        with _container_call() as outermost:
-            for step in steps:
-                x = step.forward(x)
+        for step in steps:
+            x = step.forward(x)
         self._last_steps = steps
-        return x.copy() if outermost else x
+        return x
 
     def backward(self, dy):
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
-        with _container_call() as outermost:
-            for step in reversed(steps):
-                dy = step.backward(dy)
-        return dy.copy() if outermost else dy
+        for step in reversed(steps):
+            dy = step.backward(dy)
+        return dy
 
     def output_shape(self, *shapes):
         s = shapes[0]
@@ -553,80 +475,40 @@ class Graph(Module):
             self._plan = plan_graph(self._inputs, self._modules, self._consumers())
         return self._plan
 
-    def _sums_in_place(self, steps, consumers) -> dict[int, int]:
-        """{step index: input position} of the Add steps that may write their sum into that
-        input: one made by a Conv2D, a BatchNorm2D or a folded conv-BN step without ReLU (whose
-        backward does not read its output) and read by nothing else."""
-        from fastres.layers.batchnorm import BatchNorm2D
-        from fastres.layers.conv import Conv2D
-        from fastres.layers.fused import FusedConvBN
-        from fastres.layers.shortcut import Add
-
-        producer = {names[-1]: runner for names, runner, _ in steps}
-        found = {}
-        for k, (_, runner, ins) in enumerate(steps):
-            if type(runner) is not Add:
-                continue
-            for pos, i in enumerate(ins):
-                p = producer.get(i)
-                if consumers[i] == 1 and (type(p) in (Conv2D, BatchNorm2D)
-                                          or (type(p) is FusedConvBN and p.relu is None)):
-                    found[k] = pos
-                    break
-        return found
-
     def forward(self, x):
         steps = self._steps()
         consumers = self._consumers()
-        in_place = self._sums_in_place(steps, consumers)
         remaining = dict(consumers)
         values = {self.input_name: x}
-        with _container_call() as outermost:
-            for k, (names, mod, ins) in enumerate(steps):
-                args = [values[i] for i in ins]
-                if k in in_place:
-                    out = mod.forward(*args, out=args[in_place[k]])
-                else:
-                    out = mod.forward(*args)
-                for i in ins:  # forget activations nobody else needs
-                    remaining[i] -= 1
-                    if remaining[i] == 0 and i != self.output_name:
-                        del values[i]
-                values[names[-1]] = out
+        for names, mod, ins in steps:
+            args = [values[i] for i in ins]
+            out = mod.forward(*args)
+            for i in ins:  # free activations nobody else needs (each layer keeps its own cache)
+                remaining[i] -= 1
+                if remaining[i] == 0 and i != self.output_name:
+                    del values[i]
+            values[names[-1]] = out
         self._last_steps = steps
-        out = values[self.output_name]
-        return out.copy() if outermost else out
+        return values[self.output_name]
 
     def backward(self, dy):
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
         grads = {self.output_name: dy}
-        summed = set()  # tensors whose gradient sits in this graph's own array "grad.<name>"
-        with _container_call() as outermost:
-            for names, mod, ins in reversed(steps):
-                g = grads.pop(names[-1], None)
-                if g is None:  # the node does not reach the output
-                    continue
-                dxs = mod.backward(g)
-                if len(ins) == 1:
-                    dxs = (dxs,)
-                for i, d in zip(ins, dxs):
-                    if i not in grads:
-                        grads[i] = d
-                        continue
-                    # A fan-out sum goes into this graph's own array, never into a child's (a
-                    # node may also hand the same array to two inputs, as Add does).
-                    if i not in summed:
-                        buf = self._kept(f"grad.{i}", d.shape, grads[i], d)
-                        np.add(grads[i], d, out=buf)
-                        grads[i] = buf
-                        summed.add(i)
-                    else:
-                        np.add(grads[i], d, out=grads[i])
+        for names, mod, ins in reversed(steps):
+            g = grads.pop(names[-1], None)
+            if g is None:  # the node does not reach the output
+                continue
+            dxs = mod.backward(g)
+            if len(ins) == 1:
+                dxs = (dxs,)
+            for i, d in zip(ins, dxs):
+                # never add in place: a node may hand the same array to two inputs (Add)
+                grads[i] = d if i not in grads else grads[i] + d
         dx = grads.get(self.input_name)
         if dx is None:
             raise RuntimeError(f"{type(self).__name__}: the output does not depend on the input")
-        return dx.copy() if outermost else dx
+        return dx
 
     def _propagate(self, prefix, shape, rows):
         shapes = {self.input_name: tuple(shape)}

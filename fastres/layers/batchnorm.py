@@ -49,17 +49,12 @@ class BatchNorm2D(Module):
         self._check_input(x, ndim=4, channels=self.num_features, what=" (N, C, H, W)")
         out, self._cache = F.batch_norm2d_forward(
             x, self.weight.data, self.bias.data, self.running_mean, self.running_var,
-            training=self.training, momentum=self.momentum, eps=self.eps,
-            out=self._result("out", x.shape, x))
+            training=self.training, momentum=self.momentum, eps=self.eps)
         return out
 
     def backward(self, dy):
-        cache = self._cache
-        self._need_cache(cache)
-        C = self.num_features
-        out = (self._result("dx", cache.x.shape, dy, cache.x), self._kept("dgamma", (C,)),
-               self._kept("dbeta", (C,)))
-        dx, dgamma, dbeta = F.batch_norm2d_backward(dy, cache, out=out)
+        self._need_cache(self._cache)
+        dx, dgamma, dbeta = F.batch_norm2d_backward(dy, self._cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx

@@ -73,17 +73,12 @@ class Conv2D(Module):
         self._check_input(x, ndim=4, channels=self.in_channels, what=" (N, C, H, W)")
         b = None if self.bias is None else self.bias.data
         out, self._cache = F.conv2d_forward(x, self.weight.data, b, stride=self.stride,
-                                            padding=self.padding, groups=self.groups,
-                                            out=self._result("out", self._out_shape(x), x),
-                                            workspace=self._workspace)
+                                            padding=self.padding, groups=self.groups)
         return out
 
     def backward(self, dy):
-        cache = self._cache
-        self._need_cache(cache)
-        out = (self._result("dx", cache.in_shape, dy, cache.x), self._kept("dw", cache.w.shape),
-               None if self.bias is None else self._kept("db", self.bias.shape))
-        dx, dw, db = F.conv2d_backward(dy, cache, out=out)
+        self._need_cache(self._cache)
+        dx, dw, db = F.conv2d_backward(dy, self._cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -16,7 +16,6 @@ import numpy as np
 
 import fastres.functional as F
 from fastres.layers.activation import ReLU
-from fastres.layers.base import reusable
 from fastres.layers.batchnorm import BatchNorm2D
 from fastres.layers.conv import Conv2D
 
@@ -35,10 +34,6 @@ class FusedConvBN:
         self._key = None
         self._folded = None
         self._cache = None
-        self._work = {}  # output and input gradient kept between calls, as a layer's
-
-    def free_workspace(self) -> None:
-        self._work.clear()
 
     def _arrays(self):
         c, bn = self.conv, self.bn
@@ -62,9 +57,8 @@ class FusedConvBN:
         c = self.conv
         c._check_input(x, ndim=4, channels=c.in_channels, what=" (N, C, H, W)")
         w, b, _ = self.folded()
-        out = reusable(self._work, "out", c._out_shape(x), c.dtype, x)
         out, self._cache = F.conv2d_forward(x, w, b, stride=c.stride, padding=c.padding,
-                                            groups=c.groups, out=out, workspace=self._work)
+                                            groups=c.groups)
         if self.relu is not None:
             np.maximum(out, 0, out=out)
             self._out = out
@@ -75,9 +69,7 @@ class FusedConvBN:
             raise RuntimeError(f"fused {self.conv!r}: backward called before forward")
         if self.relu is not None:
             dy = np.where(self._out > 0, dy, 0).astype(dy.dtype)
-        cache = self._cache
-        dx = reusable(self._work, "dx", cache.in_shape, cache.x.dtype, dy, cache.x)
-        dx, dw, db = F.conv2d_backward(dy, cache, out=(dx, None, None))
+        dx, dw, db = F.conv2d_backward(dy, self._cache)
         c, bn = self.conv, self.bn
         _, _, s = self._folded
         b0 = 0.0 if c.bias is None else c.bias.data.astype(np.float64)

@@ -47,16 +47,12 @@ class Dense(Module):
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}), "
                              f"got {x.shape}")
         b = None if self.bias is None else self.bias.data
-        out, self._cache = F.linear_forward(
-            x, self.weight.data, b, out=self._result("out", (x.shape[0], self.out_features), x))
+        out, self._cache = F.linear_forward(x, self.weight.data, b)
         return out
 
     def backward(self, dy):
-        cache = self._cache
-        self._need_cache(cache)
-        out = (self._result("dx", cache.x.shape, dy, cache.x), self._kept("dw", cache.w.shape),
-               None if self.bias is None else self._kept("db", self.bias.shape))
-        dx, dw, db = F.linear_backward(dy, cache, out=out)
+        self._need_cache(self._cache)
+        dx, dw, db = F.linear_backward(dy, self._cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -25,19 +25,12 @@ class _Pool2D(Module):
     def forward(self, x):
         self._check_input(x, ndim=4, what=" (N, C, H, W)")
         out, self._cache = getattr(F, self._fwd)(x, kernel_size=self.kernel_size,
-                                                 stride=self.stride, padding=self.padding,
-                                                 out=self._result("out", self._out_shape(x), x),
-                                                 **self._extra)
+                                                 stride=self.stride, padding=self.padding)
         return out
-
-    @property
-    def _extra(self) -> dict:
-        return {}
 
     def backward(self, dy):
         self._need_cache(self._cache)
-        dx = self._result("dx", self._cache.x_shape, dy)
-        return getattr(F, self._bwd)(dy, self._cache, out=dx)
+        return getattr(F, self._bwd)(dy, self._cache)
 
     def output_shape(self, *shapes):
         s = shapes[0]
@@ -61,10 +54,6 @@ class MaxPool2D(_Pool2D):
 
     _fwd, _bwd = "max_pool2d_forward", "max_pool2d_backward"
 
-    @property
-    def _extra(self) -> dict:
-        return {"workspace": self._workspace}  # keeps the argmax array between calls
-
 
 class AvgPool2D(_Pool2D):
     """Average pooling; padded zeros count in the divisor (PyTorch ``count_include_pad=True``)."""
@@ -81,13 +70,12 @@ class GlobalAvgPool2D(Module):
 
     def forward(self, x):
         self._check_input(x, ndim=4, what=" (N, C, H, W)")
-        out, self._cache = F.global_avg_pool2d_forward(x, out=self._result("out", x.shape[:2], x))
+        out, self._cache = F.global_avg_pool2d_forward(x)
         return out
 
     def backward(self, dy):
         self._need_cache(self._cache)
-        dx = self._result("dx", self._cache.x_shape, dy)
-        return F.global_avg_pool2d_backward(dy, self._cache, out=dx)
+        return F.global_avg_pool2d_backward(dy, self._cache)
 
     def output_shape(self, *shapes):
         s = shapes[0]

@@ -33,17 +33,13 @@ class Add(Module):
         super().__init__(dtype=dtype)
         self._cache = None
 
-    def forward(self, a, b, *, out: np.ndarray | None = None):
-        """``a + b``; ``out``: an array to write the sum into instead, which may be ``a`` or
-        ``b`` itself (a Graph passes an input that nothing else reads)."""
+    def forward(self, a, b):
         self._check_input(a)
         self._check_input(b)
         if a.shape != b.shape:
             raise ValueError(f"{self!r}: expected two inputs of one shape, got {a.shape} and "
                              f"{b.shape}")
-        if out is None:
-            out = self._result("out", a.shape, a, b)
-        out, self._cache = F.add_forward(a, b, out=out)
+        out, self._cache = F.add_forward(a, b)
         return out
 
     def backward(self, dy):
@@ -73,12 +69,7 @@ class ZeroPadShortcut(Module):
         self._check_input(x, ndim=4, channels=self.in_channels, what=" (N, C, H, W)")
         s = self.stride
         sub = x[:, :, ::s, ::s]
-        shape = (x.shape[0], self.out_channels, *sub.shape[2:])
-        out = self._result("out", shape, x)
-        if out is None:
-            out = np.zeros(shape, dtype=x.dtype)
-        else:
-            out[:, self.in_channels:] = 0
+        out = np.zeros((x.shape[0], self.out_channels, *sub.shape[2:]), dtype=x.dtype)
         out[:, :self.in_channels] = sub
         self._shape = x.shape
         return out
@@ -86,11 +77,7 @@ class ZeroPadShortcut(Module):
     def backward(self, dy):
         self._need_cache(self._shape)
         s = self.stride
-        dx = self._result("dx", self._shape, dy)
-        if dx is None:
-            dx = np.zeros(self._shape, dtype=dy.dtype)
-        else:
-            dx[...] = 0
+        dx = np.zeros(self._shape, dtype=dy.dtype)
         dx[:, :, ::s, ::s] = dy[:, :self.in_channels]
         return dx
 
@@ -125,13 +112,11 @@ class StochasticDepth(Module):
             self._scale = self.survival_prob
         if self._scale == 1.0:
             return x
-        return np.multiply(x, x.dtype.type(self._scale), out=self._result("out", x.shape, x))
+        return x * x.dtype.type(self._scale)
 
     def backward(self, dy):
         self._need_cache(self._scale)
-        if self._scale == 1.0:
-            return dy
-        return np.multiply(dy, dy.dtype.type(self._scale), out=self._result("dx", dy.shape, dy))
+        return dy if self._scale == 1.0 else dy * dy.dtype.type(self._scale)
 
     def extra_repr(self) -> str:
         return f"survival_prob={self.survival_prob:.4g}"
