@@ -16,15 +16,7 @@ import numpy as np
 
 from fastres._config import resolve_threads
 from fastres._kernels import _batchnorm as _k
-from fastres.functional._validate import (
-    float_array,
-    out_array,
-    out_arrays,
-    real_number,
-    same_dtype,
-    shape_is,
-)
-from fastres.functional._workspace import scratch
+from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
 
 __all__ = ["batch_norm2d_backward", "batch_norm2d_forward"]
 
@@ -87,8 +79,7 @@ def _running_stat(op: str, name: str, v, C: int) -> np.ndarray:
 def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                          running_mean: np.ndarray, running_var: np.ndarray, *, training: bool,
                          momentum: float = 0.1, eps: float = 1e-5,
-                         n_threads: int | None = None, out: np.ndarray | None = None,
-                         ) -> tuple[np.ndarray, BatchNormCache]:
+                         n_threads: int | None = None) -> tuple[np.ndarray, BatchNormCache]:
     """Batch normalisation of NCHW input, per channel over (N, H, W).
 
     ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
@@ -110,9 +101,6 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         Added to the variance before the square root.
     n_threads : int, optional
         Kernel threads (default ``fastres.get_num_threads()``); the result does not depend on it.
-    out : ndarray, optional
-        C-contiguous array of x's shape and dtype to write the result into (overlapping none of
-        the inputs); by default a new array.
 
     Returns
     -------
@@ -157,24 +145,18 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     eps = real_number(op, "eps", eps, lo=0.0, hi=math.inf, hi_open=True)
     n_threads = _threads_for(n_threads, x.size)
 
-    if out is None:
-        out = np.empty_like(x)
-    else:
-        out = out_array(op, "out", out, x.shape, x.dtype, reads={
-            "x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean,
-            "running_var": running_var})
-    mean = np.empty(C)  # both held by the cache
+    mean = np.empty(C)
     inv_std = np.empty(C)
+    out = np.empty_like(x)
     x3, out3 = x.reshape(N, C, H * W), out.reshape(N, C, H * W)
-    coef = scratch("bn_coef", (C, 4), x.dtype)
     if training:
         block, n_blocks = _blocking(N, H * W)
-        partial = scratch("bn_partial", (C, n_blocks, 2), np.float64)
+        partial = np.empty((C, n_blocks, 2))
         _k.forward_train(x3, gamma, beta, running_mean, running_var, momentum, eps, partial,
-                         coef, mean, inv_std, out3, block, n_threads)
+                         np.empty((C, 4), x.dtype), mean, inv_std, out3, block, n_threads)
     else:
-        _k.forward_eval(x3, gamma, beta, running_mean, running_var, eps, coef, mean, inv_std,
-                        out3, n_threads)
+        _k.forward_eval(x3, gamma, beta, running_mean, running_var, eps,
+                        np.empty((C, 4), x.dtype), mean, inv_std, out3, n_threads)
     return out, BatchNormCache(x, mean, inv_std, gamma, training)
 
 
@@ -201,7 +183,7 @@ def _check_cache(op: str, cache) -> None:
 
 
 def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
-                          n_threads: int | None = None, out: tuple | None = None,
+                          n_threads: int | None = None,
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``batch_norm2d_forward``.
 
@@ -215,10 +197,6 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
         From ``batch_norm2d_forward``.
     n_threads : int, optional
         Kernel threads (default ``fastres.get_num_threads()``); the result does not depend on it.
-    out : tuple (dx, dgamma, dbeta), optional
-        Arrays to write the gradients into (C-contiguous, of the shapes below and x's dtype,
-        overlapping neither each other nor dout or the cache's arrays); an entry None means a
-        new array.
 
     Returns
     -------
@@ -236,21 +214,16 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
     n_threads = _threads_for(n_threads, x.size)
 
     N, C, H, W = x.shape
-    dx, dgamma, dbeta = out_arrays(op, out, (("dx", x.shape, ""), ("dgamma", (C,), ""),
-                                             ("dbeta", (C,), "")), x.dtype, reads={
-        "dout": dout, "x": x, "gamma": cache.gamma, "mean": cache.mean,
-        "inv_std": cache.inv_std})
-    dx = np.empty_like(x) if dx is None else dx
-    dgamma = np.empty(C, x.dtype) if dgamma is None else dgamma
-    dbeta = np.empty(C, x.dtype) if dbeta is None else dbeta
+    dx = np.empty_like(x)
+    dgamma = np.empty(C, x.dtype)
+    dbeta = np.empty(C, x.dtype)
     block, n_blocks = _blocking(N, H * W)
-    partial = scratch("bn_partial", (C, n_blocks, 2), np.float64)
+    partial = np.empty((C, n_blocks, 2))
     shape3 = (N, C, H * W)
     dout3, x3, dx3 = dout.reshape(shape3), x.reshape(shape3), dx.reshape(shape3)
     if cache.training:
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
-                          scratch("bn_coef", (C, 5), x.dtype), dx3, dgamma, dbeta, block,
-                          n_threads)
+                          np.empty((C, 5), x.dtype), dx3, dgamma, dbeta, block, n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
                          dgamma, dbeta, block, n_threads)

@@ -10,17 +10,8 @@ import numpy as np
 from fastres._config import resolve_threads
 from fastres._kernels import _conv as _k
 from fastres.functional._validate import (
-    float_array,
-    int_pair,
-    out_array,
-    out_arrays,
-    out_size,
-    positive_int,
-    same_dtype,
-    shape_is,
-    workspace_dict,
+    float_array, int_pair, out_size, positive_int, same_dtype, shape_is,
 )
-from fastres.functional._workspace import kept, scratch
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
@@ -92,8 +83,8 @@ def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW:
     off, vin, vout = _direct_plan(C // groups, H, W, KH, KW, ph, pw, sh, sw, out.shape[2],
                                   out.shape[3], _lanes(x.dtype))
     Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
-    xpad = scratch("conv_pad", (n, C * sh * sw * Hq * Wq), x.dtype)
-    _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, xpad, ph, pw, sh, sw, groups, n)
+    scratch = np.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
+    _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, scratch, ph, pw, sh, sw, groups, n)
 
 
 def _direct_ok(width: int, channels: int, dtype) -> bool:
@@ -101,8 +92,7 @@ def _direct_ok(width: int, channels: int, dtype) -> bool:
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride=1,
-                   padding=0, groups: int = 1, n_threads: int | None = None,
-                   out: np.ndarray | None = None, workspace: dict | None = None):
+                   padding=0, groups: int = 1, n_threads: int | None = None):
     """2-D convolution (cross-correlation) with zero padding and channel groups.
 
     Parameters
@@ -112,12 +102,6 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     b : (C_out,) or None
     stride, padding : int or (h, w) pair; stride >= 1, padding >= 0
     groups : C_in and C_out must both be divisible by it
-    out : optional (N, C_out, H_out, W_out) C-contiguous array of x's dtype to write the result
-        into (it must not overlap x, w or b); by default a new array
-    workspace : optional dict the caller keeps between calls: arrays the cache holds (the
-        subsampled input of a strided 1x1 convolution) are kept there and reused while their
-        shape and dtype stay the same, so a cache is valid only until the next call with the
-        same workspace
 
     Returns
     -------
@@ -153,40 +137,28 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     if max(col * 2, N * C * H * W, N * F * H_out * W_out) > _INT_MAX:
         raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
                          f"(an image's unfolded columns must stay below 2**30 elements)")
-    workspace = workspace_dict(op, workspace)
     n = resolve_threads(n_threads)
-    if out is None:
-        out = np.empty((N, F, H_out, W_out), dtype=dtype)
-    else:
-        out = out_array(op, "out", out, (N, F, H_out, W_out), dtype,
-                        reads={"x": x, "w": w, "b": b})
     subsample, in_shape = (1, 1), x.shape
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
-        x_sub = kept(workspace, "conv2d_forward.x_sub", (N, C, H_out, W_out), dtype,
-                     avoid=(x, out))
-        np.copyto(x_sub, x[:, :, ::sh, ::sw])
-        x, subsample, (sh, sw) = x_sub, (sh, sw), (1, 1)
+        x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
         col = Cg * H_out * W_out
+    out = np.empty((N, F, H_out, W_out), dtype=dtype)
     if _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n)
     else:
-        _k.conv2d_forward(x, w, b, out, scratch("conv_col", (n, col), dtype), sh, sw, ph, pw,
-                          groups, n)
+        scratch = np.empty((n, col), dtype=dtype)
+        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, n)
     return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, subsample,
                           in_shape)
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = True,
-                    n_threads: int | None = None, out: tuple | None = None):
+                    n_threads: int | None = None):
     """Gradients of ``conv2d_forward``.
 
     Returns ``(dx, dw, db)``: dx like x (None when ``input_grad=False``, e.g. for a network's
     first layer), dw like w, db (C_out,) or None when the forward had no bias.
-
-    ``out=(dx, dw, db)`` gives arrays to write the gradients into (C-contiguous, of the shapes
-    and dtype above, overlapping neither each other nor dout, x or w); an entry None (or
-    ``out=None``) means a new array. dx must be None with ``input_grad=False``, db without bias.
     """
     op = "conv2d_backward"
     dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
@@ -200,24 +172,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     F, Cg, KH, KW = w.shape
     Fg, H_out, W_out = F // groups, dout.shape[2], dout.shape[3]
     n = resolve_threads(n_threads)
-    subsampled = cache.subsample != (1, 1)
-    dx_shape = cache.in_shape if subsampled else x.shape
-    dx_out, dw, db = out_arrays(op, out, (
-        ("dx", dx_shape if input_grad else None, "input_grad=False"), ("dw", w.shape, ""),
-        ("db", (F,) if cache.has_bias else None, "the forward had no bias"),
-    ), x.dtype, reads={"dout": dout, "x": x, "w": w})
-    dw = np.empty_like(w) if dw is None else dw
-    if cache.has_bias and db is None:
-        db = np.empty(F, dtype=x.dtype)
-    if not input_grad:
-        dx = None
-    elif subsampled:  # the kernels write the gradient of the subsampled input first
-        dx = scratch("conv_dx_sub", x.shape, x.dtype)
-    else:
-        dx = np.empty_like(x) if dx_out is None else dx_out
+    dx = np.empty_like(x) if input_grad else None
+    dw = np.empty_like(w)
+    db = np.empty(F, dtype=x.dtype) if cache.has_bias else None
     blocks = _n_blocks(N, w.size)
-    dw_part = scratch("conv_dw_part", (blocks, w.size), x.dtype)
-    db_part = scratch("conv_db_part", (blocks, F), x.dtype)
+    dw_part = np.empty((blocks, w.size), dtype=x.dtype)
+    db_part = np.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
     # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs.
@@ -232,23 +192,19 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))
         Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
-        xpad = scratch("conv_pad", (n, -(-N // blocks) * C * sh * sw * Hq * Wq), x.dtype)
+        scratch = np.empty((n, -(-N // blocks) * C * sh * sw * Hq * Wq), dtype=x.dtype)
         _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
-                              xpad, ph, pw, sh, sw, groups, n)
+                              scratch, ph, pw, sh, sw, groups, n)
         if input_grad and not dx_direct:
-            cols = scratch("conv_col", (n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
-            _k.conv2d_backward(x, w, dout, dx, None, None, dw_part, db_part, cols,
+            scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
+            _k.conv2d_backward(x, w, dout, dx, None, None, dw_part, db_part, scratch,
                                sh, sw, ph, pw, groups, n)
     else:
-        cols = scratch("conv_col", (n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
+        scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
         _k.conv2d_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part,
-                           cols, sh, sw, ph, pw, groups, n)
-    if input_grad and subsampled:
+                           scratch, sh, sw, ph, pw, groups, n)
+    if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample
-        if dx_out is None:
-            dx = np.zeros(dx_shape, dtype=x.dtype)
-        else:
-            dx = dx_out
-            dx[...] = 0
+        dx = np.zeros(cache.in_shape, dtype=x.dtype)
         dx[:, :, ::ssh, ::ssw] = sub
     return dx, dw, db

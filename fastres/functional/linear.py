@@ -8,13 +8,7 @@ import numpy as np
 
 from fastres._config import resolve_threads
 from fastres._kernels import _linear as _k
-from fastres.functional._validate import (
-    float_array,
-    out_array,
-    out_arrays,
-    same_dtype,
-    shape_is,
-)
+from fastres.functional._validate import float_array, same_dtype, shape_is
 
 __all__ = ["linear_backward", "linear_forward"]
 
@@ -35,8 +29,7 @@ def _check_blas_sizes(op: str, **sizes: int) -> None:
 
 
 def linear_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, n_threads: int | None = None,
-    out: np.ndarray | None = None,
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, n_threads: int | None = None
 ) -> tuple[np.ndarray, LinearCache]:
     """Fully connected layer, as ``torch.nn.functional.linear``: ``out = x @ w.T + b``.
 
@@ -47,9 +40,6 @@ def linear_forward(
     b : ndarray, shape (out_features,), dtype of x, or None (no bias)
     n_threads : int, optional
         Kernel threads (default ``fastres.get_num_threads()``); results do not depend on it.
-    out : ndarray, optional
-        C-contiguous (N, out_features) array of x's dtype to write the result into (not
-        overlapping x, w or b); by default a new array.
 
     Returns
     -------
@@ -73,11 +63,7 @@ def linear_forward(
     if b is not None:
         shape_is(op, "b", b, (out_features,))
     _check_blas_sizes(op, N=N, in_features=in_features, out_features=out_features)
-    if out is None:
-        out = np.empty((N, out_features), dtype=x.dtype)
-    else:
-        out = out_array(op, "out", out, (N, out_features), x.dtype,
-                        reads={"x": x, "w": w, "b": b})
+    out = np.empty((N, out_features), dtype=x.dtype)
     # The kernel reads b only when has_bias; an empty array keeps its fused dtype dispatch.
     bias = b if b is not None else np.empty(0, dtype=x.dtype)
     _k.linear_forward(x, w, bias, b is not None, out, resolve_threads(n_threads))
@@ -85,8 +71,7 @@ def linear_forward(
 
 
 def linear_backward(
-    dout: np.ndarray, cache: LinearCache, *, n_threads: int | None = None,
-    out: tuple | None = None,
+    dout: np.ndarray, cache: LinearCache, *, n_threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Gradients of ``linear_forward``.
 
@@ -96,10 +81,6 @@ def linear_backward(
     cache : LinearCache from ``linear_forward``
     n_threads : int, optional
         Kernel threads; results are bit-identical for any value.
-    out : tuple (dx, dw, db), optional
-        Arrays to write the gradients into (C-contiguous, of the shapes below and x's dtype,
-        overlapping neither each other nor dout, x or w); an entry None means a new array. db
-        must be None when the forward had no bias.
 
     Returns
     -------
@@ -131,12 +112,8 @@ def linear_backward(
     shape_is(op, "dout", dout, (x.shape[0], w.shape[0]))
     if dout.dtype != x.dtype:
         raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
-    dx, dw, db = out_arrays(op, out, (
-        ("dx", x.shape, ""), ("dw", w.shape, ""),
-        ("db", (w.shape[0],) if cache.has_bias else None, "the forward had no bias"),
-    ), x.dtype, reads={"dout": dout, "x": x, "w": w})
-    dx = np.empty_like(x) if dx is None else dx
-    dw = np.empty_like(w) if dw is None else dw
-    db = np.empty(w.shape[0], dtype=x.dtype) if db is None else db
+    dx = np.empty_like(x)
+    dw = np.empty_like(w)
+    db = np.empty(w.shape[0], dtype=x.dtype)
     _k.linear_backward(dout, x, w, dx, dw, db, cache.has_bias, resolve_threads(n_threads))
     return dx, dw, (db if cache.has_bias else None)

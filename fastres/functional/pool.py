@@ -15,15 +15,7 @@ import numpy as np
 
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
-from fastres.functional._validate import (
-    float_array,
-    int_pair,
-    out_array,
-    out_size,
-    shape_is,
-    workspace_dict,
-)
-from fastres.functional._workspace import kept
+from fastres.functional._validate import float_array, int_pair, out_size, shape_is
 
 __all__ = [
     "avg_pool2d_backward",
@@ -155,13 +147,6 @@ def _dout(op: str, dout, shape: tuple, dtype) -> np.ndarray:
     return dout
 
 
-def _output(op: str, out, shape: tuple, dtype, reads: dict) -> np.ndarray:
-    """The ``out=`` array checked, or a new one."""
-    if out is None:
-        return np.empty(shape, dtype=dtype)
-    return out_array(op, "out", out, shape, dtype, reads=reads)
-
-
 def _cache(op: str, cache, cls: type, forward: str):
     if not isinstance(cache, cls):
         raise TypeError(
@@ -174,8 +159,7 @@ def _cache(op: str, cache, cls: type, forward: str):
 
 
 def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
-                       n_threads: int | None = None, out: np.ndarray | None = None,
-                       workspace: dict | None = None) -> tuple[np.ndarray, MaxPool2dCache]:
+                       n_threads: int | None = None) -> tuple[np.ndarray, MaxPool2dCache]:
     """2-D max pooling (PyTorch ``max_pool2d``, ``ceil_mode=False``, no dilation).
 
     Parameters
@@ -186,13 +170,6 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
         ``kernel_size // 2``.
     n_threads : int, optional
         Threads to use (default ``fastres.get_num_threads()``); the result does not depend on it.
-    out : ndarray, optional
-        C-contiguous (N, C, H_out, W_out) array of x's dtype to write into (not overlapping x);
-        by default a new array.
-    workspace : dict, optional
-        Kept by the caller between calls: the argmax array (held by the cache) is reused from
-        it while its shape stays the same, so a cache is valid only until the next call with
-        the same workspace.
 
     Returns
     -------
@@ -205,9 +182,8 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     op = "max_pool2d_forward"
     x = _input(op, x)
     g = _geometry(op, x.shape, kernel_size, stride, padding)
-    workspace = workspace_dict(op, workspace)
-    out = _output(op, out, g.out_shape, x.dtype, {"x": x})
-    argmax = kept(workspace, "max_pool2d_forward.argmax", g.out_shape, np.int32, avoid=(x, out))
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    argmax = np.empty(g.out_shape, dtype=np.int32)
     P = g.N * g.C
     _k.max_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
                           argmax.reshape(P, g.H_out, g.W_out), *g.params,
@@ -217,16 +193,13 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
-                        n_threads: int | None = None, out: np.ndarray | None = None,
-                        ) -> np.ndarray:
+                        n_threads: int | None = None) -> np.ndarray:
     """Gradient of ``max_pool2d_forward``: each output's gradient goes to its argmax.
 
     Parameters
     ----------
     dout : ndarray, shape (N, C, H_out, W_out), dtype of the forward input
     cache : MaxPool2dCache from ``max_pool2d_forward``
-    out : ndarray, optional
-        C-contiguous (N, C, H, W) array to write dx into (not overlapping dout or the argmax).
 
     Returns
     -------
@@ -255,8 +228,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
             f"{op}: expected cache.argmax values in [0, {g.H * g.W}), got values in "
             f"[{argmax.min()}, {argmax.max()}]"
         )
-    dx = _output(op, out, (g.N, g.C, g.H, g.W), dout.dtype,
-                 {"dout": dout, "cache.argmax": argmax})
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.max_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), argmax.reshape(P, g.H_out, g.W_out),
                            dx.reshape(P, g.H, g.W), *g.params, _threads(n_threads, dx.size))
@@ -264,8 +236,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
 
 
 def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
-                       n_threads: int | None = None, out: np.ndarray | None = None,
-                       ) -> tuple[np.ndarray, AvgPool2dCache]:
+                       n_threads: int | None = None) -> tuple[np.ndarray, AvgPool2dCache]:
     """2-D average pooling (PyTorch ``avg_pool2d``, ``ceil_mode=False``,
     ``count_include_pad=True``).
 
@@ -276,8 +247,6 @@ def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
         ``stride=None`` means ``kernel_size``; zero padding, at most ``kernel_size // 2``.
     n_threads : int, optional
         Threads to use; the result does not depend on it.
-    out : ndarray, optional
-        C-contiguous (N, C, H_out, W_out) array of x's dtype to write into (not overlapping x).
 
     Returns
     -------
@@ -289,7 +258,7 @@ def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     op = "avg_pool2d_forward"
     x = _input(op, x)
     g = _geometry(op, x.shape, kernel_size, stride, padding)
-    out = _output(op, out, g.out_shape, x.dtype, {"x": x})
+    out = np.empty(g.out_shape, dtype=x.dtype)
     P = g.N * g.C
     _k.avg_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out), *g.params,
                           _threads(n_threads, x.size))
@@ -297,16 +266,13 @@ def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
 
 
 def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache, *,
-                        n_threads: int | None = None, out: np.ndarray | None = None,
-                        ) -> np.ndarray:
+                        n_threads: int | None = None) -> np.ndarray:
     """Gradient of ``avg_pool2d_forward``: ``dout / divisor`` spread over each window.
 
     Parameters
     ----------
     dout : ndarray, shape (N, C, H_out, W_out), dtype of the forward input
     cache : AvgPool2dCache from ``avg_pool2d_forward``
-    out : ndarray, optional
-        C-contiguous (N, C, H, W) array to write dx into (not overlapping dout).
 
     Returns
     -------
@@ -317,15 +283,14 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache, *,
     g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
                   cache.padding)
     dout = _dout(op, dout, g.out_shape, cache.dtype)
-    dx = _output(op, out, (g.N, g.C, g.H, g.W), dout.dtype, {"dout": dout})
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.avg_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), dx.reshape(P, g.H, g.W), *g.params,
                            _threads(n_threads, dx.size))
     return dx
 
 
-def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None,
-                              out: np.ndarray | None = None,
+def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None
                               ) -> tuple[np.ndarray, GlobalAvgPool2dCache]:
     """Mean over the spatial axes (PyTorch ``x.mean((2, 3))``, i.e. ``adaptive_avg_pool2d(x, 1)``
     flattened).
@@ -336,8 +301,6 @@ def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None,
     n_threads : int, optional
         Threads to use; the result does not depend on it (each plane is summed in one fixed
         order by one thread).
-    out : ndarray, optional
-        C-contiguous (N, C) array of x's dtype to write into (not overlapping x).
 
     Returns
     -------
@@ -347,23 +310,20 @@ def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None,
     op = "global_avg_pool2d_forward"
     x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
     N, C, H, W = x.shape
-    out = _output(op, out, (N, C), x.dtype, {"x": x})
+    out = np.empty((N, C), dtype=x.dtype)
     _k.global_avg_pool2d_forward(x.reshape(N * C, H * W), out.reshape(N * C),
                                  _threads(n_threads, x.size))
     return out, GlobalAvgPool2dCache(x.shape, x.dtype)
 
 
 def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
-                               n_threads: int | None = None, out: np.ndarray | None = None,
-                               ) -> np.ndarray:
+                               n_threads: int | None = None) -> np.ndarray:
     """Gradient of ``global_avg_pool2d_forward``: ``dx[n, c] = dout[n, c] / (H*W)`` everywhere.
 
     Parameters
     ----------
     dout : ndarray, shape (N, C), dtype of the forward input
     cache : GlobalAvgPool2dCache from ``global_avg_pool2d_forward``
-    out : ndarray, optional
-        C-contiguous (N, C, H, W) array to write dx into (not overlapping dout).
 
     Returns
     -------
@@ -373,7 +333,7 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
     cache = _cache(op, cache, GlobalAvgPool2dCache, "global_avg_pool2d_forward")
     N, C, H, W = _x_shape(op, cache.x_shape)
     dout = _dout(op, dout, (N, C), cache.dtype)
-    dx = _output(op, out, (N, C, H, W), dout.dtype, {"dout": dout})
+    dx = np.empty((N, C, H, W), dtype=dout.dtype)
     _k.global_avg_pool2d_backward(dout.reshape(N * C), dx.reshape(N * C, H * W),
                                   _threads(n_threads, dx.size))
     return dx
