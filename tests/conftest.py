@@ -10,6 +10,15 @@ def _no_download(monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny shapes run fastest on one thread (and much faster than two on a busy machine)."""
+    import fastres
+    fastres.set_num_threads(1)
+    yield
+    fastres.set_num_threads(None)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

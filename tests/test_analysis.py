@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-import fastres
 from fastres.analysis import (
     FoolingFailed,
     FoolingResult,
@@ -21,11 +20,7 @@ from fastres.models import resnet_cifar
 F64 = np.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    fastres.set_num_threads(1)
-    yield
-    fastres.set_num_threads(None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_resnet(dtype=F64, seed=0):

@@ -14,11 +14,7 @@ from fastres.solver import fit
 mpl_image = pytest.importorskip("matplotlib.image")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    fastres.set_num_threads(1)
-    yield
-    fastres.set_num_threads(None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

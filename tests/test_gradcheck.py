@@ -4,7 +4,6 @@ ones are caught and named, and the checked objects are left exactly as they were
 import numpy as np
 import pytest
 
-import fastres
 import fastres.functional as F
 from fastres.gradcheck import check_function, check_layer, check_model
 from fastres.layers import (
@@ -22,12 +21,7 @@ from fastres.models import resnet_cifar
 F64 = np.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny shapes: one thread is fastest, and much faster than two on a busy machine
-    fastres.set_num_threads(1)
-    yield
-    fastres.set_num_threads(None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- deliberately broken layers ----------------------------------------------------------------

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-import fastres
 from fastres import analysis
 from fastres.metrics import confusion_matrix
 from fastres.models import resnet_cifar
@@ -19,11 +18,7 @@ plots = importlib.import_module("fastres.plots")
 C0, C1, C2 = (31, 119, 180), (255, 127, 14), (44, 160, 44)  # matplotlib's first three colours
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    fastres.set_num_threads(1)
-    yield
-    fastres.set_num_threads(None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_png(path, size):
