@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres.functional._validate import positive_int
 from fastres.layers import Module
 
 __all__ = ["FoolingFailed", "FoolingResult", "Misclassified", "fooling_image", "misclassified",
@@ -95,12 +96,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def _positive_int(who: str, name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{who}: expected {name} to be a positive int, got {v!r}")
-    return int(v)
-
-
 # ---- saliency ----------------------------------------------------------------------------------
 def saliency_map(model: Module, x: np.ndarray, labels: np.ndarray, *,
                  batch_size: int = 64) -> np.ndarray:
@@ -122,7 +117,7 @@ def saliency_map(model: Module, x: np.ndarray, labels: np.ndarray, *,
     _check_model(who, model)
     x = _check_images(who, x)
     labels = _check_labels(who, labels, len(x))
-    batch_size = _positive_int(who, "batch_size", batch_size)
+    batch_size = positive_int(who, "batch_size", batch_size)
     out = np.empty((x.shape[0], x.shape[2], x.shape[3]), dtype=model.dtype)
     with _inspecting(model):
         for s in range(0, len(x), batch_size):
@@ -310,8 +305,8 @@ def misclassified(model: Module, x: np.ndarray, y: np.ndarray, k: int = 16, *,
     _check_model(who, model)
     x = _check_images(who, x)
     y = _check_labels(who, y, len(x), what="y")
-    k = _positive_int(who, "k", k)
-    batch_size = _positive_int(who, "batch_size", batch_size)
+    k = positive_int(who, "k", k)
+    batch_size = positive_int(who, "batch_size", batch_size)
     probs = []
     with _inspecting(model):
         for s in range(0, len(x), batch_size):
