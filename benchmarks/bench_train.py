@@ -1,7 +1,8 @@
 """Whole training steps and inference: fastres vs PyTorch on the same cores.
 
     python -m benchmarks.bench_train [--models resnet20,resnet56,minimodel] [--threads 1,2]
-                                     [--batch 128] [--repeats 5] [--breakdown] [--json PATH]
+                                     [--batch 128] [--repeats 5] [--breakdown] [--memory]
+                                     [--json PATH]
 
 A training step is forward (train mode), softmax cross-entropy, backward and an SGD update
 (momentum 0.9) of every parameter; inference is an eval-mode forward. Reported: median images/s
@@ -15,7 +16,11 @@ fastres training step spends its time, per layer type.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
 from collections import defaultdict
 
@@ -203,6 +208,51 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _rss_child(spec: str, batch: int) -> None:
+    """In a fresh process: build one model (``fastres:NAME`` or ``torch-nchw|torch-cl:NAME``),
+    run 2 training steps, print {"base": RSS before the first step, "peak": peak RSS} as JSON."""
+    kind, name = spec.split(":")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    if kind == "fastres":
+        step = fastres_step(getattr(models, name)(seed=0), x, y)
+    else:
+        torch = try_torch()
+        fmt = torch.channels_last if kind == "torch-cl" else torch.contiguous_format
+        net = torch_models(torch)[name]().to(memory_format=fmt)
+        step = torch_step(torch, net, torch.from_numpy(x).contiguous(memory_format=fmt),
+                          torch.from_numpy(y))
+    base = current_rss_mb()
+    step()
+    step()
+    print(json.dumps({"base": base, "peak": peak_rss_mb()}))
+
+
+def memory_table(names, batch, threads) -> None:
+    """Peak RSS of a training step, every framework/model in its own process."""
+    kinds = ["fastres"] + (["torch-nchw", "torch-cl"] if try_torch() else [])
+    rows = []
+    for name in names:
+        cells = [name]
+        for kind in kinds:
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", "--rss-child",
+                                  f"{kind}:{name}", "--batch", str(batch)], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            cells.append(f"{r['peak']:.0f} (+{r['peak'] - r['base']:.0f})")
+        rows.append(cells)
+    print(f"\npeak RSS MB of a training step, batch {batch}, each in a fresh process "
+          "(in brackets: added by the step over imports + model)")
+    print_table(["model"] + kinds, rows)
+
+
 def run(names, threads_list, batch, repeats, show_breakdown, json_path):
     torch = try_torch()
     tmodels = torch_models(torch) if torch else {}
@@ -279,8 +329,15 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--breakdown", action="store_true")
+    p.add_argument("--memory", action="store_true",
+                   help="only the per-process peak-RSS table")
+    p.add_argument("--rss-child", help=argparse.SUPPRESS)
     p.add_argument("--json", default="bench_results/train.json")
     a = p.parse_args(argv)
+    if a.rss_child:
+        return _rss_child(a.rss_child, a.batch)
+    if a.memory:
+        return memory_table(a.models.split(","), a.batch, max(map(int, a.threads.split(","))))
     run(a.models.split(","), [int(t) for t in a.threads.split(",")], a.batch, a.repeats,
         a.breakdown, a.json)
 
