@@ -1,13 +1,15 @@
 """2-D convolution kernels: forward, input gradient, weight and bias gradients.
 
-im2col + GEMM, one image at a time: each thread unfolds one image (and one channel group) into
-a thread-local column buffer that stays in L2, then calls BLAS (held to one thread, see
-fastres._config). 1x1 stride-1 unpadded (pointwise) convolutions skip the unfold. Images are split over
-threads with a static schedule.
+im2col + GEMM: each thread unfolds a chunk of ``nb`` images (and one channel group) side by side
+into a thread-local column matrix (Kg x nb*P), then calls BLAS (held to one thread, see
+fastres._config). Small feature maps (4x4, 8x8) take several images per product so that BLAS sees
+a wide matrix instead of re-packing the weights for 16 columns; with nb == 1 the product writes
+straight into the output, and 1x1 stride-1 unpadded (pointwise) convolutions skip the unfold.
+Chunks are split over threads with a static schedule.
 
 Determinism: the weight and bias gradients are reductions over the batch. The batch is cut into
 ``n_blocks`` fixed blocks (chosen by the caller, independent of the thread count); each block
-accumulates its images in order into its own partial buffer, and the partials are summed in block
+accumulates its chunks in order into its own partial buffer, and the partials are summed in block
 order. So results are bit-identical for any number of threads.
 """
 from cython cimport floating
@@ -17,13 +19,21 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cdef extern from "fr_conv.h" nogil:
     void fr_im2col_f(const float *x, float *col, int C, int H, int W, int KH, int KW,
-                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+                     int sh, int sw, int ph, int pw, int H_out, int W_out, Py_ssize_t ld)
     void fr_im2col_d(const double *x, double *col, int C, int H, int W, int KH, int KW,
-                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+                     int sh, int sw, int ph, int pw, int H_out, int W_out, Py_ssize_t ld)
     void fr_col2im_f(const float *col, float *dx, int C, int H, int W, int KH, int KW,
-                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+                     int sh, int sw, int ph, int pw, int H_out, int W_out, Py_ssize_t ld)
     void fr_col2im_d(const double *col, double *dx, int C, int H, int W, int KH, int KW,
-                     int sh, int sw, int ph, int pw, int H_out, int W_out)
+                     int sh, int sw, int ph, int pw, int H_out, int W_out, Py_ssize_t ld)
+    void fr_images_to_cols_f(const float *img, Py_ssize_t ds, float *cols, int m, int F,
+                             Py_ssize_t P)
+    void fr_images_to_cols_d(const double *img, Py_ssize_t ds, double *cols, int m, int F,
+                             Py_ssize_t P)
+    void fr_cols_to_images_f(const float *cols, float *img, Py_ssize_t ds, int m, int F,
+                             Py_ssize_t P)
+    void fr_cols_to_images_d(const double *cols, double *img, Py_ssize_t ds, int m, int F,
+                             Py_ssize_t P)
     void fr_add_bias_f(float *out, const float *b, int F, Py_ssize_t P)
     void fr_add_bias_d(double *out, const double *b, int F, Py_ssize_t P)
     void fr_row_sums_f(const float *d, float *acc, int F, Py_ssize_t P)
@@ -44,30 +54,58 @@ cdef inline void gemm(bint ta, bint tb, int M, int N, int K, floating alpha, con
 
 
 cdef inline void im2col(const floating *x, floating *col, int C, int H, int W, int KH, int KW,
-                        int sh, int sw, int ph, int pw, int H_out, int W_out) noexcept nogil:
+                        int sh, int sw, int ph, int pw, int H_out, int W_out,
+                        Py_ssize_t ld) noexcept nogil:
     if floating is float:
-        fr_im2col_f(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+        fr_im2col_f(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, ld)
     else:
-        fr_im2col_d(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+        fr_im2col_d(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, ld)
 
 
 cdef inline void col2im(const floating *col, floating *dx, int C, int H, int W, int KH, int KW,
-                        int sh, int sw, int ph, int pw, int H_out, int W_out) noexcept nogil:
+                        int sh, int sw, int ph, int pw, int H_out, int W_out,
+                        Py_ssize_t ld) noexcept nogil:
     if floating is float:
-        fr_col2im_f(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+        fr_col2im_f(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, ld)
     else:
-        fr_col2im_d(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+        fr_col2im_d(col, dx, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, ld)
 
 
-cdef inline const floating *unfold(const floating *x, floating *col, bint pointwise, int C,
-                                   int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
-                                   int H_out, int W_out) noexcept nogil:
-    """The (C*KH*KW, H_out*W_out) column matrix of one image: x itself for a pointwise conv,
-    else im2col into col."""
-    if pointwise:
+cdef inline const floating *unfold(const floating *x, Py_ssize_t xs, floating *col, int m,
+                                   bint pointwise, int C, int H, int W, int KH, int KW, int sh,
+                                   int sw, int ph, int pw, int H_out, int W_out) noexcept nogil:
+    """The (C*KH*KW, m*H_out*W_out) column matrix of m images xs elements apart: x itself for
+    one image of a pointwise conv, else im2col of each image into col, side by side."""
+    cdef Py_ssize_t P = <Py_ssize_t>H_out * W_out
+    cdef int i
+    if pointwise and m == 1:
         return x
-    im2col(x, col, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    for i in range(m):
+        im2col(x + i * xs, col + i * P, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, m * P)
     return col
+
+
+cdef inline void to_cols(const floating *img, Py_ssize_t ds, floating *cols, int m, int F,
+                         Py_ssize_t P) noexcept nogil:
+    if floating is float:
+        fr_images_to_cols_f(img, ds, cols, m, F, P)
+    else:
+        fr_images_to_cols_d(img, ds, cols, m, F, P)
+
+
+cdef inline void to_images(const floating *cols, floating *img, Py_ssize_t ds, int m, int F,
+                           Py_ssize_t P) noexcept nogil:
+    if floating is float:
+        fr_cols_to_images_f(cols, img, ds, m, F, P)
+    else:
+        fr_cols_to_images_d(cols, img, ds, m, F, P)
+
+
+def check_scratch(str op, scratch, Py_ssize_t rows, Py_ssize_t cols):
+    """Kernels index scratch[threadid(), :cols]: refuse one that is too small."""
+    if scratch.shape[0] < rows or scratch.shape[1] < cols:
+        raise ValueError(f"{op}: expected scratch of at least ({rows}, {cols}), got "
+                         f"{tuple(scratch.shape)}")
 
 
 cdef void sum_blocks(const floating *part, int n_blocks, Py_ssize_t size, floating *out,
@@ -86,48 +124,60 @@ cdef void sum_blocks(const floating *part, int n_blocks, Py_ssize_t size, floati
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out, floating[:, ::1] scratch,
-                   int sh, int sw, int ph, int pw, int groups, int n_threads):
+                   int sh, int sw, int ph, int pw, int groups, int nb, int n_threads):
     """out = conv(x, w) + b.  IN: x (N, C, H, W), w (F, C/groups, KH, KW), b (F,) or None.
-    OUT: out (N, F, H_out, W_out).  SCRATCH: (n_threads, C/groups*KH*KW*H_out*W_out), one
-    column buffer per thread (unused for 1x1 stride-1 unpadded convolutions)."""
+    OUT: out (N, F, H_out, W_out).  nb: images per product.  SCRATCH: (n_threads,
+    (C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column and product matrices."""
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
     cdef int H_out = out.shape[2], W_out = out.shape[3]
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P)
+    cdef int n_chunks = (N + nb - 1) // nb
     cdef const floating *bp = &b[0] if b is not None else NULL
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
     cdef floating *col = NULL
+    cdef floating *ybuf = NULL
     cdef const floating *src
-    cdef int n, g
+    cdef floating *dst
+    cdef int ch, n, n0, m, g
     with nogil, parallel(num_threads=n_threads):
         col = &scratch[threadid(), 0]
-        for n in prange(N, schedule="static"):
+        ybuf = col + <size_t>Kg * nb * P
+        for ch in prange(n_chunks, schedule="static"):
+            n0 = ch * nb
+            m = min(nb, N - n0)
             for g in range(groups):
-                src = unfold(xp + (<size_t>n * C + g * Cg) * H * W, col, pointwise,
-                             Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-                gemm(False, False, Fg, P, Kg, <floating>1, wp + <size_t>g * Fg * Kg, Kg,
-                     src, P, <floating>0, op + (<size_t>n * F + g * Fg) * P, P)
+                src = unfold(xp + (<size_t>n0 * C + g * Cg) * H * W, <Py_ssize_t>C * H * W, col,
+                             m, pointwise, Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                dst = op + (<size_t>n0 * F + g * Fg) * P
+                gemm(False, False, Fg, m * P, Kg, <floating>1, wp + <size_t>g * Fg * Kg, Kg,
+                     src, m * P, <floating>0, dst if m == 1 else ybuf, m * P)
+                if m > 1:
+                    to_images(ybuf, dst, <Py_ssize_t>F * P, m, Fg, P)
             if bp != NULL:
-                if floating is float:
-                    fr_add_bias_f(op + <size_t>n * F * P, bp, F, P)
-                else:
-                    fr_add_bias_d(op + <size_t>n * F * P, bp, F, P)
+                for n in range(n0, n0 + m):
+                    if floating is float:
+                        fr_add_bias_f(op + <size_t>n * F * P, bp, F, P)
+                    else:
+                        fr_add_bias_d(op + <size_t>n * F * P, bp, F, P)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                     const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
                     floating[:, :, :, ::1] dw, floating[::1] db,
                     floating[:, ::1] dw_part, floating[:, ::1] db_part, floating[:, ::1] scratch,
-                    int sh, int sw, int ph, int pw, int groups, int n_threads):
+                    int sh, int sw, int ph, int pw, int groups, int nb, int n_threads):
     """Gradients of conv2d_forward.
 
     IN: x, w, dout (N, F, H_out, W_out).  OUT: dx, dw, db (each may be None to skip it).
-    SCRATCH: dw_part (n_blocks, F*C/groups*KH*KW) and db_part (n_blocks, F), one row per fixed
-    batch block (n_blocks <= N); scratch (n_threads, 2*C/groups*KH*KW*H_out*W_out), the column
-    and column-gradient buffers of each thread.
+    nb: images per product.  SCRATCH: dw_part (n_blocks, F*C/groups*KH*KW) and db_part
+    (n_blocks, F), one row per fixed batch block (n_blocks <= N); scratch (n_threads,
+    (2*C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column, column-gradient and
+    output-gradient matrices.
     """
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
@@ -136,6 +186,10 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
+    check_scratch("conv2d_backward", scratch, n_threads, <Py_ssize_t>(2 * Kg + Fg) * nb * P)
+    if n_blocks > N or db_part.shape[0] < n_blocks or dw_part.shape[1] < wsize \
+            or db_part.shape[1] < F:
+        raise ValueError("conv2d_backward: partial buffers do not fit the batch and weights")
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef const floating *dp = &dout[0, 0, 0, 0]
@@ -146,48 +200,57 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *col = NULL
     cdef floating *dcol = NULL
+    cdef floating *dbuf = NULL
     cdef const floating *src
     cdef const floating *dsrc
     cdef floating *dimg
-    cdef int blk, n, g, n0, n1
+    cdef Py_ssize_t ld, xs = <Py_ssize_t>C * H * W, ds = <Py_ssize_t>F * P
+    cdef int blk, n, g, n0, n1, c0, m, i
     with nogil, parallel(num_threads=n_threads):
         col = &scratch[threadid(), 0]
-        dcol = col + <size_t>Kg * P
+        dcol = col + <size_t>Kg * nb * P
+        dbuf = dcol + <size_t>Kg * nb * P
         for blk in prange(n_blocks, schedule="static"):
             n0 = <int>((<long>blk * N) // n_blocks)
             n1 = <int>((<long>(blk + 1) * N) // n_blocks)
             memset(dwq + <size_t>blk * wsize, 0, sizeof(floating) * wsize)
             memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
-            for n in range(n0, n1):
-                dsrc = dp + <size_t>n * F * P
-                if want_db:
-                    if floating is float:
-                        fr_row_sums_f(dsrc, dbq + <size_t>blk * F, F, P)
-                    else:
-                        fr_row_sums_d(dsrc, dbq + <size_t>blk * F, F, P)
-                if want_dx:
-                    dimg = dxp + <size_t>n * C * H * W
-                    if not pointwise:
-                        memset(dimg, 0, sizeof(floating) * C * <size_t>H * W)
-                for g in range(groups):
-                    if want_dw:
-                        src = unfold(xp + (<size_t>n * C + g * Cg) * H * W, col, pointwise,
-                                     Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-                        # dW_g (Fg x Kg) += dout_g (Fg x P) @ col^T (P x Kg)
-                        gemm(False, True, Fg, Kg, P, <floating>1, dsrc + <size_t>g * Fg * P, P,
-                             src, P, <floating>1,
-                             dwq + <size_t>blk * wsize + <size_t>g * Fg * Kg, Kg)
-                    if want_dx:
-                        # dcol (Kg x P) = W_g^T (Kg x Fg) @ dout_g (Fg x P), folded back into dx
-                        if pointwise:
-                            gemm(True, False, Kg, P, Fg, <floating>1, wp + <size_t>g * Fg * Kg,
-                                 Kg, dsrc + <size_t>g * Fg * P, P, <floating>0,
-                                 dimg + <size_t>g * Cg * H * W, P)
+            for i in range((n1 - n0 + nb - 1) // nb):
+                c0 = n0 + i * nb
+                m = min(nb, n1 - c0)
+                ld = <Py_ssize_t>m * P
+                for n in range(c0, c0 + m):
+                    if want_db:
+                        if floating is float:
+                            fr_row_sums_f(dp + n * ds, dbq + <size_t>blk * F, F, P)
                         else:
+                            fr_row_sums_d(dp + n * ds, dbq + <size_t>blk * F, F, P)
+                    if want_dx and not (pointwise and m == 1):
+                        memset(dxp + n * xs, 0, sizeof(floating) * xs)
+                dimg = dxp + c0 * xs if want_dx else NULL
+                for g in range(groups):
+                    # dout_g of the chunk as one (Fg, m*P) matrix
+                    dsrc = dp + c0 * ds + <size_t>g * Fg * P
+                    if m > 1:
+                        to_cols(dsrc, ds, dbuf, m, Fg, P)
+                        dsrc = dbuf
+                    if want_dw:
+                        src = unfold(xp + c0 * xs + <size_t>g * Cg * H * W, xs, col, m,
+                                     pointwise, Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                        # dW_g (Fg x Kg) += dout_g (Fg x mP) @ col^T (mP x Kg)
+                        gemm(False, True, Fg, Kg, ld, <floating>1, dsrc, ld, src, ld,
+                             <floating>1, dwq + <size_t>blk * wsize + <size_t>g * Fg * Kg, Kg)
+                    if want_dx:
+                        # dcol (Kg x mP) = W_g^T (Kg x Fg) @ dout_g (Fg x mP), folded back into dx
+                        if pointwise and m == 1:
                             gemm(True, False, Kg, P, Fg, <floating>1, wp + <size_t>g * Fg * Kg,
-                                 Kg, dsrc + <size_t>g * Fg * P, P, <floating>0, dcol, P)
-                            col2im(dcol, dimg + <size_t>g * Cg * H * W,
-                                   Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                                 Kg, dsrc, P, <floating>0, dimg + <size_t>g * Cg * H * W, P)
+                        else:
+                            gemm(True, False, Kg, ld, Fg, <floating>1, wp + <size_t>g * Fg * Kg,
+                                 Kg, dsrc, ld, <floating>0, dcol, ld)
+                            for n in range(m):
+                                col2im(dcol + n * P, dimg + n * xs + <size_t>g * Cg * H * W,
+                                       Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, ld)
     if want_dw:
         sum_blocks(dwq, n_blocks, wsize, dwp, n_threads)
     if want_db:
@@ -241,6 +304,7 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
+    check_scratch("direct_forward", scratch, n_threads, C * plane)
     cdef const floating *bp = &b[0] if b is not None else NULL
     cdef floating *xpad
     cdef int n, g
@@ -277,6 +341,8 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
+    check_scratch("direct_weight_grad", scratch, n_threads,
+                  (N + n_blocks - 1) // n_blocks * C * plane)
     cdef bint want_db = db is not None
     cdef floating *dwq = &dw_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]

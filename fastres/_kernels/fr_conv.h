@@ -1,6 +1,7 @@
 /* im2col / col2im for one image and one channel group, multi-versioned per ISA (FR_CLONES).
  *
- * col has shape (C*KH*KW, H_out*W_out), row (c, i, j) holding input channel c shifted by kernel
+ * col has C*KH*KW rows of H_out*W_out values, ld elements apart (ld >= H_out*W_out, so several
+ * images can sit side by side in one matrix), row (c, i, j) holding input channel c shifted by kernel
  * offset (i, j): col[(c*KH + i)*KW + j][y*W_out + x] = x[c][y*sh + i - ph][x*sw + j - pw], zero
  * where that falls in the padding. Every index is clamped to the input, so no geometry the Python
  * layer accepts can read or write outside x, col or dx.
@@ -26,12 +27,11 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
 #define FR_DEFINE_IM2COL(T, S)                                                                 \
     FR_CLONES static void fr_im2col_##S(const T *restrict x, T *restrict col, int C, int H,     \
                                         int W, int KH, int KW, int sh, int sw, int ph, int pw, \
-                                        int H_out, int W_out) {                                \
-        const ptrdiff_t P = (ptrdiff_t)H_out * W_out;                                          \
+                                        int H_out, int W_out, ptrdiff_t ld) {                  \
         for (int c = 0; c < C; c++)                                                            \
             for (int i = 0; i < KH; i++)                                                       \
                 for (int j = 0; j < KW; j++) {                                                 \
-                    T *dst = col + ((ptrdiff_t)(c * KH + i) * KW + j) * P;                     \
+                    T *dst = col + ((ptrdiff_t)(c * KH + i) * KW + j) * ld;                    \
                     int lo, hi;                                                                \
                     fr_valid_range(W, W_out, sw, j, pw, &lo, &hi);                             \
                     for (int y = 0; y < H_out; y++, dst += W_out) {                            \
@@ -54,12 +54,11 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
     /* dx (C, H, W) += col2im(col); the caller zeroes dx first. Fixed loop order. */           \
     FR_CLONES static void fr_col2im_##S(const T *restrict col, T *restrict dx, int C, int H,   \
                                         int W, int KH, int KW, int sh, int sw, int ph, int pw, \
-                                        int H_out, int W_out) {                                \
-        const ptrdiff_t P = (ptrdiff_t)H_out * W_out;                                          \
+                                        int H_out, int W_out, ptrdiff_t ld) {                  \
         for (int c = 0; c < C; c++)                                                            \
             for (int i = 0; i < KH; i++)                                                       \
                 for (int j = 0; j < KW; j++) {                                                 \
-                    const T *src = col + ((ptrdiff_t)(c * KH + i) * KW + j) * P;               \
+                    const T *src = col + ((ptrdiff_t)(c * KH + i) * KW + j) * ld;              \
                     int lo, hi;                                                                \
                     fr_valid_range(W, W_out, sw, j, pw, &lo, &hi);                             \
                     for (int y = 0; y < H_out; y++, src += W_out) {                            \
@@ -74,6 +73,20 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
                         }                                                                      \
                     }                                                                          \
                 }                                                                              \
+    }                                                                                          \
+    /* The F rows of m images (each (F, P), images ds elements apart) side by side in one     \
+     * (F, m*P) matrix, and back. */                                                           \
+    static void fr_images_to_cols_##S(const T *restrict img, ptrdiff_t ds, T *restrict cols,   \
+                                      int m, int F, ptrdiff_t P) {                             \
+        for (int f = 0; f < F; f++)                                                            \
+            for (int i = 0; i < m; i++)                                                        \
+                memcpy(cols + ((ptrdiff_t)f * m + i) * P, img + i * ds + f * P, sizeof(T) * P); \
+    }                                                                                          \
+    static void fr_cols_to_images_##S(const T *restrict cols, T *restrict img, ptrdiff_t ds,   \
+                                      int m, int F, ptrdiff_t P) {                             \
+        for (int f = 0; f < F; f++)                                                            \
+            for (int i = 0; i < m; i++)                                                        \
+                memcpy(img + i * ds + f * P, cols + ((ptrdiff_t)f * m + i) * P, sizeof(T) * P); \
     }                                                                                          \
     /* out[f][p] += b[f] for an (F, P) block. */                                               \
     FR_CLONES static void fr_add_bias_##S(T *restrict out, const T *restrict b, int F,         \

@@ -37,6 +37,15 @@ class ConvCache:
     in_shape: tuple[int, ...] = ()
 
 
+# The im2col + GEMM path multiplies this many output pixels at once (several images of a small
+# feature map side by side), so BLAS packs the weights once per wide product, not per 16 pixels.
+_GEMM_COLS = 256
+
+
+def _images_per_product(N: int, P: int) -> int:
+    return max(1, min(N, _GEMM_COLS // max(P, 1)))
+
+
 def _n_blocks(N: int, weight_size: int) -> int:
     return max(1, min(N, _MAX_BLOCKS, _PARTIAL_BUDGET // max(weight_size, 1)))
 
@@ -85,6 +94,17 @@ def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW:
     Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
     scratch = np.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
     _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, scratch, ph, pw, sh, sw, groups, n)
+
+
+def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
+    """The im2col + GEMM backward (any of dx, dw, db may be None)."""
+    N, F, H_out, W_out = dout.shape
+    _, Cg, KH, KW = w.shape
+    P, groups = H_out * W_out, cache.groups
+    nb = min(_images_per_product(N, P), -(-N // blocks))
+    scratch = np.empty((n, (2 * Cg * KH * KW + F // groups) * nb * P), x.dtype)
+    _k.conv2d_backward(x, w, dout, dx, dw, db, dw_part, db_part, scratch, *cache.stride,
+                       *cache.padding, groups, nb, n)
 
 
 def _direct_ok(width: int, channels: int, dtype) -> bool:
@@ -141,14 +161,14 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     subsample, in_shape = (1, 1), x.shape
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
         x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
-        col = Cg * H_out * W_out
     out = np.empty((N, F, H_out, W_out), dtype=dtype)
     if _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n)
     else:
-        scratch = np.empty((n, col), dtype=dtype)
-        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, n)
+        nb = _images_per_product(N, H_out * W_out)
+        scratch = np.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out), dtype=dtype)
+        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
     return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, subsample,
                           in_shape)
 
@@ -196,13 +216,10 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
                               scratch, ph, pw, sh, sw, groups, n)
         if input_grad and not dx_direct:
-            scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
-            _k.conv2d_backward(x, w, dout, dx, None, None, dw_part, db_part, scratch,
-                               sh, sw, ph, pw, groups, n)
+            _gemm_backward(x, w, dout, dx, None, None, dw_part, db_part, cache, blocks, n)
     else:
-        scratch = np.empty((n, 2 * Cg * KH * KW * H_out * W_out), x.dtype)
-        _k.conv2d_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part,
-                           scratch, sh, sw, ph, pw, groups, n)
+        _gemm_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part, cache,
+                       blocks, n)
     if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample
         dx = np.zeros(cache.in_shape, dtype=x.dtype)

@@ -31,6 +31,15 @@ CONFIGS = [
     (1, 4, 24, 26, 4, 3, 4, 3, 0, 2),
 ]
 
+# Batches large enough that the im2col + GEMM path puts several images of a small feature map
+# in one product (and the backward's fixed batch blocks hold several images, with a remainder).
+BATCHED = [
+    (37, 16, 4, 4, 24, 3, 3, 1, 1, 1),  # the MiniModel's 4x4 stage
+    (37, 6, 5, 5, 6, 1, 1, 1, 0, 3),  # pointwise, grouped
+    (37, 8, 6, 6, 8, 3, 3, 2, 1, 2),  # strided, grouped
+    (21, 4, 7, 9, 6, 3, 3, 1, 1, 1),
+]
+
 
 def _run(cfg, dtype, rng, bias=True):
     N, C, H, W, Fo, KH, KW, s, p, g = cfg
@@ -41,7 +50,7 @@ def _run(cfg, dtype, rng, bias=True):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("cfg", CONFIGS + BATCHED)
 def test_matches_reference(cfg, dtype, rng):
     x, w, b, kw = _run(cfg, dtype, rng)
     out, cache = F.conv2d_forward(x, w, b, **kw)
@@ -103,7 +112,7 @@ def test_directional_derivative(cfg, rng):
     assert err < 1e-7
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11]])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3]])
 def test_thread_invariance(cfg, rng):
     x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
     runs = []
