@@ -262,10 +262,12 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
 cdef extern from "fr_direct.h" nogil:
     void fr_direct_fwd_f(const float *xin, const float *wpk, const int *off, int K,
                          const int *vin, const int *vout, int nv, float *out, Py_ssize_t P,
-                         int F, const float *bias)
+                         int F, const float *bias, const float *res,
+                         int relu)
     void fr_direct_fwd_d(const double *xin, const double *wpk, const int *off, int K,
                          const int *vin, const int *vout, int nv, double *out, Py_ssize_t P,
-                         int F, const double *bias)
+                         int F, const double *bias, const double *res,
+                         int relu)
     void fr_direct_wgrad_f(const float *xin, Py_ssize_t xs, const float *dout, Py_ssize_t ds,
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, float *dw)
@@ -287,15 +289,15 @@ cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int p
 
 
 def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
-                   const floating[::1] b, floating[:, :, :, ::1] out,
-                   const int[::1] off, const int[::1] vin, const int[::1] vout,
-                   floating[:, ::1] scratch, int ph, int pw, int sh, int sw, int groups,
-                   int n_threads):
-    """Convolution without im2col.
+                   const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
+                   floating[:, :, :, ::1] out, const int[::1] off, const int[::1] vin,
+                   const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int sh,
+                   int sw, int groups, int n_threads):
+    """Convolution without im2col, out = [relu](conv(x) [+ b] [+ res]).
 
     IN: x (N, C, H, W); wpk (groups, F/groups/4 * K * 4), each group's weights packed as
-    (F/groups/4, K, 4) with K = C/groups*KH*KW; b (F,) or None; off (K,), vin and vout (nv,)
-    from the geometry (see fr_direct_impl.h).  OUT: out (N, F, H_out, W_out).
+    (F/groups/4, K, 4) with K = C/groups*KH*KW; b (F,) or None; res like out or None; off (K,),
+    vin and vout (nv,) from the geometry (see fr_direct_impl.h).  OUT: out (N, F, H_out, W_out).
     SCRATCH: (n_threads, C*sh*sw*Hq*Wq), each thread's padded polyphase image, Hq =
     ceil((H+2ph)/sh) and Wq = ceil((W+2pw)/sw).
     """
@@ -305,7 +307,12 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
     check_scratch("direct_forward", scratch, n_threads, C * plane)
+    if res is not None and (res.shape[0] != out.shape[0] or res.shape[1] != out.shape[1]
+                            or res.shape[2] != out.shape[2] or res.shape[3] != out.shape[3]):
+        raise ValueError("direct_forward: res must have the shape of out")
     cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *rp = &res[0, 0, 0, 0] if res is not None else NULL
+    cdef size_t img = <size_t>F * P
     cdef floating *xpad
     cdef int n, g
     with nogil, parallel(num_threads=n_threads):
@@ -316,11 +323,13 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                 if floating is float:
                     fr_direct_fwd_f(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
                                     &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
-                                    bp + g * Fg if bp != NULL else NULL)
+                                    bp + g * Fg if bp != NULL else NULL,
+                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu)
                 else:
                     fr_direct_fwd_d(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
                                     &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
-                                    bp + g * Fg if bp != NULL else NULL)
+                                    bp + g * Fg if bp != NULL else NULL,
+                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu)
 
 
 def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,

@@ -7,18 +7,22 @@
 #include "fr_conv.h" /* fr_valid_range */
 
 #define T float
+#define IT int
 #define S f
 #define L 8
 #include "fr_direct_impl.h"
 #undef T
+#undef IT
 #undef S
 #undef L
 
 #define T double
+#define IT long long
 #define S d
 #define L 4
 #include "fr_direct_impl.h"
 #undef T
+#undef IT
 #undef S
 #undef L
 

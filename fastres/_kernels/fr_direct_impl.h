@@ -1,5 +1,5 @@
 /* Direct convolution micro-kernels, instantiated per dtype by fr_direct.h
- * (T = element type, S = suffix, L = lanes in a 32-byte vector).
+ * (T = element type, IT = the integer type of its size, S = suffix, L = lanes in a 32-byte vector).
  *
  * The input of one image and channel group is a zero-padded polyphase copy xin (see fr_pad_;
  * for stride 1 simply the padded image (C, Hp, Wp)). A "pixel vector" v is L consecutive output
@@ -14,9 +14,11 @@
 #define FR_CAT_(a, b) a##b
 #define FR_CAT(a, b) FR_CAT_(a, b)
 #define VEC FR_CAT(fr_vec_, S)
+#define IVEC FR_CAT(fr_ivec_, S)
 #define FN(name) FR_CAT(name, S)
 
 typedef T VEC __attribute__((vector_size(32)));
+typedef IT IVEC __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) VEC FN(fr_ld_)(const T *p) { VEC v; memcpy(&v, p, sizeof v); return v; }
 static inline __attribute__((always_inline)) void FN(fr_st_)(T *p, VEC v) { memcpy(p, &v, sizeof v); }
@@ -30,7 +32,7 @@ static inline __attribute__((always_inline)) T FN(fr_hsum_)(VEC v) {
 static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
     const T *restrict xin, const T *restrict wt, const int *restrict off, int K,
     const int *restrict vin, const int *restrict vout, int v, T *restrict out, ptrdiff_t P,
-    const T *bias, const int NV) {
+    const T *bias, const T *res, int relu, const int NV) {
     VEC acc[4][3];
     for (int r = 0; r < 4; r++) {
         T b0 = bias ? bias[r] : (T)0;
@@ -53,21 +55,31 @@ static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
         }
     }
     for (int r = 0; r < 4; r++)
-        for (int u = 0; u < NV; u++) FN(fr_st_)(out + r * P + vout[v + u], acc[r][u]);
+        for (int u = 0; u < NV; u++) {
+            const ptrdiff_t o = r * P + vout[v + u];
+            VEC a = acc[r][u];
+            if (res) a += FN(fr_ld_)(res + o);
+            if (relu) a = (VEC)((IVEC)a & (a > (VEC){0}));  /* x > 0 ? x : 0, as fr_relu */
+            FN(fr_st_)(out + o, a);
+        }
 }
 
-/* out (F, P) = conv(xin) (+ bias). wpk: (F/4, K, 4); F % 4 == 0. */
+/* out (F, P) = conv(xin) (+ bias) (+ res, an (F, P) block like out) (then max(., 0) if relu),
+ * the epilogue applied as the tile is stored. wpk: (F/4, K, 4); F % 4 == 0. */
 FR_CLONES static void FN(fr_direct_fwd_)(const T *xin, const T *wpk, const int *off, int K,
                                          const int *vin, const int *vout, int nv, T *out,
-                                         ptrdiff_t P, int F, const T *bias) {
+                                         ptrdiff_t P, int F, const T *bias, const T *res,
+                                         int relu) {
     for (int ft = 0; ft < F / 4; ft++) {
         const T *wt = wpk + (ptrdiff_t)ft * K * 4;
         T *o = out + (ptrdiff_t)ft * 4 * P;
         const T *b = bias ? bias + 4 * ft : NULL;
+        const T *q = res ? res + (ptrdiff_t)ft * 4 * P : NULL;
         int v = 0;
-        for (; v + 3 <= nv; v += 3) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, 3);
-        if (nv - v == 2) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, 2);
-        if (nv - v == 1) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, 1);
+        for (; v + 3 <= nv; v += 3)
+            FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, 3);
+        if (nv - v == 2) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, 2);
+        if (nv - v == 1) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, 1);
     }
 }
 
@@ -147,4 +159,5 @@ static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, int H, int W
 }
 
 #undef VEC
+#undef IVEC
 #undef FN

@@ -85,15 +85,18 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
 
 
 def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
-                 padding: tuple[int, int], stride: tuple[int, int], groups: int, n: int) -> None:
-    """out = conv of x with grouped weights wg (G, Fg, Cg*KH*KW), by the direct kernel."""
+                 padding: tuple[int, int], stride: tuple[int, int], groups: int, n: int,
+                 residual=None, relu: bool = False) -> None:
+    """out = [relu](conv of x with grouped weights wg (G, Fg, Cg*KH*KW) [+ b] [+ residual]),
+    by the direct kernel."""
     N, C, H, W = x.shape
     (ph, pw), (sh, sw) = padding, stride
     off, vin, vout = _direct_plan(C // groups, H, W, KH, KW, ph, pw, sh, sw, out.shape[2],
                                   out.shape[3], _lanes(x.dtype))
     Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
     scratch = np.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
-    _k.direct_forward(x, _pack4(wg), b, out, off, vin, vout, scratch, ph, pw, sh, sw, groups, n)
+    _k.direct_forward(x, _pack4(wg), b, residual, relu, out, off, vin, vout, scratch, ph, pw,
+                      sh, sw, groups, n)
 
 
 def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
@@ -112,8 +115,13 @@ def _direct_ok(width: int, channels: int, dtype) -> bool:
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride=1,
-                   padding=0, groups: int = 1, n_threads: int | None = None):
+                   padding=0, groups: int = 1, residual: np.ndarray | None = None,
+                   relu: bool = False, n_threads: int | None = None):
     """2-D convolution (cross-correlation) with zero padding and channel groups.
+
+    ``residual`` (shaped like the output) is added and ``relu`` then applies ``max(., 0)``, both
+    as the output is stored (one pass over memory; the fused inference path uses them). The
+    cache and ``conv2d_backward`` are those of the convolution alone.
 
     Parameters
     ----------
@@ -151,8 +159,14 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         )
     if b is not None:
         shape_is(op, "b", b, (F,))
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: expected relu to be a bool, got {relu!r}")
     H_out = out_size(op, "height", H, KH, sh, ph)
     W_out = out_size(op, "width", W, KW, sw, pw)
+    if residual is not None:
+        residual = float_array(op, "residual", residual, ndim=4, layout="(N, C_out, H_out, W_out)")
+        same_dtype(op, x=x, residual=residual)
+        shape_is(op, "residual", residual, (N, F, H_out, W_out))
     col = Cg * KH * KW * H_out * W_out
     if max(col * 2, N * C * H * W, N * F * H_out * W_out) > _INT_MAX:
         raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
@@ -164,11 +178,15 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     out = np.empty((N, F, H_out, W_out), dtype=dtype)
     if _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
-                     groups, n)
+                     groups, n, residual, bool(relu))
     else:
         nb = _images_per_product(N, H_out * W_out)
         scratch = np.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out), dtype=dtype)
         _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
+        if residual is not None:
+            out += residual
+        if relu:
+            np.copyto(out, 0, where=~(out > 0))  # x > 0 ? x : 0, like the kernels' ReLU
     return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, subsample,
                           in_shape)
 

@@ -1,4 +1,5 @@
-"""Eval-mode fast path: BatchNorm folded into the preceding convolution, ReLU applied in place.
+"""Eval-mode fast path: BatchNorm folded into the preceding convolution, and a following
+residual add and ReLU applied as the convolution stores its output (one pass over memory).
 
 With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one convolution with
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
@@ -18,6 +19,7 @@ import fastres.functional as F
 from fastres.layers.activation import ReLU
 from fastres.layers.batchnorm import BatchNorm2D
 from fastres.layers.conv import Conv2D
+from fastres.layers.shortcut import Add
 
 __all__ = ["FusedConvBN", "plan_graph", "plan_sequential"]
 
@@ -27,10 +29,13 @@ def _fingerprint(arrays) -> tuple:
 
 
 class FusedConvBN:
-    """Runs ``conv -> bn (-> relu)`` as one convolution (not a Module: it owns no parameters)."""
+    """Runs ``conv -> bn (-> + residual) (-> relu)`` as one convolution (not a Module: it owns
+    no parameters). With ``residual=True`` forward takes ``(x, residual)`` and backward returns
+    ``(dx, dresidual)``."""
 
-    def __init__(self, conv: Conv2D, bn: BatchNorm2D, relu: ReLU | None = None):
-        self.conv, self.bn, self.relu = conv, bn, relu
+    def __init__(self, conv: Conv2D, bn: BatchNorm2D, relu: ReLU | None = None, *,
+                 residual: bool = False):
+        self.conv, self.bn, self.relu, self.residual = conv, bn, relu, residual
         self._key = None
         self._folded = None
         self._cache = None
@@ -53,15 +58,16 @@ class FusedConvBN:
             self._folded, self._key = (w, b, s), key
         return self._folded
 
-    def forward(self, x):
+    def forward(self, x, residual=None):
         c = self.conv
         c._check_input(x, ndim=4, channels=c.in_channels, what=" (N, C, H, W)")
+        if (residual is not None) != self.residual:
+            raise TypeError(f"{self!r}: expected {'(x, residual)' if self.residual else 'x'}")
         w, b, _ = self.folded()
         out, self._cache = F.conv2d_forward(x, w, b, stride=c.stride, padding=c.padding,
-                                            groups=c.groups)
-        if self.relu is not None:
-            np.maximum(out, 0, out=out)
-            self._out = out
+                                            groups=c.groups, residual=residual,
+                                            relu=self.relu is not None)
+        self._out = out
         return out
 
     def backward(self, dy):
@@ -81,10 +87,11 @@ class FusedConvBN:
             c.bias.grad += (db64 * s).astype(c.dtype)
         bn.weight.grad += (ds / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)).astype(bn.dtype)
         bn.bias.grad += db
-        return dx
+        return (dx, dy) if self.residual else dx
 
     def __repr__(self) -> str:
-        return f"FusedConvBN({self.conv!r}, {self.bn!r}, relu={self.relu is not None})"
+        return (f"FusedConvBN({self.conv!r}, {self.bn!r}, relu={self.relu is not None}, "
+                f"residual={self.residual})")
 
 
 def plan_sequential(mods: list) -> list:
@@ -104,29 +111,46 @@ def plan_sequential(mods: list) -> list:
 
 
 def plan_graph(inputs: dict, modules: dict, consumers: dict) -> list:
-    """Graph steps ``(names, runner, inputs)`` with conv -> bn (-> relu) chains folded where the
-    intermediate tensors feed nothing else."""
-    only_child = {}
+    """Graph steps ``(names, runner, inputs)`` with ``conv -> bn (-> add) (-> relu)`` chains
+    folded where the intermediate tensors feed nothing else. A chain through an Add runs at the
+    Add's place, with the Add's other input as the residual (by then it has been computed)."""
+    users: dict = {}
     for name, ins in inputs.items():
-        if len(ins) == 1:
-            only_child.setdefault(ins[0], []).append(name)
-    steps, absorbed = [], set()
+        for i in ins:
+            users.setdefault(i, []).append(name)
+
+    def sole_user(n):
+        u = users.get(n, [])
+        return u[0] if consumers[n] == 1 and len(u) == 1 else None
+
+    steps, absorbed, deferred = [], set(), {}
     for name, ins in inputs.items():
+        if name in deferred:
+            steps.append(deferred.pop(name))
+            continue
         if name in absorbed:
             continue
-        m = modules[name]
-        nxt = only_child.get(name, [])
-        if isinstance(m, Conv2D) and consumers[name] == 1 and len(nxt) == 1 \
-                and isinstance(modules[nxt[0]], BatchNorm2D):
-            bn_name = nxt[0]
-            names = [name, bn_name]
-            after = only_child.get(bn_name, [])
-            relu = None
-            if consumers[bn_name] == 1 and len(after) == 1 and isinstance(modules[after[0]], ReLU):
-                relu = modules[after[0]]
-                names.append(after[0])
-            absorbed.update(names[1:])
-            steps.append((tuple(names), FusedConvBN(m, modules[bn_name], relu), ins))
-        else:
+        m, bn = modules[name], sole_user(name)
+        if not (isinstance(m, Conv2D) and bn is not None and isinstance(modules[bn], BatchNorm2D)
+                and modules[bn].num_features == m.out_channels):
             steps.append(((name,), m, ins))
+            continue
+        names, runner_ins, add = [name, bn], tuple(ins), None
+        nxt = sole_user(bn)
+        if nxt is not None and isinstance(modules[nxt], Add) and len(inputs[nxt]) == 2:
+            add = nxt
+            names.append(add)
+            runner_ins += tuple(i for i in inputs[add] if i != bn)
+            nxt = sole_user(add)
+        relu = None
+        if nxt is not None and isinstance(modules[nxt], ReLU):
+            relu = modules[nxt]
+            names.append(nxt)
+        step = (tuple(names), FusedConvBN(m, modules[bn], relu, residual=add is not None),
+                runner_ins)
+        absorbed.update(names[1:])
+        if add is None:
+            steps.append(step)
+        else:
+            deferred[add] = step
     return steps

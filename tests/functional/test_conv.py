@@ -68,6 +68,28 @@ def test_matches_reference(cfg, dtype, rng):
         np.testing.assert_allclose(got / scale, want / scale, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[13], BATCHED[0]])
+def test_residual_relu_epilogue(cfg, dtype, rng):
+    # relu(conv(x) + b + residual) as the output is stored: the direct kernels (16@16, strided
+    # 32x32) and the GEMM path (7x9, 4x4) against the reference
+    x, w, b, kw = _run(cfg, dtype, rng)
+    ref = R.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)[0]
+    res = rng.standard_normal(ref.shape).astype(dtype)
+    for residual, relu in ((res, False), (None, True), (res, True)):
+        want = ref + (0 if residual is None else residual)
+        want = np.maximum(want, 0) if relu else want
+        out, cache = F.conv2d_forward(x, w, b, residual=residual, relu=relu, **kw)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(out / scale, want / scale, **TOL[dtype])
+        if relu:
+            assert (out >= 0).all()
+        # the cache is the convolution's alone
+        dx = F.conv2d_backward(np.ones_like(out), cache)[0]
+        np.testing.assert_allclose(dx, F.conv2d_backward(np.ones_like(out),
+                                                         F.conv2d_forward(x, w, b, **kw)[1])[0])
+
+
 def test_reference_by_hand():
     # 3x3 input, 2x2 kernel of ones, stride 1: each output is the sum of a 2x2 window.
     x = np.arange(9.0).reshape(1, 1, 3, 3)
@@ -193,6 +215,11 @@ W3 = np.ones((8, 4, 3, 3))
          r"conv2d_forward: expected groups to be a positive int, got 0"),
         (dict(x=np.ones((2, 4, 0, 8)), w=W3), ValueError,
          r"conv2d_forward: expected a non-empty x, got shape \(2, 4, 0, 8\)"),
+        (dict(x=X, w=W3, residual=np.ones((2, 8, 6, 7))), ValueError,
+         r"conv2d_forward: expected residual of shape \(2, 8, 6, 6\), got \(2, 8, 6, 7\)"),
+        (dict(x=X, w=W3, residual=np.ones((2, 8, 6, 6), np.float32)), TypeError,
+         r"conv2d_forward: expected all operands to share one dtype"),
+        (dict(x=X, w=W3, relu=1), TypeError, r"conv2d_forward: expected relu to be a bool, got 1"),
     ],
 )
 def test_bad_input_errors(kwargs, exc, match):

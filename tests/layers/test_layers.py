@@ -139,6 +139,46 @@ def residual_graph(dtype=F64):
     return g
 
 
+def basic_block_graph(dtype=F64, rng=None):
+    """conv-bn-relu-conv-bn, + input, relu: the CIFAR basic block, BN statistics non-trivial."""
+    rng = rng or np.random.default_rng(1)
+    g = Graph(dtype=dtype)
+    g.add("conv1", Conv2D(4, 4, 3, padding=1, bias=False, dtype=dtype, rng=rng), "input")
+    g.add("bn1", BatchNorm2D(4, dtype=dtype))
+    g.add("relu1", ReLU(dtype=dtype))
+    g.add("conv2", Conv2D(4, 4, 3, padding=1, bias=False, dtype=dtype, rng=rng))
+    g.add("bn2", BatchNorm2D(4, dtype=dtype))
+    g.add("sum", Add(dtype=dtype), "bn2", "input")
+    g.add("relu_out", ReLU(dtype=dtype))
+    for bn in (g.bn1, g.bn2):
+        bn.weight.data[...] = rng.uniform(0.5, 2, 4)
+        bn.bias.data[...] = rng.standard_normal(4)
+        bn.running_mean[...] = rng.standard_normal(4)
+        bn.running_var[...] = rng.uniform(0.5, 2, 4)
+    return g
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (F64, 1e-12)])
+def test_fused_residual_block(rng, dtype, tol):
+    # eval: conv2 + bn2 + the residual add + the final ReLU run as one convolution
+    g = basic_block_graph(dtype)
+    g.eval()
+    x = rng.standard_normal((3, 4, 8, 8)).astype(dtype)  # W = 8: the direct kernel
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    outs = []
+    for fuse in (True, False):
+        g.fuse = fuse
+        out = g.forward(x)
+        g.zero_grad()
+        dx = g.backward(dout)
+        outs.append([out, dx] + [p.grad.copy() for p in g.parameters()])
+    assert [names for names, _, _ in g._plan] == [
+        ("conv1", "bn1", "relu1"), ("conv2", "bn2", "sum", "relu_out")]
+    assert g._plan[1][2] == ("relu1", "input")
+    for a, b in zip(*outs):
+        assert rel_error(a, b) < tol
+
+
 def test_graph_residual_gradient(rng):
     full_check(residual_graph(), rng.standard_normal((2, 2, 4, 4)))
 
