@@ -23,12 +23,12 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 from fastres._config import get_num_threads, set_num_threads
 from fastres import functional, layers, models, reference  # noqa: E402
 from fastres.io import load, save  # noqa: E402
-from fastres import metrics, optim, solver  # noqa: E402
+from fastres import arena, metrics, optim, solver  # noqa: E402
 from fastres.solver import evaluate, fit  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "__version__", "evaluate", "fit", "functional", "get_num_threads", "layers", "load",
+    "__version__", "arena", "evaluate", "fit", "functional", "get_num_threads", "layers", "load",
     "metrics", "models", "optim", "reference", "save", "set_num_threads", "show_config", "solver",
 ]
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _activation as _k
 from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
@@ -42,7 +43,7 @@ def _grad_like(op: str, dout, like_shape: tuple, like_dtype) -> np.ndarray:
 def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
     """``out = max(x, 0)``; any shape. Returns ``(out, cache)``."""
     x = float_array("relu_forward", "x", x)
-    out = np.empty_like(x)
+    out = arena.empty_like(x)
     _k.relu_forward(x.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
     return out, ReluCache(out)
 
@@ -50,7 +51,7 @@ def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
 def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None = None):
     """``dx = dout * (x > 0)`` (gradient 0 at x == 0)."""
     dout = _grad_like("relu_backward", dout, cache.out.shape, cache.out.dtype)
-    dx = np.empty_like(dout)
+    dx = arena.empty_like(dout)
     _k.relu_backward(dout.reshape(-1), cache.out.reshape(-1), dx.reshape(-1),
                      resolve_threads(n_threads))
     return dx
@@ -62,7 +63,7 @@ def add_forward(a: np.ndarray, b: np.ndarray, *, n_threads: int | None = None):
     b = float_array("add_forward", "b", b)
     same_dtype("add_forward", a=a, b=b)
     shape_is("add_forward", "b", b, a.shape)
-    out = np.empty_like(a)
+    out = arena.empty_like(a)
     _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
     return out, AddCache(a.shape)
 
@@ -93,7 +94,7 @@ def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.G
     keep = rng.random(x.shape, dtype=x.dtype) >= p
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     mask = keep.astype(x.dtype) * x.dtype.type(scale)
-    out = np.empty_like(x)
+    out = arena.empty_like(x)
     _k.multiply(x.reshape(-1), mask.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
     return out, DropoutCache(mask)
 
@@ -104,7 +105,7 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache, *, n_threads: int | 
     if cache.mask is None:
         return dout.copy()
     dout = _grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
-    dx = np.empty_like(dout)
+    dx = arena.empty_like(dout)
     _k.multiply(dout.reshape(-1), cache.mask.reshape(-1), dx.reshape(-1),
                 resolve_threads(n_threads))
     return dx

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _conv as _k
 from fastres.functional._validate import (
@@ -94,7 +95,7 @@ def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW:
     off, vin, vout = _direct_plan(C // groups, H, W, KH, KW, ph, pw, sh, sw, out.shape[2],
                                   out.shape[3], _lanes(x.dtype))
     Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
-    scratch = np.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
+    scratch = arena.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
     _k.direct_forward(x, _pack4(wg), b, residual, relu, out, off, vin, vout, scratch, ph, pw,
                       sh, sw, groups, n)
 
@@ -105,7 +106,7 @@ def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
     _, Cg, KH, KW = w.shape
     P, groups = H_out * W_out, cache.groups
     nb = min(_images_per_product(N, P), -(-N // blocks))
-    scratch = np.empty((n, (2 * Cg * KH * KW + F // groups) * nb * P), x.dtype)
+    scratch = arena.empty((n, (2 * Cg * KH * KW + F // groups) * nb * P), x.dtype)
     _k.conv2d_backward(x, w, dout, dx, dw, db, dw_part, db_part, scratch, *cache.stride,
                        *cache.padding, groups, nb, n)
 
@@ -175,13 +176,13 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     subsample, in_shape = (1, 1), x.shape
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
         x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
-    out = np.empty((N, F, H_out, W_out), dtype=dtype)
+    out = arena.empty((N, F, H_out, W_out), dtype=dtype)
     if _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n, residual, bool(relu))
     else:
         nb = _images_per_product(N, H_out * W_out)
-        scratch = np.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out), dtype=dtype)
+        scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out), dtype=dtype)
         _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
         if residual is not None:
             out += residual
@@ -210,12 +211,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     F, Cg, KH, KW = w.shape
     Fg, H_out, W_out = F // groups, dout.shape[2], dout.shape[3]
     n = resolve_threads(n_threads)
-    dx = np.empty_like(x) if input_grad else None
-    dw = np.empty_like(w)
-    db = np.empty(F, dtype=x.dtype) if cache.has_bias else None
+    dx = arena.empty_like(x) if input_grad else None
+    dw = arena.empty_like(w)
+    db = arena.empty(F, dtype=x.dtype) if cache.has_bias else None
     blocks = _n_blocks(N, w.size)
-    dw_part = np.empty((blocks, w.size), dtype=x.dtype)
-    db_part = np.empty((blocks, F), dtype=x.dtype)
+    dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
+    db_part = arena.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
     # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs.
@@ -230,7 +231,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))
         Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
-        scratch = np.empty((n, -(-N // blocks) * C * sh * sw * Hq * Wq), dtype=x.dtype)
+        scratch = arena.empty((n, -(-N // blocks) * C * sh * sw * Hq * Wq), dtype=x.dtype)
         _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
                               scratch, ph, pw, sh, sw, groups, n)
         if input_grad and not dx_direct:

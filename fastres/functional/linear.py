@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _linear as _k
 from fastres.functional._validate import float_array, same_dtype, shape_is
@@ -63,9 +64,9 @@ def linear_forward(
     if b is not None:
         shape_is(op, "b", b, (out_features,))
     _check_blas_sizes(op, N=N, in_features=in_features, out_features=out_features)
-    out = np.empty((N, out_features), dtype=x.dtype)
+    out = arena.empty((N, out_features), dtype=x.dtype)
     # The kernel reads b only when has_bias; an empty array keeps its fused dtype dispatch.
-    bias = b if b is not None else np.empty(0, dtype=x.dtype)
+    bias = b if b is not None else arena.empty(0, dtype=x.dtype)
     _k.linear_forward(x, w, bias, b is not None, out, resolve_threads(n_threads))
     return out, LinearCache(x, w, b is not None)
 
@@ -112,8 +113,8 @@ def linear_backward(
     shape_is(op, "dout", dout, (x.shape[0], w.shape[0]))
     if dout.dtype != x.dtype:
         raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
-    dx = np.empty_like(x)
-    dw = np.empty_like(w)
-    db = np.empty(w.shape[0], dtype=x.dtype)
+    dx = arena.empty_like(x)
+    dw = arena.empty_like(w)
+    db = arena.empty(w.shape[0], dtype=x.dtype)
     _k.linear_backward(dout, x, w, dx, dw, db, cache.has_bias, resolve_threads(n_threads))
     return dx, dw, (db if cache.has_bias else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _loss as _k
 from fastres.functional._validate import float_array, real_number
@@ -66,8 +67,8 @@ def softmax_cross_entropy(
     N, K = logits.shape
     labels = _labels(op, labels, N, K)
     eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
-    dlogits = np.empty_like(logits)
-    row_loss = np.empty(N, dtype=np.float64)
+    dlogits = arena.empty_like(logits)
+    row_loss = arena.empty(N, dtype=np.float64)
     _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss, resolve_threads(n_threads))
     # The per-row losses do not depend on the thread split and NumPy sums them in a fixed order.
     return float(row_loss.sum() / N), dlogits

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
 from fastres.functional._validate import float_array, int_pair, out_size, shape_is
@@ -182,8 +183,8 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     op = "max_pool2d_forward"
     x = _input(op, x)
     g = _geometry(op, x.shape, kernel_size, stride, padding)
-    out = np.empty(g.out_shape, dtype=x.dtype)
-    argmax = np.empty(g.out_shape, dtype=np.int32)
+    out = arena.empty(g.out_shape, dtype=x.dtype)
+    argmax = arena.empty(g.out_shape, dtype=np.int32)
     P = g.N * g.C
     _k.max_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
                           argmax.reshape(P, g.H_out, g.W_out), *g.params,
@@ -228,7 +229,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
             f"{op}: expected cache.argmax values in [0, {g.H * g.W}), got values in "
             f"[{argmax.min()}, {argmax.max()}]"
         )
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.max_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), argmax.reshape(P, g.H_out, g.W_out),
                            dx.reshape(P, g.H, g.W), *g.params, _threads(n_threads, dx.size))
@@ -258,7 +259,7 @@ def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     op = "avg_pool2d_forward"
     x = _input(op, x)
     g = _geometry(op, x.shape, kernel_size, stride, padding)
-    out = np.empty(g.out_shape, dtype=x.dtype)
+    out = arena.empty(g.out_shape, dtype=x.dtype)
     P = g.N * g.C
     _k.avg_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out), *g.params,
                           _threads(n_threads, x.size))
@@ -283,7 +284,7 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache, *,
     g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
                   cache.padding)
     dout = _dout(op, dout, g.out_shape, cache.dtype)
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
+    dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.avg_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), dx.reshape(P, g.H, g.W), *g.params,
                            _threads(n_threads, dx.size))
@@ -310,7 +311,7 @@ def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None
     op = "global_avg_pool2d_forward"
     x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
     N, C, H, W = x.shape
-    out = np.empty((N, C), dtype=x.dtype)
+    out = arena.empty((N, C), dtype=x.dtype)
     _k.global_avg_pool2d_forward(x.reshape(N * C, H * W), out.reshape(N * C),
                                  _threads(n_threads, x.size))
     return out, GlobalAvgPool2dCache(x.shape, x.dtype)
@@ -333,7 +334,7 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
     cache = _cache(op, cache, GlobalAvgPool2dCache, "global_avg_pool2d_forward")
     N, C, H, W = _x_shape(op, cache.x_shape)
     dout = _dout(op, dout, (N, C), cache.dtype)
-    dx = np.empty((N, C, H, W), dtype=dout.dtype)
+    dx = arena.empty((N, C, H, W), dtype=dout.dtype)
     _k.global_avg_pool2d_backward(dout.reshape(N * C), dx.reshape(N * C, H * W),
                                   _threads(n_threads, dx.size))
     return dx

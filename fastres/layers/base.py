@@ -20,6 +20,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from fastres import arena
+
 __all__ = [
     "Graph",
     "Module",
@@ -504,7 +506,7 @@ class Graph(Module):
                 dxs = (dxs,)
             for i, d in zip(ins, dxs):
                 # never add in place: a node may hand the same array to two inputs (Add)
-                grads[i] = d if i not in grads else grads[i] + d
+                grads[i] = d if i not in grads else np.add(grads[i], d, out=arena.empty_like(d))
         dx = grads.get(self.input_name)
         if dx is None:
             raise RuntimeError(f"{type(self).__name__}: the output does not depend on the input")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import fastres.functional as F
+from fastres import arena
 from fastres.layers.base import Module
 
 __all__ = ["Add", "Identity", "StochasticDepth", "ZeroPadShortcut"]
@@ -69,15 +70,17 @@ class ZeroPadShortcut(Module):
         self._check_input(x, ndim=4, channels=self.in_channels, what=" (N, C, H, W)")
         s = self.stride
         sub = x[:, :, ::s, ::s]
-        out = np.zeros((x.shape[0], self.out_channels, *sub.shape[2:]), dtype=x.dtype)
+        out = arena.empty((x.shape[0], self.out_channels, *sub.shape[2:]), x.dtype)
         out[:, :self.in_channels] = sub
+        out[:, self.in_channels:] = 0
         self._shape = x.shape
         return out
 
     def backward(self, dy):
         self._need_cache(self._shape)
         s = self.stride
-        dx = np.zeros(self._shape, dtype=dy.dtype)
+        dx = arena.empty(self._shape, dy.dtype)
+        dx[...] = 0
         dx[:, :, ::s, ::s] = dy[:, :self.in_channels]
         return dx
 
