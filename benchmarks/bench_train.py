@@ -6,10 +6,10 @@
 
 A training step is forward (train mode), softmax cross-entropy, backward and an SGD update
 (momentum 0.9) of every parameter; inference is an eval-mode forward. Reported: median images/s
-over repeats, the peak resident memory of the process so far (ru_maxrss: run one model per
-process for a clean per-model figure), and, when torch is importable, the same model written in
-PyTorch (eager NCHW and eager channels_last), timed in the same process, with ratios
-(fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints where one
+over repeats and, when torch is importable, the same model written in
+PyTorch (eager NCHW and eager channels_last), timed in the same process in interleaved rounds
+(one call of each per round, so that load from elsewhere on the machine hits all of them alike),
+with ratios (fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints where one
 fastres training step spends its time, per layer type.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 
 import fastres
 import fastres.functional as F
-from benchmarks._common import machine_info, median_ms, print_table, try_torch, write_json
+from benchmarks._common import machine_info, print_table, try_torch, write_json
 from fastres import models
 
 
@@ -205,7 +205,35 @@ def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS of this process image: VmHWM (ru_maxrss would include the parent's RSS at fork
+    when this process was started from a big one)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def interleaved_ms(runs: dict, repeats: int, threads: int, torch) -> dict:
+    """Median ms of each callable, timed in rounds (one call of each per round) so that every
+    framework sees the same machine conditions; a pause before each call lets the other
+    runtime's OpenMP threads stop spinning."""
+    times = {k: [] for k in runs}
+    fastres.set_num_threads(threads)
+    if torch:
+        torch.set_num_threads(threads)
+    for fn in runs.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for k, fn in runs.items():
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
 
 
 def current_rss_mb() -> float:
@@ -234,23 +262,26 @@ def _rss_child(spec: str, batch: int) -> None:
     print(json.dumps({"base": base, "peak": peak_rss_mb()}))
 
 
-def memory_table(names, batch, threads) -> None:
+def memory_table(names, batch, threads) -> dict:
     """Peak RSS of a training step, every framework/model in its own process."""
     kinds = ["fastres"] + (["torch-nchw", "torch-cl"] if try_torch() else [])
-    rows = []
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    rows, found = [], {}
     for name in names:
         cells = [name]
         for kind in kinds:
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", "--rss-child",
-                                  f"{kind}:{name}", "--batch", str(batch)], env=env,
+                                  f"{kind}:{name}", "--batch", str(batch)], env=env, cwd=root,
                                  capture_output=True, text=True, check=True).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = found[f"{kind}:{name}"] = json.loads(out.strip().splitlines()[-1])
             cells.append(f"{r['peak']:.0f} (+{r['peak'] - r['base']:.0f})")
         rows.append(cells)
     print(f"\npeak RSS MB of a training step, batch {batch}, each in a fresh process "
           "(in brackets: added by the step over imports + model)")
     print_table(["model"] + kinds, rows)
+    return found
 
 
 def run(names, threads_list, batch, repeats, show_breakdown, json_path):
@@ -260,17 +291,26 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
     x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
     y = rng.integers(0, 10, batch)
     results = []
-    # all fastres runs first, PyTorch after (interleaved, the two OpenMP runtimes' spinning
-    # threads slow each other down)
     for name in names:
         model = getattr(models, name)(seed=0)
         for t in threads_list:
-            fastres.set_num_threads(t)
             row = {"model": name, "threads": t, "batch": batch}
-            ms = median_ms(fastres_step(model, x, y), repeats)
-            row["train_img_s"] = batch / ms * 1e3
-            row["infer_img_s"] = batch / median_ms(fastres_infer(model, x), repeats) * 1e3
-            row["peak_rss_mb"] = peak_rss_mb()
+            runs = {"train_img_s": fastres_step(model, x, y),
+                    "infer_img_s": fastres_infer(model, x)}
+            if torch:
+                for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
+                    net = tmodels[name]().to(memory_format=fmt)
+                    xx = torch.from_numpy(x).contiguous(memory_format=fmt)
+                    runs[f"torch_{tag}_train_img_s"] = torch_step(torch, net, xx,
+                                                                  torch.from_numpy(y))
+                    runs[f"torch_{tag}_infer_img_s"] = torch_infer(torch, net, xx)
+            for key, ms in interleaved_ms(runs, repeats, t, torch).items():
+                row[key] = batch / ms * 1e3
+            if torch:
+                best_train = max(row["torch_nchw_train_img_s"], row["torch_cl_train_img_s"])
+                best_infer = max(row["torch_nchw_infer_img_s"], row["torch_cl_infer_img_s"])
+                row["train_vs_torch_best"] = row["train_img_s"] / best_train
+                row["infer_vs_torch_best"] = row["infer_img_s"] / best_infer
             results.append(row)
         if show_breakdown:
             fastres.set_num_threads(max(threads_list))
@@ -280,33 +320,15 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
                         [[k, f"{f:.1f}", f"{b:.1f}" if b else ""] for k, f, b in
                          breakdown(model, x, y)])
         del model
-    if torch:
-        time.sleep(0.5)
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        for row in results:
-            torch.set_num_threads(row["threads"])
-            for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
-                net = tmodels[row["model"]]().to(memory_format=fmt)
-                xx = tx.contiguous(memory_format=fmt)
-                tms = median_ms(torch_step(torch, net, xx, ty), repeats)
-                ims = median_ms(torch_infer(torch, net, xx), repeats)
-                row[f"torch_{tag}_train_img_s"] = batch / tms * 1e3
-                row[f"torch_{tag}_infer_img_s"] = batch / ims * 1e3
-            best_train = max(row["torch_nchw_train_img_s"], row["torch_cl_train_img_s"])
-            best_infer = max(row["torch_nchw_infer_img_s"], row["torch_cl_infer_img_s"])
-            row["train_vs_torch_best"] = row["train_img_s"] / best_train
-            row["infer_vs_torch_best"] = row["infer_img_s"] / best_infer
-        row_rss = peak_rss_mb()
-        print(f"(peak RSS after the PyTorch runs too: {row_rss:.0f} MB)")
 
-    headers = ["model", "threads", "train img/s", "infer img/s", "peak RSS MB"]
+    headers = ["model", "threads", "train img/s", "infer img/s"]
     if torch:
         headers += ["torch NCHW train", "torch CL train", "train vs best torch",
                     "torch NCHW infer", "torch CL infer", "infer vs best torch"]
     rows = []
     for r in results:
         cells = [r["model"], str(r["threads"]), f"{r['train_img_s']:.0f}",
-                 f"{r['infer_img_s']:.0f}", f"{r['peak_rss_mb']:.0f}"]
+                 f"{r['infer_img_s']:.0f}"]
         if torch:
             cells += [f"{r['torch_nchw_train_img_s']:.0f}", f"{r['torch_cl_train_img_s']:.0f}",
                       f"{r['train_vs_torch_best']:.2f}", f"{r['torch_nchw_infer_img_s']:.0f}",
@@ -316,8 +338,9 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
     print(f"\nfastres {info['fastres']}, batch {batch}, float32, ISA path {info['isa_path']}, "
           f"torch {info['torch'] or 'not installed'}")
     print_table(headers, rows)
+    memory = memory_table(names, batch, max(threads_list))
     if json_path:
-        write_json(json_path, {"machine": info, "results": results})
+        write_json(json_path, {"machine": info, "results": results, "peak_rss_mb": memory})
     return results
 
 
