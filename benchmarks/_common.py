@@ -23,6 +23,27 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return float(np.median(times)) * 1e3
 
 
+def rounds_ms(fns: dict[str, Callable[[], object]], repeats: int,
+              pause_before: set = frozenset(), rewarm: bool = False) -> dict[str, float]:
+    """Median ms of each callable, timed in rounds (one call of each per round, in order) so that
+    machine load from elsewhere hits all of them alike; a 50 ms pause before the calls named in
+    ``pause_before`` lets another OpenMP runtime's spinning threads go idle first (``rewarm``:
+    then one untimed call, so that a sub-millisecond op is not timed waking its own threads)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            if k in pause_before:
+                time.sleep(0.05)
+                if rewarm:
+                    fn()
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+
+
 def try_torch():
     """The torch module, or None when it is not importable (it is never a dependency)."""
     try:

@@ -5,8 +5,9 @@
 Times are medians of repeats (ms). "fwd+bwd" is forward plus all gradients; "vs ref" is the
 reference's fwd+bwd time over fastres's (the reference runs fewer repeats: it is slow); "vs torch"
 is fastres's fwd+bwd time over PyTorch's (below 1 means fastres is faster), measured in the same
-process with torch.set_num_threads(threads), after all fastres ops (the two OpenMP runtimes slow
-each other down when interleaved). PyTorch is used only when importable.
+process with torch.set_num_threads(threads), in interleaved rounds (fastres fwd, bwd, PyTorch fwd,
+bwd, with a pause before each runtime's turn so the other's OpenMP threads stop spinning) so that
+load from elsewhere on the machine hits both alike. PyTorch is used only when importable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import numpy as np
 import fastres
 import fastres.functional as F
 import fastres.reference as R
-from benchmarks._common import machine_info, median_ms, print_table, try_torch, write_json
+from benchmarks._common import (
+    machine_info, median_ms, print_table, rounds_ms, try_torch, write_json,
+)
 
 
 @dataclass
@@ -160,29 +163,32 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     results, selected = [], [c for c in cases(batch, torch, rng) if not only or only in c.name]
-    # fastres first, PyTorch after: its OpenMP pool is a different runtime whose threads keep
-    # spinning after each op, so interleaving the two slows both down.
     for c in selected:
         state = c.fast_fwd()
-        fwd = median_ms(c.fast_fwd, repeats)
-        bwd = median_ms(lambda: c.fast_bwd(state), repeats)  # noqa: B023 (called at once)
+        fns = {"fwd": c.fast_fwd, "bwd": lambda c=c, state=state: c.fast_bwd(state)}
+        if c.torch_fwd:
+            out, inputs = c.torch_fwd()
+            grad = None if c.extra.get("dout") is None else torch.from_numpy(c.extra["dout"])
+
+            def t_fwd(c=c):
+                with torch.no_grad():
+                    c.torch_fwd()
+
+            fns["torch_fwd"] = t_fwd
+            fns["torch_bwd"] = lambda out=out, inputs=inputs, grad=grad: torch.autograd.grad(
+                out, inputs, grad, retain_graph=True)
+        ms = rounds_ms(fns, repeats, pause_before={"fwd", "torch_fwd"}, rewarm=True)
         ref = median_ms(c.ref, ref_repeats, warmup=0)
+        fwd, bwd = ms["fwd"], ms["bwd"]
         row = {"op": c.name, "shape": c.shape, "fwd_ms": fwd, "bwd_ms": bwd,
                "total_ms": fwd + bwd, "ref_ms": ref, "speedup_vs_ref": ref / (fwd + bwd)}
         if c.flops:
             row["gflops"] = 3 * c.flops / ((fwd + bwd) * 1e6)
-        results.append(row)
-    time.sleep(0.5)
-    for c, row in zip(selected, results):
         if c.torch_fwd:
-            with torch.no_grad():
-                t_fwd = median_ms(lambda: c.torch_fwd()[0], repeats)  # noqa: B023
-            out, inputs = c.torch_fwd()
-            grad = None if c.extra.get("dout") is None else torch.from_numpy(c.extra["dout"])
-            t_bwd = median_ms(lambda: torch.autograd.grad(out, inputs, grad, retain_graph=True),  # noqa: B023
-                              repeats)
-            row.update(torch_fwd_ms=t_fwd, torch_bwd_ms=t_bwd, torch_total_ms=t_fwd + t_bwd,
-                       vs_torch=row["total_ms"] / (t_fwd + t_bwd))
+            t_total = ms["torch_fwd"] + ms["torch_bwd"]
+            row.update(torch_fwd_ms=ms["torch_fwd"], torch_bwd_ms=ms["torch_bwd"],
+                       torch_total_ms=t_total, vs_torch=row["total_ms"] / t_total)
+        results.append(row)
 
     headers = ["op", "shape", "fwd ms", "bwd ms", "fwd+bwd ms", "GFLOP/s", "ref ms", "vs ref"]
     if torch:

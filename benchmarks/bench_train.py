@@ -28,7 +28,7 @@ import numpy as np
 
 import fastres
 import fastres.functional as F
-from benchmarks._common import machine_info, print_table, try_torch, write_json
+from benchmarks._common import machine_info, print_table, rounds_ms, try_torch, write_json
 from fastres import models
 
 
@@ -217,25 +217,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def interleaved_ms(runs: dict, repeats: int, threads: int, torch) -> dict:
-    """Median ms of each callable, timed in rounds (one call of each per round) so that every
-    framework sees the same machine conditions; a pause before each call lets the other
-    runtime's OpenMP threads stop spinning."""
-    times = {k: [] for k in runs}
-    fastres.set_num_threads(threads)
-    if torch:
-        torch.set_num_threads(threads)
-    for fn in runs.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for k, fn in runs.items():
-            time.sleep(0.05)
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-
-
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -304,7 +285,10 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
                     runs[f"torch_{tag}_train_img_s"] = torch_step(torch, net, xx,
                                                                   torch.from_numpy(y))
                     runs[f"torch_{tag}_infer_img_s"] = torch_infer(torch, net, xx)
-            for key, ms in interleaved_ms(runs, repeats, t, torch).items():
+            fastres.set_num_threads(t)
+            if torch:
+                torch.set_num_threads(t)
+            for key, ms in rounds_ms(runs, repeats, pause_before=set(runs)).items():
                 row[key] = batch / ms * 1e3
             if torch:
                 best_train = max(row["torch_nchw_train_img_s"], row["torch_cl_train_img_s"])
