@@ -28,7 +28,7 @@ def rounds_ms(fns: dict[str, Callable[[], object]], repeats: int,
     """Median ms of each callable, timed in rounds (one call of each per round, in order) so that
     machine load from elsewhere hits all of them alike; a 50 ms pause before the calls named in
     ``pause_before`` lets another OpenMP runtime's spinning threads go idle first (``rewarm``:
-    then one untimed call, so that a sub-millisecond op is not timed waking its own threads)."""
+    then untimed calls for 20 ms, so that a short op is not timed waking its threads and core)."""
     for fn in fns.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -36,7 +36,8 @@ def rounds_ms(fns: dict[str, Callable[[], object]], repeats: int,
         for k, fn in fns.items():
             if k in pause_before:
                 time.sleep(0.05)
-                if rewarm:
+                t_end = time.perf_counter() + (0.02 if rewarm else 0.0)
+                while time.perf_counter() < t_end:
                     fn()
             t0 = time.perf_counter()
             fn()
