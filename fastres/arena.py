@@ -31,15 +31,19 @@ __all__ = ["empty", "empty_like", "clear", "stats", "set_enabled"]
 
 _MIN_BYTES = 1 << 16
 _blocks: dict[int, list[np.ndarray]] = {}
+_cursor: dict[int, int] = {}  # per size: where the next scan starts (blocks free up in about
+#                               the order they were handed out, so the next one is usually free)
 _held = 0
 _lock = threading.Lock()
 _enabled = True
 max_bytes = int(os.environ.get("FASTRES_ARENA_MB", "2048")) * 2**20
 
 
-def _free_index(blocks: list) -> int:
-    """Index of the first block nobody else references, or -1."""
-    for i in range(len(blocks)):
+def _free_index(blocks: list, start: int = 0) -> int:
+    """Index of the first block nobody else references, scanning from ``start`` round, or -1."""
+    n = len(blocks)
+    for j in range(start, start + n):
+        i = j % n
         if sys.getrefcount(blocks[i]) <= _FREE_REFS:
             return i
     return -1
@@ -78,17 +82,16 @@ def empty(shape, dtype=np.float64) -> np.ndarray:
         return np.empty(shape, dtype)
     with _lock:
         blocks = _blocks.setdefault(nbytes, [])
-        i = _free_index(blocks)
-        if i >= 0:
-            blk = blocks[i]
-        else:
+        i = _free_index(blocks, _cursor.get(nbytes, 0))
+        if i < 0:
             if _held + nbytes > max_bytes:
                 _drop_free()
                 blocks = _blocks.setdefault(nbytes, [])
-            blk = np.empty(nbytes, np.uint8)
-            blocks.append(blk)
+            blocks.append(np.empty(nbytes, np.uint8))
             _held += nbytes
-        return blk.view(dtype).reshape(shape)
+            i = len(blocks) - 1
+        _cursor[nbytes] = i + 1
+        return blocks[i].view(dtype).reshape(shape)
 
 
 def empty_like(a: np.ndarray) -> np.ndarray:
