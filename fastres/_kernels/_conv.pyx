@@ -101,8 +101,10 @@ cdef inline void to_images(const floating *cols, floating *img, Py_ssize_t ds, i
         fr_cols_to_images_d(cols, img, ds, m, F, P)
 
 
-def check_scratch(str op, scratch, Py_ssize_t rows, Py_ssize_t cols):
-    """Kernels index scratch[threadid(), :cols]: refuse one that is too small."""
+def check_scratch(str op, scratch, Py_ssize_t rows, Py_ssize_t cols, int nb=1):
+    """Kernels index scratch[threadid(), :cols]: refuse one that is too small (and nb < 1)."""
+    if nb < 1:
+        raise ValueError(f"{op}: expected nb >= 1, got {nb}")
     if scratch.shape[0] < rows or scratch.shape[1] < cols:
         raise ValueError(f"{op}: expected scratch of at least ({rows}, {cols}), got "
                          f"{tuple(scratch.shape)}")
@@ -133,7 +135,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef int H_out = out.shape[2], W_out = out.shape[3]
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
-    check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P)
+    check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P, nb)
     cdef int n_chunks = (N + nb - 1) // nb
     cdef const floating *bp = &b[0] if b is not None else NULL
     cdef const floating *xp = &x[0, 0, 0, 0]
@@ -186,7 +188,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
-    check_scratch("conv2d_backward", scratch, n_threads, <Py_ssize_t>(2 * Kg + Fg) * nb * P)
+    check_scratch("conv2d_backward", scratch, n_threads, <Py_ssize_t>(2 * Kg + Fg) * nb * P, nb)
     if n_blocks > N or db_part.shape[0] < n_blocks or dw_part.shape[1] < wsize \
             or db_part.shape[1] < F:
         raise ValueError("conv2d_backward: partial buffers do not fit the batch and weights")
