@@ -146,18 +146,18 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     eps = real_number(op, "eps", eps, lo=0.0, hi=math.inf, hi_open=True)
     n_threads = _threads_for(n_threads, x.size)
 
-    mean = arena.empty(C)
-    inv_std = arena.empty(C)
+    mean = np.empty(C)
+    inv_std = np.empty(C)
     out = arena.empty_like(x)
     x3, out3 = x.reshape(N, C, H * W), out.reshape(N, C, H * W)
     if training:
         block, n_blocks = _blocking(N, H * W)
-        partial = arena.empty((C, n_blocks, 2))
+        partial = np.empty((C, n_blocks, 2))
         _k.forward_train(x3, gamma, beta, running_mean, running_var, momentum, eps, partial,
-                         arena.empty((C, 4), x.dtype), mean, inv_std, out3, block, n_threads)
+                         np.empty((C, 4), x.dtype), mean, inv_std, out3, block, n_threads)
     else:
         _k.forward_eval(x3, gamma, beta, running_mean, running_var, eps,
-                        arena.empty((C, 4), x.dtype), mean, inv_std, out3, n_threads)
+                        np.empty((C, 4), x.dtype), mean, inv_std, out3, n_threads)
     return out, BatchNormCache(x, mean, inv_std, gamma, training)
 
 
@@ -216,15 +216,15 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
 
     N, C, H, W = x.shape
     dx = arena.empty_like(x)
-    dgamma = arena.empty(C, x.dtype)
-    dbeta = arena.empty(C, x.dtype)
+    dgamma = np.empty(C, x.dtype)
+    dbeta = np.empty(C, x.dtype)
     block, n_blocks = _blocking(N, H * W)
-    partial = arena.empty((C, n_blocks, 2))
+    partial = np.empty((C, n_blocks, 2))
     shape3 = (N, C, H * W)
     dout3, x3, dx3 = dout.reshape(shape3), x.reshape(shape3), dx.reshape(shape3)
     if cache.training:
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
-                          arena.empty((C, 5), x.dtype), dx3, dgamma, dbeta, block, n_threads)
+                          np.empty((C, 5), x.dtype), dx3, dgamma, dbeta, block, n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
                          dgamma, dbeta, block, n_threads)

@@ -213,10 +213,10 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     n = resolve_threads(n_threads)
     dx = arena.empty_like(x) if input_grad else None
     dw = arena.empty_like(w)
-    db = arena.empty(F, dtype=x.dtype) if cache.has_bias else None
+    db = np.empty(F, dtype=x.dtype) if cache.has_bias else None
     blocks = _n_blocks(N, w.size)
     dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
-    db_part = arena.empty((blocks, F), dtype=x.dtype)
+    db_part = np.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
     # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs.

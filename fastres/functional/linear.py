@@ -66,7 +66,7 @@ def linear_forward(
     _check_blas_sizes(op, N=N, in_features=in_features, out_features=out_features)
     out = arena.empty((N, out_features), dtype=x.dtype)
     # The kernel reads b only when has_bias; an empty array keeps its fused dtype dispatch.
-    bias = b if b is not None else arena.empty(0, dtype=x.dtype)
+    bias = b if b is not None else np.empty(0, dtype=x.dtype)
     _k.linear_forward(x, w, bias, b is not None, out, resolve_threads(n_threads))
     return out, LinearCache(x, w, b is not None)
 
@@ -115,6 +115,6 @@ def linear_backward(
         raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
     dx = arena.empty_like(x)
     dw = arena.empty_like(w)
-    db = arena.empty(w.shape[0], dtype=x.dtype)
+    db = np.empty(w.shape[0], dtype=x.dtype)
     _k.linear_backward(dout, x, w, dx, dw, db, cache.has_bias, resolve_threads(n_threads))
     return dx, dw, (db if cache.has_bias else None)

@@ -68,7 +68,7 @@ def softmax_cross_entropy(
     labels = _labels(op, labels, N, K)
     eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     dlogits = arena.empty_like(logits)
-    row_loss = arena.empty(N, dtype=np.float64)
+    row_loss = np.empty(N, dtype=np.float64)
     _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss, resolve_threads(n_threads))
     # The per-row losses do not depend on the thread split and NumPy sums them in a fixed order.
     return float(row_loss.sum() / N), dlogits

@@ -396,14 +396,6 @@ class Sequential(Module):
         return rows, s
 
 
-def _sum_grads(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b for two gradients reaching one tensor: a fresh (arena) array, never in place (a node
-    may hand the same array to two inputs); the threaded kernel when both are float arrays."""
-    if a.shape == b.shape and a.dtype == b.dtype and a.dtype in (np.float32, np.float64):
-        return add_forward(a, b)[0]
-    return a + b
-
-
 class Graph(Module):
     """A DAG of modules with named tensors.
 
@@ -513,8 +505,9 @@ class Graph(Module):
             if len(ins) == 1:
                 dxs = (dxs,)
             for i, d in zip(ins, dxs):
-                # never add in place: a node may hand the same array to two inputs (Add)
-                grads[i] = d if i not in grads else _sum_grads(grads[i], d)
+                # never add in place: a node may hand the same array to two inputs (Add);
+                # the threaded kernel's output is a fresh (arena) array
+                grads[i] = d if i not in grads else add_forward(grads[i], d)[0]
         dx = grads.get(self.input_name)
         if dx is None:
             raise RuntimeError(f"{type(self).__name__}: the output does not depend on the input")

@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 
 import fastres.functional as F
+from fastres.functional.activation import ReluCache
 from fastres.layers.activation import ReLU
 from fastres.layers.batchnorm import BatchNorm2D
 from fastres.layers.conv import Conv2D
@@ -39,6 +40,7 @@ class FusedConvBN:
         self._key = None
         self._folded = None
         self._cache = None
+        self._relu_cache = None
 
     def _arrays(self):
         c, bn = self.conv, self.bn
@@ -67,14 +69,14 @@ class FusedConvBN:
         out, self._cache = F.conv2d_forward(x, w, b, stride=c.stride, padding=c.padding,
                                             groups=c.groups, residual=residual,
                                             relu=self.relu is not None)
-        self._out = out
+        self._relu_cache = ReluCache(out) if self.relu is not None else None
         return out
 
     def backward(self, dy):
         if self._cache is None:
             raise RuntimeError(f"fused {self.conv!r}: backward called before forward")
-        if self.relu is not None:
-            dy = np.where(self._out > 0, dy, 0).astype(dy.dtype)
+        if self._relu_cache is not None:
+            dy = F.relu_backward(dy, self._relu_cache)
         dx, dw, db = F.conv2d_backward(dy, self._cache)
         c, bn = self.conv, self.bn
         _, _, s = self._folded
