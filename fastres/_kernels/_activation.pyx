@@ -27,7 +27,7 @@ cdef inline Py_ssize_t _n_chunks(Py_ssize_t n) noexcept nogil:
 def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
     """out = max(x, 0).  IN: x.  OUT: out (same length)."""
     cdef Py_ssize_t n = x.shape[0], c, lo, hi
-    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
@@ -39,7 +39,7 @@ def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
 def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1] dx, int n_threads):
     """dx = dout where y > 0 else 0 (y is the forward output).  IN: dout, y.  OUT: dx."""
     cdef Py_ssize_t n = dout.shape[0], c, lo, hi
-    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
@@ -51,7 +51,7 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
 def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
     """out = a + b.  IN: a, b.  OUT: out (may alias a or b)."""
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
-    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
@@ -63,7 +63,7 @@ def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_t
 def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
     """out = a * b.  IN: a, b.  OUT: out (may alias a or b)."""
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
-    for c in prange(_n_chunks(n), nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:

@@ -166,12 +166,12 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
-    for item in prange(C * n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _sums_item(x, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                         coef, mean, inv_std, c)
-    for r in prange(N * C, nogil=True, schedule="static", num_threads=n_threads):
+    for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
         _affine_row(x, coef, out, r // C, r % C)
 
 
@@ -191,7 +191,7 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
         _set_mean(coef, c, mean[c])
         coef[c, 2] = <floating>(gamma[c] * inv_std[c])
         coef[c, 3] = beta[c]
-    for r in prange(N * C, nogil=True, schedule="static", num_threads=n_threads):
+    for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
         _affine_row(x, coef, out, r // C, r % C)
 
 
@@ -208,11 +208,11 @@ def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
     cdef double M = <double>(N * x.shape[2])
-    for item in prange(C * n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _dsums_item(dout, x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_backward(inv_std, gamma, partial, mean, M, coef, dgamma, dbeta, c)
-    for r in prange(N * C, nogil=True, schedule="static", num_threads=n_threads):
+    for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
         _dx_row(dout, x, coef, dx, r // C, r % C)
 
 
@@ -230,7 +230,7 @@ def backward_eval(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2]
     cdef Py_ssize_t n_blocks = partial.shape[1], item, c, b, n0
     cdef double g, h
-    for item in prange(C * n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         c = item // n_blocks
         b = item % n_blocks
         n0 = b * block

@@ -102,7 +102,7 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const flo
     cdef floating beta = 1 if has_bias else 0
     n_tiles = _choose_tiles(N, O, I, &tr, &tc)
     n_col = _n_blocks(O, tc)
-    for t in prange(n_tiles, nogil=True, schedule="static",
+    for t in prange(n_tiles, nogil=True, schedule="guided",
                     num_threads=min(n_threads, n_tiles)):
         r0 = (t // n_col) * tr
         c0 = (t % n_col) * tc
@@ -129,7 +129,7 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     # dx: tiles over (rows of N) x (columns of I); contraction over O.
     n_tiles = _choose_tiles(N, I, O, &tr, &tc)
     n_col = _n_blocks(I, tc)
-    for t in prange(n_tiles, nogil=True, schedule="static",
+    for t in prange(n_tiles, nogil=True, schedule="guided",
                     num_threads=min(n_threads, n_tiles)):
         r0 = (t // n_col) * tr
         c0 = (t % n_col) * tc
@@ -141,7 +141,7 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     # one call, so no partial sums are combined across threads.
     n_tiles = _choose_tiles(O, I, N, &tr, &tc)
     n_col = _n_blocks(I, tc)
-    for t in prange(n_tiles, nogil=True, schedule="static",
+    for t in prange(n_tiles, nogil=True, schedule="guided",
                     num_threads=min(n_threads, n_tiles)):
         r0 = (t // n_col) * tr
         c0 = (t % n_col) * tc
@@ -152,7 +152,7 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     if has_bias:
         # db: each work item owns SUM_BLOCK columns and sums all N rows in order.
         n_tiles = _n_blocks(O, SUM_BLOCK)
-        for t in prange(n_tiles, nogil=True, schedule="static",
+        for t in prange(n_tiles, nogil=True, schedule="guided",
                         num_threads=min(n_threads, n_tiles)):
             c0 = t * SUM_BLOCK
             if floating is float:

@@ -28,7 +28,7 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     cdef Py_ssize_t n_items = (N + rows_per_item - 1) // rows_per_item
     cdef Py_ssize_t it, n
     cdef double scale = 1.0 / N
-    for it in prange(n_items, nogil=True, schedule="static",
+    for it in prange(n_items, nogil=True, schedule="guided",
                      num_threads=min(n_threads, n_items)):
         for n in range(it * rows_per_item, min((it + 1) * rows_per_item, N)):
             if floating is float:

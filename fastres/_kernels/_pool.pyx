@@ -2,7 +2,7 @@
 
 Arrays arrive C-contiguous and preallocated from ``fastres.functional``, with the N and C axes
 merged into one axis of P = N*C planes. Each plane is owned by exactly one thread
-(``prange(schedule="static")`` over planes) and processed serially by the loops in fr_pool.h,
+(``prange(schedule="guided")`` over planes) and processed serially by the loops in fr_pool.h,
 so nothing is shared between threads: no races in the gradient scatters, and every result is
 bit-identical for any ``n_threads``.
 """
@@ -68,7 +68,7 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
     cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
-    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+    for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             if fast:
                 fr_maxpool2x2_plane_f(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], W, OH, OW)
@@ -91,7 +91,7 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
     cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
-    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+    for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             if fast:
                 fr_maxpool2x2_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
@@ -115,7 +115,7 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, Py_
     OUT: out (P, OH, OW)."""
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
-    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+    for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             fr_avgpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW, PH, PW)
         else:
@@ -130,7 +130,7 @@ def avg_pool2d_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx, 
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
     cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
-    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+    for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             if fast:
                 fr_avgpool2x2_grad_plane_f(&dout[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
@@ -149,7 +149,7 @@ def global_avg_pool2d_forward(const floating[:, ::1] x, floating[::1] out, int n
     """Mean of each plane.  IN: x (P, H*W).  OUT: out (P,)."""
     cdef Py_ssize_t P = x.shape[0], HW = x.shape[1], per, b, lo, hi
     per = max(1, BLOCK // HW)  # planes per work item
-    for b in prange((P + per - 1) // per, nogil=True, schedule="static", num_threads=n_threads):
+    for b in prange((P + per - 1) // per, nogil=True, schedule="guided", num_threads=n_threads):
         lo = b * per
         hi = min(lo + per, P)
         if floating is float:
@@ -162,7 +162,7 @@ def global_avg_pool2d_backward(const floating[::1] dout, floating[:, ::1] dx, in
     """dx[p, :] = dout[p] / (H*W).  IN: dout (P,).  OUT: dx (P, H*W)."""
     cdef Py_ssize_t P = dx.shape[0], HW = dx.shape[1], per, b, lo, hi
     per = max(1, BLOCK // HW)
-    for b in prange((P + per - 1) // per, nogil=True, schedule="static", num_threads=n_threads):
+    for b in prange((P + per - 1) // per, nogil=True, schedule="guided", num_threads=n_threads):
         lo = b * per
         hi = min(lo + per, P)
         if floating is float:
