@@ -30,6 +30,7 @@ import fastres
 import fastres.functional as F
 from benchmarks._common import machine_info, print_table, rounds_ms, try_torch, write_json
 from fastres import models
+from fastres.layers.fused import BatchNormAct
 
 
 def fastres_step(model, x, y, lr=0.01, momentum=0.9):
@@ -169,33 +170,46 @@ def torch_infer(torch, net, x):
 
 # ---- per-layer breakdown ----------------------------------------------------------------------
 def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
-    """(layer type, forward ms, backward ms) per step, summed over the leaf layers."""
+    """(layer type, forward ms, backward ms) per step, summed over the leaf layers and the fused
+    runners of the training plan (a BatchNorm2D fused with its add and ReLU counts as
+    "BatchNorm2D+act"; a conv that applies a ReLU's gradient stays "Conv2D"). Nested timed calls
+    count once, in the outermost."""
     times = defaultdict(lambda: [0.0, 0.0])
-    leaves = [m for m in model.modules() if not list(m.children())]
-    originals = []
-    for m in leaves:
-        kind = type(m).__name__
-        originals.append((m, m.forward, m.backward))
+    depth = [0]
 
-        def wrap(fn, kind=kind, i=0):
-            def timed(*a):
+    def wrap(obj, kind):
+        for i, attr in enumerate(("forward", "backward")):
+            fn = getattr(obj, attr)
+
+            def timed(*a, fn=fn, i=i, **kw):
+                depth[0] += 1
                 t0 = time.perf_counter()
-                r = fn(*a)
-                times[kind][i] += time.perf_counter() - t0
-                return r
-            return timed
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    depth[0] -= 1
+                    if depth[0] == 0:
+                        times[kind][i] += time.perf_counter() - t0
+            setattr(obj, attr, timed)
+        return obj
 
-        m.forward = wrap(m.forward, i=0)
-        m.backward = wrap(m.backward, i=1)
     step = fastres_step(model, x, y)
+    step()  # builds the containers' plans
+    wrapped = [wrap(m, type(m).__name__) for m in model.modules() if not list(m.children())]
+    for m in model.modules():
+        for plan in (getattr(m, "_plan", None) or {}).values():
+            for s in plan:
+                runner = s[1] if isinstance(s, tuple) else s
+                if isinstance(runner, BatchNormAct):
+                    wrapped.append(wrap(runner, "BatchNorm2D+act"))
     step()
     times.clear()
     t0 = time.perf_counter()
     for _ in range(repeats):
         step()
     total = (time.perf_counter() - t0) / repeats * 1e3
-    for m, f, b in originals:
-        del m.forward, m.backward  # back to the class methods
+    for obj in wrapped:
+        del obj.forward, obj.backward  # back to the class methods
     rows = sorted(((k, v[0] / repeats * 1e3, v[1] / repeats * 1e3) for k, v in times.items()),
                   key=lambda r: -(r[1] + r[2]))
     rows.append(("(rest: loss, update, containers)",

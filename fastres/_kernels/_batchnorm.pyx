@@ -33,10 +33,10 @@ cdef extern from "fr_batchnorm.h" nogil:
     void fr_bn_dsums_scale_d(const double *dy, const double *x, double *dx, Py_ssize_t runs,
                              Py_ssize_t len, Py_ssize_t stride, double mean, double scale,
                              double *out)
-    void fr_bn_affine_f(const float *x, float *y, Py_ssize_t n, float mean_hi, float mean_lo,
-                        float scale, float shift)
-    void fr_bn_affine_d(const double *x, double *y, Py_ssize_t n, double mean_hi,
-                        double mean_lo, double scale, double shift)
+    void fr_bn_affine_f(const float *x, const float *res, float *y, Py_ssize_t n,
+                        float mean_hi, float mean_lo, float scale, float shift, int relu)
+    void fr_bn_affine_d(const double *x, const double *res, double *y, Py_ssize_t n,
+                        double mean_hi, double mean_lo, double scale, double shift, int relu)
     void fr_bn_dx_f(const float *dy, const float *x, float *dx, Py_ssize_t n, float mean_hi,
                     float mean_lo, float a, float b, float c)
     void fr_bn_dx_d(const double *dy, const double *x, double *dx, Py_ssize_t n,
@@ -127,16 +127,19 @@ cdef inline void _finish_backward(const double[::1] inv_std, const floating[::1]
     coef[c, 4] = <floating>(-a * g / M)
 
 
-cdef inline void _affine_row(const floating[:, :, ::1] x, const floating[:, ::1] coef,
-                             floating[:, :, ::1] out, Py_ssize_t n,
+cdef inline void _affine_row(const floating[:, :, ::1] x, const floating *res, bint relu,
+                             const floating[:, ::1] coef, floating[:, :, ::1] out, Py_ssize_t n,
                              Py_ssize_t c) noexcept nogil:
-    """out[n, c] = (x[n, c] - mean) * scale + shift, (mean_hi, mean_lo, scale, shift) = coef[c]."""
+    """out[n, c] = [relu]((x[n, c] - mean) * scale + shift [+ res[n, c]]), with
+    (mean_hi, mean_lo, scale, shift) = coef[c]; res (N, C, HW) like x, or NULL."""
+    cdef Py_ssize_t HW = x.shape[2]
+    cdef const floating *r = res + (n * x.shape[1] + c) * HW if res != NULL else NULL
     if floating is float:
-        fr_bn_affine_f(&x[n, c, 0], &out[n, c, 0], x.shape[2], coef[c, 0], coef[c, 1],
-                       coef[c, 2], coef[c, 3])
+        fr_bn_affine_f(&x[n, c, 0], r, &out[n, c, 0], HW, coef[c, 0], coef[c, 1], coef[c, 2],
+                       coef[c, 3], relu)
     else:
-        fr_bn_affine_d(&x[n, c, 0], &out[n, c, 0], x.shape[2], coef[c, 0], coef[c, 1],
-                       coef[c, 2], coef[c, 3])
+        fr_bn_affine_d(&x[n, c, 0], r, &out[n, c, 0], HW, coef[c, 0], coef[c, 1], coef[c, 2],
+                       coef[c, 3], relu)
 
 
 cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
@@ -150,41 +153,57 @@ cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::
                    coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4])
 
 
+cdef const floating *_residual(const floating[:, :, ::1] res,
+                               const floating[:, :, ::1] x) except? NULL:
+    """res's data, or NULL for None; res must have x's shape."""
+    if res is None:
+        return NULL
+    if res.shape[0] != x.shape[0] or res.shape[1] != x.shape[1] or res.shape[2] != x.shape[2]:
+        raise ValueError("batch norm: res must have the shape of x")
+    return &res[0, 0, 0]
+
+
 # --- kernels ------------------------------------------------------------------------------
 
 def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
                   const floating[::1] beta, floating[::1] running_mean,
                   floating[::1] running_var, double momentum, double eps,
                   double[:, :, ::1] partial, floating[:, ::1] coef, double[::1] mean,
-                  double[::1] inv_std, floating[:, :, ::1] out, Py_ssize_t block,
-                  int n_threads):
-    """Batch statistics, running-stat update, then out = (x - mean) * gamma * inv_std + beta.
+                  double[::1] inv_std, const floating[:, :, ::1] res, bint relu,
+                  floating[:, :, ::1] out, Py_ssize_t block, int n_threads):
+    """Batch statistics, running-stat update, then
+    out = [relu]((x - mean) * gamma * inv_std + beta [+ res]).
 
-    IN: x (N, C, HW), gamma, beta (C,).  IN/OUT: running_mean, running_var (C,).
+    IN: x (N, C, HW), gamma, beta (C,), res like x or None.
+    IN/OUT: running_mean, running_var (C,).
     SCRATCH: partial (C, n_blocks, 2) with n_blocks = ceil(N / block); coef (C, 4).
     OUT: mean, inv_std (C,) float64 (the batch statistics), out (N, C, HW).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
+    cdef const floating *rp = _residual(res, x)
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _sums_item(x, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                         coef, mean, inv_std, c)
     for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _affine_row(x, coef, out, r // C, r % C)
+        _affine_row(x, rp, relu, coef, out, r // C, r % C)
 
 
 def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
                  const floating[::1] beta, const floating[::1] running_mean,
                  const floating[::1] running_var, double eps, floating[:, ::1] coef,
-                 double[::1] mean, double[::1] inv_std, floating[:, :, ::1] out, int n_threads):
-    """out = (x - running_mean) * gamma / sqrt(running_var + eps) + beta, over the rows.
+                 double[::1] mean, double[::1] inv_std, const floating[:, :, ::1] res,
+                 bint relu, floating[:, :, ::1] out, int n_threads):
+    """out = [relu]((x - running_mean) * gamma / sqrt(running_var + eps) + beta [+ res]).
 
-    IN: x (N, C, HW), gamma, beta, running_mean, running_var (C,).  SCRATCH: coef (C, 4).
+    IN: x (N, C, HW), gamma, beta, running_mean, running_var (C,), res like x or None.
+    SCRATCH: coef (C, 4).
     OUT: mean, inv_std (C,) float64 (from the running statistics), out (N, C, HW).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], c, r
+    cdef const floating *rp = _residual(res, x)
     for c in range(C):
         mean[c] = running_mean[c]
         inv_std[c] = 1.0 / sqrt(<double>running_var[c] + eps)
@@ -192,7 +211,7 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
         coef[c, 2] = <floating>(gamma[c] * inv_std[c])
         coef[c, 3] = beta[c]
     for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _affine_row(x, coef, out, r // C, r % C)
+        _affine_row(x, rp, relu, coef, out, r // C, r % C)
 
 
 def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,

@@ -268,12 +268,12 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
 cdef extern from "fr_direct.h" nogil:
     void fr_direct_fwd_f(const float *xin, const float *wpk, const int *off, int K,
                          const int *vin, const int *vout, int nv, float *out, Py_ssize_t P,
-                         int F, const float *bias, const float *res,
-                         int relu)
+                         int F, const float *bias, const float *res, int relu,
+                         const float *gate)
     void fr_direct_fwd_d(const double *xin, const double *wpk, const int *off, int K,
                          const int *vin, const int *vout, int nv, double *out, Py_ssize_t P,
-                         int F, const double *bias, const double *res,
-                         int relu)
+                         int F, const double *bias, const double *res, int relu,
+                         const double *gate)
     void fr_direct_wgrad_f(const float *xin, Py_ssize_t xs, const float *dout, Py_ssize_t ds,
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, float *dw)
@@ -294,15 +294,27 @@ cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int p
         fr_pad_d(x, xq, C, H, W, ph, pw, sh, sw, Hq, Wq)
 
 
+cdef const floating *_like_out(str name, const floating[:, :, :, ::1] a,
+                               floating[:, :, :, ::1] out) except? NULL:
+    """a's data, or NULL for None; a must have out's shape."""
+    if a is None:
+        return NULL
+    if (a.shape[0] != out.shape[0] or a.shape[1] != out.shape[1] or a.shape[2] != out.shape[2]
+            or a.shape[3] != out.shape[3]):
+        raise ValueError(f"direct_forward: {name} must have the shape of out")
+    return &a[0, 0, 0, 0]
+
+
 def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                    const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
-                   floating[:, :, :, ::1] out, const int[::1] off, const int[::1] vin,
+                   const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out, const int[::1] off, const int[::1] vin,
                    const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int sh,
                    int sw, int groups, int n_threads):
-    """Convolution without im2col, out = [relu](conv(x) [+ b] [+ res]).
+    """Convolution without im2col, out = [relu](conv(x) [+ b] [+ res]) [* (gate > 0)].
 
     IN: x (N, C, H, W); wpk (groups, F/groups/4 * K * 4), each group's weights packed as
-    (F/groups/4, K, 4) with K = C/groups*KH*KW; b (F,) or None; res like out or None; off (K,),
+    (F/groups/4, K, 4) with K = C/groups*KH*KW; b (F,) or None; res and gate like out or None
+    (gate: out is a gradient flowing back through a ReLU whose output is gate); off (K,),
     vin and vout (nv,) from the geometry (see fr_direct_impl.h).  OUT: out (N, F, H_out, W_out).
     SCRATCH: (n_threads, C*sh*sw*Hq*Wq), each thread's padded polyphase image, Hq =
     ceil((H+2ph)/sh) and Wq = ceil((W+2pw)/sw).
@@ -313,11 +325,9 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
     check_scratch("direct_forward", scratch, n_threads, C * plane)
-    if res is not None and (res.shape[0] != out.shape[0] or res.shape[1] != out.shape[1]
-                            or res.shape[2] != out.shape[2] or res.shape[3] != out.shape[3]):
-        raise ValueError("direct_forward: res must have the shape of out")
     cdef const floating *bp = &b[0] if b is not None else NULL
-    cdef const floating *rp = &res[0, 0, 0, 0] if res is not None else NULL
+    cdef const floating *rp = _like_out("res", res, out)
+    cdef const floating *gp = _like_out("gate", gate, out)
     cdef size_t img = <size_t>F * P
     cdef floating *xpad
     cdef int n, g
@@ -330,12 +340,14 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                     fr_direct_fwd_f(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
                                     &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
                                     bp + g * Fg if bp != NULL else NULL,
-                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu)
+                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu,
+                                    gp + n * img + g * Fg * P if gp != NULL else NULL)
                 else:
                     fr_direct_fwd_d(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
                                     &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
                                     bp + g * Fg if bp != NULL else NULL,
-                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu)
+                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu,
+                                    gp + n * img + g * Fg * P if gp != NULL else NULL)
 
 
 def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,

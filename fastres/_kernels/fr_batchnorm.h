@@ -152,10 +152,26 @@ typedef double fr_v4d __attribute__((vector_size(32)));
         out[0] = FR_BN_FOLD(a1) + t1;                                                           \
         out[1] = FR_BN_FOLD(a2) + t2;                                                           \
     }                                                                                           \
-    /* y = (x - mean) * scale + shift over one run, mean = mean_hi + mean_lo. */                 \
-    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, T *restrict y, ptrdiff_t n,    \
-                                           T mean_hi, T mean_lo, T scale, T shift) {            \
-        for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift;  \
+    /* y = (x - mean) * scale + shift [+ res] [then max(., 0) if relu] over one run,            \
+     * mean = mean_hi + mean_lo; res may be NULL. One loop per case, so each vectorises. */     \
+    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,         \
+                                           T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,    \
+                                           T scale, T shift, int relu) {                        \
+        if (res && relu)                                                                        \
+            for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+                T v = ((x[i] - mean_hi) - mean_lo) * scale + shift + res[i];                    \
+                y[i] = v > 0 ? v : (T)0;                                                        \
+            }                                                                                   \
+        else if (res)                                                                           \
+            for (ptrdiff_t i = 0; i < n; i++)                                                   \
+                y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift + res[i];                   \
+        else if (relu)                                                                          \
+            for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+                T v = ((x[i] - mean_hi) - mean_lo) * scale + shift;                             \
+                y[i] = v > 0 ? v : (T)0;                                                        \
+            }                                                                                   \
+        else                                                                                    \
+            for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \
     }                                                                                           \
     /* dx = a * dy + b * (x - mean) + c over one run (training backward). */                   \
     FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,              \

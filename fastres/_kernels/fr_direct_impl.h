@@ -53,7 +53,7 @@ static inline __attribute__((always_inline)) void FN(fr_hsum4_)(VEC a0, VEC a1, 
 static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
     const T *restrict xin, const T *restrict wt, const int *restrict off, int K,
     const int *restrict vin, const int *restrict vout, int v, T *restrict out, ptrdiff_t P,
-    const T *bias, const T *res, int relu, const int NV) {
+    const T *bias, const T *res, int relu, const T *gate, const int NV) {
     VEC acc[4][3];
     for (int r = 0; r < 4; r++) {
         T b0 = bias ? bias[r] : (T)0;
@@ -81,26 +81,29 @@ static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
             VEC a = acc[r][u];
             if (res) a += FN(fr_ld_)(res + o);
             if (relu) a = (VEC)((IVEC)a & (a > (VEC){0}));  /* x > 0 ? x : 0, as fr_relu */
+            if (gate) a = (VEC)((IVEC)a & (FN(fr_ld_)(gate + o) > (VEC){0}));
             FN(fr_st_)(out + o, a);
         }
 }
 
-/* out (F, P) = conv(xin) (+ bias) (+ res, an (F, P) block like out) (then max(., 0) if relu),
- * the epilogue applied as the tile is stored. wpk: (F/4, K, 4); F % 4 == 0. */
+/* out (F, P) = conv(xin) (+ bias) (+ res, an (F, P) block like out) (then max(., 0) if relu)
+ * (then 0 where gate, a block like out, is not > 0: the gradient through a ReLU whose output is
+ * gate), the epilogue applied as the tile is stored. wpk: (F/4, K, 4); F % 4 == 0. */
 FR_CLONES static void FN(fr_direct_fwd_)(const T *xin, const T *wpk, const int *off, int K,
                                          const int *vin, const int *vout, int nv, T *out,
                                          ptrdiff_t P, int F, const T *bias, const T *res,
-                                         int relu) {
+                                         int relu, const T *gate) {
     for (int ft = 0; ft < F / 4; ft++) {
         const T *wt = wpk + (ptrdiff_t)ft * K * 4;
         T *o = out + (ptrdiff_t)ft * 4 * P;
         const T *b = bias ? bias + 4 * ft : NULL;
         const T *q = res ? res + (ptrdiff_t)ft * 4 * P : NULL;
+        const T *gt = gate ? gate + (ptrdiff_t)ft * 4 * P : NULL;
         int v = 0;
         for (; v + 3 <= nv; v += 3)
-            FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, 3);
-        if (nv - v == 2) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, 2);
-        if (nv - v == 1) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, 1);
+            FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, gt, 3);
+        if (nv - v == 2) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, gt, 2);
+        if (nv - v == 1) FN(fr_fwd_tile_)(xin, wt, off, K, vin, vout, v, o, P, b, q, relu, gt, 1);
     }
 }
 

@@ -80,10 +80,12 @@ def _running_stat(op: str, name: str, v, C: int) -> np.ndarray:
 def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                          running_mean: np.ndarray, running_var: np.ndarray, *, training: bool,
                          momentum: float = 0.1, eps: float = 1e-5,
+                         residual: np.ndarray | None = None, relu: bool = False,
                          n_threads: int | None = None) -> tuple[np.ndarray, BatchNormCache]:
     """Batch normalisation of NCHW input, per channel over (N, H, W).
 
-    ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
+    ``out = gamma * (x - mean) / sqrt(var + eps) + beta``, then ``+ residual`` and
+    ``max(., 0)`` if asked: the residual block's ``relu(bn(x) + shortcut)`` in one pass.
 
     Parameters
     ----------
@@ -100,6 +102,11 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     momentum : float in [0, 1]
     eps : float >= 0
         Added to the variance before the square root.
+    residual : ndarray shaped like x, optional
+        Added to the normalised output (before the ReLU).
+    relu : bool
+        Apply ``max(., 0)`` last. The cache is the batch norm's alone: the caller applies the
+        ReLU's gradient (``dout * (out > 0)``) before ``batch_norm2d_backward``.
     n_threads : int, optional
         Kernel threads (default ``fastres.get_num_threads()``); the result does not depend on it.
 
@@ -142,6 +149,12 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
             raise ValueError(f"{op}: expected running_mean and running_var not to overlap in "
                              "memory (they are updated in place when training), got "
                              "overlapping arrays")
+    if residual is not None:
+        residual = float_array(op, "residual", residual, ndim=4, layout="(N, C, H, W)")
+        same_dtype(op, x=x, residual=residual)
+        shape_is(op, "residual", residual, x.shape)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: expected relu to be a bool, got {relu!r}")
     momentum = real_number(op, "momentum", momentum, lo=0.0, hi=1.0)
     eps = real_number(op, "eps", eps, lo=0.0, hi=math.inf, hi_open=True)
     n_threads = _threads_for(n_threads, x.size)
@@ -150,14 +163,17 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     inv_std = np.empty(C)
     out = arena.empty_like(x)
     x3, out3 = x.reshape(N, C, H * W), out.reshape(N, C, H * W)
+    res3 = None if residual is None else residual.reshape(N, C, H * W)
     if training:
         block, n_blocks = _blocking(N, H * W)
         partial = np.empty((C, n_blocks, 2))
         _k.forward_train(x3, gamma, beta, running_mean, running_var, momentum, eps, partial,
-                         np.empty((C, 4), x.dtype), mean, inv_std, out3, block, n_threads)
+                         np.empty((C, 4), x.dtype), mean, inv_std, res3, bool(relu), out3, block,
+                         n_threads)
     else:
         _k.forward_eval(x3, gamma, beta, running_mean, running_var, eps,
-                        np.empty((C, 4), x.dtype), mean, inv_std, out3, n_threads)
+                        np.empty((C, 4), x.dtype), mean, inv_std, res3, bool(relu), out3,
+                        n_threads)
     return out, BatchNormCache(x, mean, inv_std, gamma, training)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _conv as _k
+from fastres.functional.activation import ReluCache, relu_backward
 from fastres.functional._validate import (
     float_array, int_pair, out_size, positive_int, same_dtype, shape_is,
 )
@@ -87,17 +88,17 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
 
 def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
                  padding: tuple[int, int], stride: tuple[int, int], groups: int, n: int,
-                 residual=None, relu: bool = False) -> None:
-    """out = [relu](conv of x with grouped weights wg (G, Fg, Cg*KH*KW) [+ b] [+ residual]),
-    by the direct kernel."""
+                 residual=None, relu: bool = False, gate=None) -> None:
+    """out = [relu](conv of x with grouped weights wg (G, Fg, Cg*KH*KW) [+ b] [+ residual])
+    [* (gate > 0)], by the direct kernel."""
     N, C, H, W = x.shape
     (ph, pw), (sh, sw) = padding, stride
     off, vin, vout = _direct_plan(C // groups, H, W, KH, KW, ph, pw, sh, sw, out.shape[2],
                                   out.shape[3], _lanes(x.dtype))
     Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
     scratch = arena.empty((n, C * sh * sw * Hq * Wq), dtype=x.dtype)
-    _k.direct_forward(x, _pack4(wg), b, residual, relu, out, off, vin, vout, scratch, ph, pw,
-                      sh, sw, groups, n)
+    _k.direct_forward(x, _pack4(wg), b, residual, relu, gate, out, off, vin, vout, scratch, ph,
+                      pw, sh, sw, groups, n)
 
 
 def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
@@ -193,13 +194,19 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = True,
-                    n_threads: int | None = None):
+                    relu_input: bool = False, n_threads: int | None = None):
     """Gradients of ``conv2d_forward``.
 
     Returns ``(dx, dw, db)``: dx like x (None when ``input_grad=False``, e.g. for a network's
     first layer), dw like w, db (C_out,) or None when the forward had no bias.
+
+    ``relu_input=True`` says x is the output of a ReLU that feeds nothing else: dx then comes
+    back multiplied by ``x > 0``, the gradient with respect to the ReLU's input (applied as the
+    direct kernel stores dx, which saves the ReLU backward its pass over memory).
     """
     op = "conv2d_backward"
+    if not isinstance(relu_input, (bool, np.bool_)):
+        raise TypeError(f"{op}: expected relu_input to be a bool, got {relu_input!r}")
     dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
     shape_is(op, "dout", dout, cache.out_shape)
     x, w = cache.x, cache.w
@@ -226,7 +233,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     if dx_direct:
         wt = w.reshape(groups, Fg, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         _direct_conv(dout, wt.reshape(groups, Cg, Fg * KH * KW), None, dx, KH, KW, (qh, qw),
-                     (1, 1), groups, n)
+                     (1, 1), groups, n, gate=x if relu_input else None)
     if _direct_ok(W_out, Fg, x.dtype):
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))
@@ -239,6 +246,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     else:
         _gemm_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part, cache,
                        blocks, n)
+    if input_grad and relu_input and not dx_direct:
+        dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample
         dx = np.zeros(cache.in_shape, dtype=x.dtype)

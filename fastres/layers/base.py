@@ -317,7 +317,9 @@ class Sequential(Module):
 
     ``Sequential(a, b, c)`` or ``Sequential(("conv1", a), ("bn1", b))``. The dtype is the children's
     (all must agree). In eval mode a Conv2D followed by BatchNorm2D (and ReLU) runs as one folded
-    convolution (see ``fastres.layers.fused``); set ``fuse = False`` to turn that off.
+    convolution; in training a BatchNorm2D followed by ReLU runs as one pass and a Conv2D after
+    them applies the ReLU's gradient to its dx (see ``fastres.layers.fused``); set
+    ``fuse = False`` to turn both off.
     """
 
     def __init__(self, *layers, dtype=None):
@@ -359,14 +361,18 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def _steps(self) -> list:
-        """The modules to run, with Conv2D -> BatchNorm2D (-> ReLU) runs folded in eval mode."""
+        """The modules to run, fused where ``fuse`` (see fastres.layers.fused): Conv2D ->
+        BatchNorm2D (-> ReLU) runs in eval mode, BatchNorm2D -> ReLU (-> Conv2D) in training."""
         from fastres.layers.fused import plan_sequential
 
-        if not (self.fuse and not self.training):
+        if not self.fuse:
             return list(self._modules.values())
         if self._plan is None:
-            self._plan = plan_sequential(list(self._modules.values()))
-        return self._plan
+            self._plan = {}
+        if self.training not in self._plan:
+            self._plan[self.training] = plan_sequential(list(self._modules.values()),
+                                                        training=self.training)
+        return self._plan[self.training]
 
     def forward(self, x):
         steps = self._steps()
@@ -408,7 +414,8 @@ class Graph(Module):
     Nodes must be added after their inputs (so insertion order is a topological order). Backward
     runs the nodes in reverse order and sums gradients where a tensor feeds several nodes. Node
     names are the children's names in ``named_parameters``. Eval mode folds Conv2D -> BatchNorm2D
-    (-> ReLU) chains whose intermediate tensors have no other consumer (``fuse = False`` disables).
+    (-> Add) (-> ReLU) chains whose intermediate tensors have no other consumer; training runs
+    BatchNorm2D (-> Add) (-> ReLU) chains as one pass (``fuse = False`` disables both).
     """
 
     def __init__(self, *, input_name: str = "input", dtype=np.float32):
@@ -468,14 +475,18 @@ class Graph(Module):
         return count
 
     def _steps(self):
-        """[(node names, runner, inputs)]: one entry per node, or per fused chain in eval mode."""
+        """[(node names, runner, inputs)]: one entry per node, or per fused chain (see
+        fastres.layers.fused) when ``fuse``."""
         from fastres.layers.fused import plan_graph
 
-        if not (self.fuse and not self.training):
+        if not self.fuse:
             return [((n,), self._modules[n], ins) for n, ins in self._inputs.items()]
         if self._plan is None:
-            self._plan = plan_graph(self._inputs, self._modules, self._consumers())
-        return self._plan
+            self._plan = {}
+        if self.training not in self._plan:
+            self._plan[self.training] = plan_graph(self._inputs, self._modules,
+                                                   self._consumers(), training=self.training)
+        return self._plan[self.training]
 
     def forward(self, x):
         steps = self._steps()

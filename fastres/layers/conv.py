@@ -76,9 +76,10 @@ class Conv2D(Module):
                                             padding=self.padding, groups=self.groups)
         return out
 
-    def backward(self, dy):
+    def backward(self, dy, *, relu_input: bool = False):
+        """``relu_input``: see ``conv2d_backward`` (used by the training plan's ConvAfterReLU)."""
         self._need_cache(self._cache)
-        dx, dw, db = F.conv2d_backward(dy, self._cache)
+        dx, dw, db = F.conv2d_backward(dy, self._cache, relu_input=relu_input)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -22,7 +22,7 @@ from fastres.layers.batchnorm import BatchNorm2D
 from fastres.layers.conv import Conv2D
 from fastres.layers.shortcut import Add
 
-__all__ = ["FusedConvBN", "plan_graph", "plan_sequential"]
+__all__ = ["BatchNormAct", "ConvAfterReLU", "FusedConvBN", "plan_graph", "plan_sequential"]
 
 
 def _fingerprint(arrays) -> tuple:
@@ -96,15 +96,83 @@ class FusedConvBN:
                 f"residual={self.residual})")
 
 
-def plan_sequential(mods: list) -> list:
-    """Replace each Conv2D, BatchNorm2D[, ReLU] run by one FusedConvBN."""
+class BatchNormAct:
+    """Runs ``bn (-> + residual) (-> relu)`` as one batch-norm pass (training or eval; not a
+    Module: the parameters stay the BatchNorm2D's). With ``residual=True`` forward takes
+    ``(x, residual)`` and backward returns ``(dx, dresidual)``. ``premasked``: the gradient
+    arriving at backward is already the ReLU's input gradient (the consumer is a
+    ``ConvAfterReLU``), so the ReLU's output need not be kept."""
+
+    def __init__(self, bn: BatchNorm2D, relu: ReLU | None = None, *, residual: bool = False):
+        self.bn, self.relu, self.residual = bn, relu, residual
+        self.premasked = False
+        self._out = None
+
+    def forward(self, x, residual=None):
+        bn = self.bn
+        bn._check_input(x, ndim=4, channels=bn.num_features, what=" (N, C, H, W)")
+        if (residual is not None) != self.residual:
+            raise TypeError(f"{self!r}: expected {'(x, residual)' if self.residual else 'x'}")
+        out, bn._cache = F.batch_norm2d_forward(
+            x, bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var,
+            training=bn.training, momentum=bn.momentum, eps=bn.eps, residual=residual,
+            relu=self.relu is not None)
+        self._out = out if self.relu is not None and not self.premasked else None
+        return out
+
+    def backward(self, dy):
+        if self._out is not None:
+            dy = F.relu_backward(dy, ReluCache(self._out))
+        dx = self.bn.backward(dy)
+        return (dx, dy) if self.residual else dx
+
+    def __repr__(self) -> str:
+        return (f"BatchNormAct({self.bn!r}, relu={self.relu is not None}, "
+                f"residual={self.residual}, premasked={self.premasked})")
+
+
+class ConvAfterReLU:
+    """A Conv2D whose input is a ReLU's output and that output's only consumer: backward returns
+    the gradient with respect to the ReLU's input (``conv2d_backward(relu_input=True)``), so
+    the ReLU's own backward pass is skipped (its BatchNormAct is ``premasked``)."""
+
+    def __init__(self, conv: Conv2D):
+        self.conv = conv
+
+    def forward(self, x):
+        return self.conv.forward(x)
+
+    def backward(self, dy):
+        return self.conv.backward(dy, relu_input=True)
+
+    def __repr__(self) -> str:
+        return f"ConvAfterReLU({self.conv!r})"
+
+
+def _is(m, cls) -> bool:
+    """Fuse only the library's own layers: a subclass may override forward or backward, which a
+    fused runner would silently bypass."""
+    return type(m) is cls
+
+
+def plan_sequential(mods: list, *, training: bool = False) -> list:
+    """Eval: each Conv2D, BatchNorm2D[, ReLU] run becomes one FusedConvBN. Training: each
+    BatchNorm2D, ReLU pair becomes one BatchNormAct, and a Conv2D right after it a
+    ConvAfterReLU."""
     steps, i = [], 0
     while i < len(mods):
-        m = mods[i]
-        if (isinstance(m, Conv2D) and i + 1 < len(mods) and isinstance(mods[i + 1], BatchNorm2D)
-                and mods[i + 1].num_features == m.out_channels):
-            relu = mods[i + 2] if i + 2 < len(mods) and isinstance(mods[i + 2], ReLU) else None
-            steps.append(FusedConvBN(m, mods[i + 1], relu))
+        m, nxt = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+        if training and _is(m, BatchNorm2D) and _is(nxt, ReLU):
+            steps.append(BatchNormAct(m, nxt))
+            i += 2
+            if i < len(mods) and _is(mods[i], Conv2D):
+                steps[-1].premasked = True
+                steps.append(ConvAfterReLU(mods[i]))
+                i += 1
+        elif (not training and _is(m, Conv2D) and _is(nxt, BatchNorm2D)
+                and nxt.num_features == m.out_channels):
+            relu = mods[i + 2] if i + 2 < len(mods) and _is(mods[i + 2], ReLU) else None
+            steps.append(FusedConvBN(m, nxt, relu))
             i += 3 if relu is not None else 2
         else:
             steps.append(m)
@@ -112,10 +180,12 @@ def plan_sequential(mods: list) -> list:
     return steps
 
 
-def plan_graph(inputs: dict, modules: dict, consumers: dict) -> list:
-    """Graph steps ``(names, runner, inputs)`` with ``conv -> bn (-> add) (-> relu)`` chains
-    folded where the intermediate tensors feed nothing else. A chain through an Add runs at the
-    Add's place, with the Add's other input as the residual (by then it has been computed)."""
+def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool = False) -> list:
+    """Graph steps ``(names, runner, inputs)``, chains folded where their intermediate tensors
+    feed nothing else: in eval ``conv -> bn (-> add) (-> relu)`` as one FusedConvBN; in
+    training ``bn (-> add) (-> relu)`` as one BatchNormAct, and a Conv2D that is the only user
+    of such a ReLU's output as a ConvAfterReLU. A chain through an Add runs at the Add's place,
+    with the Add's other input as the residual (by then it has been computed)."""
     users: dict = {}
     for name, ins in inputs.items():
         for i in ins:
@@ -125,31 +195,47 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict) -> list:
         u = users.get(n, [])
         return u[0] if consumers[n] == 1 and len(u) == 1 else None
 
-    steps, absorbed, deferred = [], set(), {}
+    steps, absorbed, deferred, gated = [], set(), {}, set()
     for name, ins in inputs.items():
         if name in deferred:
             steps.append(deferred.pop(name))
             continue
         if name in absorbed:
             continue
-        m, bn = modules[name], sole_user(name)
-        if not (isinstance(m, Conv2D) and bn is not None and isinstance(modules[bn], BatchNorm2D)
-                and modules[bn].num_features == m.out_channels):
-            steps.append(((name,), m, ins))
+        m = modules[name]
+        if training:
+            bn = name if _is(m, BatchNorm2D) else None
+        else:
+            bn = sole_user(name)
+            if not (_is(m, Conv2D) and bn is not None
+                    and _is(modules[bn], BatchNorm2D)
+                    and modules[bn].num_features == m.out_channels):
+                bn = None
+        if bn is None:
+            steps.append(((name,), ConvAfterReLU(m) if name in gated else m, ins))
             continue
-        names, runner_ins, add = [name, bn], tuple(ins), None
+        names, runner_ins, add, relu = list(dict.fromkeys((name, bn))), tuple(ins), None, None
         nxt = sole_user(bn)
-        if nxt is not None and isinstance(modules[nxt], Add) and len(inputs[nxt]) == 2:
+        if nxt is not None and _is(modules[nxt], Add) and len(inputs[nxt]) == 2:
             add = nxt
             names.append(add)
             runner_ins += tuple(i for i in inputs[add] if i != bn)
             nxt = sole_user(add)
-        relu = None
-        if nxt is not None and isinstance(modules[nxt], ReLU):
+        if nxt is not None and _is(modules[nxt], ReLU):
             relu = modules[nxt]
             names.append(nxt)
-        step = (tuple(names), FusedConvBN(m, modules[bn], relu, residual=add is not None),
-                runner_ins)
+        if training and len(names) == 1:  # a batch norm alone
+            steps.append(((name,), m, ins))
+            continue
+        if training:
+            runner = BatchNormAct(modules[bn], relu, residual=add is not None)
+            after = sole_user(names[-1]) if relu is not None else None
+            if after is not None and _is(modules[after], Conv2D):
+                runner.premasked = True
+                gated.add(after)
+        else:
+            runner = FusedConvBN(m, modules[bn], relu, residual=add is not None)
+        step = (tuple(names), runner, runner_ins)
         absorbed.update(names[1:])
         if add is None:
             steps.append(step)

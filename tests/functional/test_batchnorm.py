@@ -155,6 +155,34 @@ def test_matches_reference_at_resnet_shapes(dtype, rng):
         _check_against_reference(x, dout, gamma, beta, rm, rv, training=True, momentum=0.3)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 16, 8, 8), (1, 1, 1, 2)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_residual_relu_epilogue(dtype, shape, training, rng):
+    # relu(bn(x) + residual) in the normalising pass: against the float64 reference, and
+    # bit-identical to the three separate ops (what the fused training step relies on)
+    x, _, gamma, beta, rm, rv = _inputs(rng, shape, dtype)
+    res = rng.standard_normal(shape).astype(dtype)
+    rm_r, rv_r = _f64(rm, rv)
+    ref = R.batch_norm2d_forward(*_f64(x, gamma, beta), rm_r, rv_r, training=training)[0]
+    for residual, relu in ((res, False), (None, True), (res, True)):
+        rm1, rv1, rm2, rv2 = rm.copy(), rv.copy(), rm.copy(), rv.copy()
+        out, cache = F.batch_norm2d_forward(x, gamma, beta, rm1, rv1, training=training,
+                                            residual=residual, relu=relu)
+        want = ref + (0 if residual is None else residual)
+        want = np.maximum(want, 0) if relu else want
+        np.testing.assert_allclose(out, want, **TOL[dtype])
+        plain, cache2 = F.batch_norm2d_forward(x, gamma, beta, rm2, rv2, training=training)
+        if residual is not None:
+            plain = F.add_forward(plain, residual)[0]
+        if relu:
+            plain = F.relu_forward(plain)[0]
+        np.testing.assert_array_equal(out, plain)
+        for a, b in ((rm1, rm2), (rv1, rv2), (cache.mean, cache2.mean),
+                     (cache.inv_std, cache2.inv_std)):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [True, False])
 def test_many_sample_blocks(dtype, training, rng, monkeypatch):
@@ -368,6 +396,12 @@ FORWARD_ERRORS = [
     ({"replace": {0: _x_alias, 3: _x_alias[0, 0, 0, :3]}}, ValueError,
      FWD + r"expected running_mean not to overlap x in memory"),
     ({"training": 1}, TypeError, FWD + r"expected training to be a bool, got 1"),
+    ({"residual": np.ones((2, 3, 4, 5))}, ValueError,
+     FWD + r"expected residual of shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"),
+    ({"residual": np.ones((2, 3, 4, 4), np.float32)}, TypeError,
+     FWD + r"expected all operands to share one dtype, got x=float64, residual=float32"),
+    ({"residual": [1.0]}, TypeError, FWD + r"expected residual to be a numpy.ndarray"),
+    ({"relu": 1}, TypeError, FWD + r"expected relu to be a bool, got 1"),
     ({"momentum": 1.5}, ValueError, FWD + r"expected momentum in \[0.0, 1.0\], got 1.5"),
     ({"momentum": "0.1"}, TypeError, FWD + r"expected momentum to be a real number, got '0.1'"),
     ({"eps": -1e-5}, ValueError, FWD + r"expected eps in \[0.0, inf\), got -1e-05"),

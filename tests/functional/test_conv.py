@@ -90,6 +90,27 @@ def test_residual_relu_epilogue(cfg, dtype, rng):
                                                          F.conv2d_forward(x, w, b, **kw)[1])[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2], CONFIGS[3], CONFIGS[7], CONFIGS[10],
+                                 BATCHED[0]])
+def test_relu_input_gradient(cfg, dtype, rng):
+    # x is a ReLU's output: dx comes back multiplied by x > 0, on the direct dx kernel (16@16,
+    # 8x16, depthwise), the GEMM path (7x9, 4x4) and the subsampled 1x1 stride-2 path
+    x, w, b, kw = _run(cfg, dtype, rng)
+    x = np.maximum(x, 0)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    gx, gw, gb = F.conv2d_backward(dout, cache, relu_input=True)
+    assert (dx[x <= 0] != 0).any()  # the mask matters here
+    np.testing.assert_array_equal(gx, np.where(x > 0, dx, 0))
+    np.testing.assert_array_equal(gw, dw)
+    np.testing.assert_array_equal(gb, db)
+    with pytest.raises(TypeError, match="conv2d_backward: expected relu_input to be a bool, "
+                                        "got 1"):
+        F.conv2d_backward(dout, cache, relu_input=1)
+
+
 def test_reference_by_hand():
     # 3x3 input, 2x2 kernel of ones, stride 1: each output is the sum of a 2x2 window.
     x = np.arange(9.0).reshape(1, 1, 3, 3)

@@ -172,9 +172,9 @@ def test_fused_residual_block(rng, dtype, tol):
         g.zero_grad()
         dx = g.backward(dout)
         outs.append([out, dx] + [p.grad.copy() for p in g.parameters()])
-    assert [names for names, _, _ in g._plan] == [
+    assert [names for names, _, _ in g._plan[False]] == [
         ("conv1", "bn1", "relu1"), ("conv2", "bn2", "sum", "relu_out")]
-    assert g._plan[1][2] == ("relu1", "input")
+    assert g._plan[False][1][2] == ("relu1", "input")
     for a, b in zip(*outs):
         assert rel_error(a, b) < tol
 
@@ -299,6 +299,64 @@ def test_fused_eval_equals_unfused(rng, dtype, tol):
     assert rel_error(fused, seq.forward(x)) < tol
 
 
+def _train_run(model, x, dout, fuse):
+    """Training forward and backward with fusion on or off: outputs, every gradient, the
+    running statistics."""
+    for m in model.modules():
+        if hasattr(m, "fuse"):
+            m.fuse = fuse
+    model.train()
+    out = model.forward(x)
+    model.zero_grad()
+    dx = model.backward(dout)
+    return [out, dx] + [p.grad.copy() for p in model.parameters()] + [
+        b.copy() for _, b in model.named_buffers()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+def test_training_fusion_is_bit_identical(rng, dtype):
+    # training: bn1 + relu1 in one pass with conv2 applying relu1's gradient to its dx, and
+    # bn2 + the residual add + the final ReLU in one pass; the same numbers as the plain graph.
+    # W = 8 and 7: the direct dx kernel applies the mask, the GEMM path after it.
+    for W in (8, 7):
+        x = rng.standard_normal((3, 4, 8, W)).astype(dtype)
+        dout = rng.standard_normal(x.shape).astype(dtype)
+        runs = [_train_run(basic_block_graph(dtype), x, dout, fuse) for fuse in (True, False)]
+        for a, b in zip(*runs):
+            np.testing.assert_array_equal(a, b)
+    g = basic_block_graph(dtype)
+    _train_run(g, x, dout, True)
+    steps = g._plan[True]
+    assert [names for names, _, _ in steps] == [
+        ("conv1",), ("bn1", "relu1"), ("conv2",), ("bn2", "sum", "relu_out")]
+    assert type(steps[2][1]).__name__ == "ConvAfterReLU" and steps[1][1].premasked
+    assert steps[3][2] == ("conv2", "input") and not steps[3][1].premasked
+    # a relu output with a second consumer is not gated through the conv
+    g2 = basic_block_graph(dtype)
+    g2.add("extra", Add(dtype=dtype), "relu1", "relu_out")
+    _train_run(g2, x, dout, True)
+    assert not g2._plan[True][1][1].premasked
+    assert g2._plan[True][2][1] is g2.conv2
+
+
+def test_training_fusion_in_sequential(rng):
+    def make():
+        return Sequential(BatchNorm2D(3, dtype=F64), ReLU(dtype=F64),
+                          Conv2D(3, 4, 3, padding=1, dtype=F64, rng=np.random.default_rng(2)),
+                          BatchNorm2D(4, dtype=F64), ReLU(dtype=F64), Flatten(dtype=F64))
+
+    x = rng.standard_normal((2, 3, 5, 8))
+    dout = rng.standard_normal((2, 4 * 5 * 8))
+    runs = [_train_run(make(), x, dout, fuse) for fuse in (True, False)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    seq = make()
+    _train_run(seq, x, dout, True)
+    kinds = [type(s).__name__ for s in seq._plan[True]]
+    assert kinds == ["BatchNormAct", "ConvAfterReLU", "BatchNormAct", "Flatten"]
+    assert seq._plan[True][0].premasked and not seq._plan[True][2].premasked
+
+
 def test_fused_backward_matches_unfused(rng):
     g = residual_graph()
     g.bn1.running_var[...] = [0.5, 2.0]
@@ -312,7 +370,7 @@ def test_fused_backward_matches_unfused(rng):
         g.zero_grad()
         dx = g.backward(dout)
         grads.append([dx] + [p.grad.copy() for p in g.parameters()])
-    assert len(g._plan) == 3  # conv1+bn1+relu1 folded, then sum, relu_out
+    assert len(g._plan[False]) == 3  # conv1+bn1+relu1 folded, then sum, relu_out
     for a, b in zip(*grads):
         assert rel_error(a, b) < 1e-12
     ps = [p.data for p in g.parameters()]

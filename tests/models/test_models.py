@@ -274,6 +274,34 @@ def test_fused_inference_equals_unfused(make):
     assert rel_error(fused, unfused) < 1e-5
 
 
+@pytest.mark.parametrize("make", [
+    lambda: resnet_cifar(8),
+    lambda: resnet_cifar(8, shortcut="B", preact=True),
+    lambda: minimodel(base_filters=4, units_per_stage=2),
+    lambda: resnext(11, 2, 4, widen_factor=1),
+], ids=["resnet8", "preact-B", "minimodel", "resnext"])
+def test_fused_training_step_is_bit_identical(make):
+    # training fusion (BN + add + ReLU in one pass, ReLU gradients applied in the conv's dx)
+    # changes no number: logits, input gradient, every parameter gradient, running statistics
+    x = np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = np.array([1, 0, 3, 9])
+    runs = []
+    for fuse in (True, False):
+        m = make()
+        for mod in m.modules():
+            if hasattr(mod, "fuse"):
+                mod.fuse = fuse
+        m.train()
+        logits = m.forward(x)
+        _, dlogits = F.softmax_cross_entropy(logits, y)
+        m.zero_grad()
+        dx = m.backward(dlogits)
+        runs.append([logits, dx] + [p.grad.copy() for p in m.parameters()]
+                    + [b.copy() for _, b in m.named_buffers()])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_overfit_64_random_samples():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 3, 32, 32)).astype(np.float32)
