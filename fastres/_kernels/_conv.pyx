@@ -42,6 +42,10 @@ cdef extern from "fr_conv.h" nogil:
     void fr_add_bias_d(double *out, const double *b, int F, Py_ssize_t P)
     void fr_row_sums_f(const float *d, float *acc, int F, Py_ssize_t P)
     void fr_row_sums_d(const double *d, double *acc, int F, Py_ssize_t P)
+    void fr_sum_blocks_f(const float *part, int n_blocks, Py_ssize_t size, Py_ssize_t k0,
+                         Py_ssize_t k1, float *out)
+    void fr_sum_blocks_d(const double *part, int n_blocks, Py_ssize_t size, Py_ssize_t k0,
+                         Py_ssize_t k1, double *out)
 
 
 cdef inline void gemm(bint ta, bint tb, int M, int N, int K, floating alpha, const floating *A,
@@ -114,18 +118,22 @@ def check_scratch(str op, scratch, Py_ssize_t rows, Py_ssize_t cols, int nb=1):
                          f"{tuple(scratch.shape)}")
 
 
+cdef enum:
+    SUM_CHUNK = 2048  # elements of the summed partials per work item (stay in L1 over blocks)
+
+
 cdef void sum_blocks(const floating *part, int n_blocks, Py_ssize_t size, floating *out,
                      int n_threads) noexcept nogil:
     """out[k] = sum over blocks b, in block order, of part[b, k] (elementwise, so splitting k
     over threads does not change the result)."""
-    cdef Py_ssize_t k
-    cdef int blk
-    cdef floating acc
-    for k in prange(size, schedule="guided", num_threads=n_threads):
-        acc = 0
-        for blk in range(n_blocks):
-            acc = acc + part[blk * size + k]
-        out[k] = acc
+    cdef Py_ssize_t ch, n_chunks = (size + SUM_CHUNK - 1) // SUM_CHUNK
+    for ch in prange(n_chunks, schedule="guided", num_threads=n_threads):
+        if floating is float:
+            fr_sum_blocks_f(part, n_blocks, size, ch * SUM_CHUNK, min(size, (ch + 1) * SUM_CHUNK),
+                            out)
+        else:
+            fr_sum_blocks_d(part, n_blocks, size, ch * SUM_CHUNK, min(size, (ch + 1) * SUM_CHUNK),
+                            out)
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -380,7 +388,6 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
         for blk in prange(n_blocks, schedule="guided"):
             n0 = <int>((<long>blk * N) // n_blocks)
             n1 = <int>((<long>(blk + 1) * N) // n_blocks)
-            memset(dwq + <size_t>blk * wsize, 0, sizeof(floating) * wsize)
             memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
             for n in range(n0, n1):
                 if want_db:
@@ -389,7 +396,8 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                     else:
                         fr_row_sums_d(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
                 pad(&x[n, 0, 0, 0], xpad + (n - n0) * C * plane, C, H, W, ph, pw, sh, sw, Hq, Wq)
-            # The whole block at once, so each register tile is summed over all its images.
+            # The whole block at once, so each register tile is summed over all its images
+            # and stores its sums (every element of the block's partial is written once).
             for g in range(groups):
                 if floating is float:
                     fr_direct_wgrad_f(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],

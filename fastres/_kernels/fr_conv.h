@@ -106,6 +106,17 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
             for (ptrdiff_t p = 0; p < P; p++) s += r[p];                                       \
             acc[f] += s;                                                                       \
         }                                                                                      \
+    }                                                                                          \
+    /* out[k] = part[0][k] + part[1][k] + ... (block order; blocks size apart), k0 <= k < k1:   \
+     * block by block over the range, so the adds vectorise and out stays in cache. */         \
+    FR_CLONES static void fr_sum_blocks_##S(const T *restrict part, int n_blocks,              \
+                                            ptrdiff_t size, ptrdiff_t k0, ptrdiff_t k1,        \
+                                            T *restrict out) {                                 \
+        for (ptrdiff_t k = k0; k < k1; k++) out[k] = part[k];                                  \
+        for (int b = 1; b < n_blocks; b++) {                                                   \
+            const T *restrict p = part + b * size;                                             \
+            for (ptrdiff_t k = k0; k < k1; k++) out[k] += p[k];                                \
+        }                                                                                      \
     }
 
 FR_DEFINE_IM2COL(float, f)
