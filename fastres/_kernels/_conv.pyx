@@ -274,6 +274,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
 # ---- direct convolution (fr_direct.h): no im2col, no BLAS -------------------------
 
 cdef extern from "fr_direct.h" nogil:
+    void fr_lanes_in_f(const float *x, Py_ssize_t xs, int nimg, float *xq, int C, int H, int W,
+                       int ph, int pw)
+    void fr_lanes_in_d(const double *x, Py_ssize_t xs, int nimg, double *xq, int C, int H,
+                       int W, int ph, int pw)
+    void fr_lanes_out_f(const float *src, int F, Py_ssize_t P, int nimg, float *dst,
+                        Py_ssize_t ds)
+    void fr_lanes_out_d(const double *src, int F, Py_ssize_t P, int nimg, double *dst,
+                        Py_ssize_t ds)
     void fr_direct_fwd_f(const float *xin, const float *wpk, const int *off, int K,
                          const int *vin, const int *vout, int nv, float *out, Py_ssize_t P,
                          int F, const float *bias, const float *res, int relu,
@@ -315,8 +323,8 @@ cdef const floating *_like_out(str name, const floating[:, :, :, ::1] a,
 
 def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                    const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
-                   const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out, const int[::1] off, const int[::1] vin,
-                   const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int sh,
+                   const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
+                   const int[::1] off, const int[::1] vin, const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int sh,
                    int sw, int groups, int n_threads):
     """Convolution without im2col, out = [relu](conv(x) [+ b] [+ res]) [* (gate > 0)].
 
@@ -407,6 +415,124 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                     fr_direct_wgrad_d(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
                                       <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
                                       nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
+    sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
+    if want_db:
+        sum_blocks(dbq, n_blocks, F, &db[0], 1)
+
+
+# ---- the direct kernels on the batch-lane layout (fr_direct_impl.h), stride 1 ---------------
+
+cdef inline void lanes_in(const floating *x, Py_ssize_t xs, int nimg, floating *xq, int C, int H,
+                          int W, int ph, int pw) noexcept nogil:
+    if floating is float:
+        fr_lanes_in_f(x, xs, nimg, xq, C, H, W, ph, pw)
+    else:
+        fr_lanes_in_d(x, xs, nimg, xq, C, H, W, ph, pw)
+
+
+def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
+                  const floating[::1] b, floating[:, :, :, ::1] out, const int[::1] off,
+                  const int[::1] vin, const int[::1] vout, floating[:, ::1] scratch, int ph,
+                  int pw, int groups, int n_threads):
+    """Stride-1 convolution out = conv(x) [+ b] by the direct kernel on groups of L images (L =
+    8 float32 / 4 float64) in the lanes of one vector: for maps whose rows are narrower than a
+    vector. IN: x (N, C, H, W); wpk, b as for direct_forward; off/vin/vout in units of L elements
+    for the (C, H + 2ph, W + 2pw, L) layout. OUT: out (N, F, H_out, W_out).
+    SCRATCH: (n_threads, (C*(H + 2ph)*(W + 2pw) + F*H_out*W_out) * L)."""
+    cdef int L = 8 if floating is float else 4
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
+    cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
+    cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw) * L, size_in = C * plane
+    check_scratch("lanes_forward", scratch, n_threads, size_in + <size_t>F * P * L)
+    if out.shape[0] != N or F % groups or C % groups or vin.shape[0] != P:
+        raise ValueError("lanes_forward: out, groups or tables do not match x")
+    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef floating *xl
+    cdef floating *ol
+    cdef int blk, g, m
+    with nogil, parallel(num_threads=n_threads):
+        xl = &scratch[threadid(), 0]
+        ol = xl + size_in
+        for blk in prange((N + L - 1) // L, schedule="guided"):
+            m = min(L, N - blk * L)
+            lanes_in(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, m, xl, C, H, W, ph, pw)
+            for g in range(groups):
+                if floating is float:
+                    fr_direct_fwd_f(xl + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
+                                    &vout[0], nv, ol + <size_t>g * Fg * P * L, <Py_ssize_t>P * L,
+                                    Fg, bp + g * Fg if bp != NULL else NULL, NULL, 0, NULL)
+                else:
+                    fr_direct_fwd_d(xl + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
+                                    &vout[0], nv, ol + <size_t>g * Fg * P * L, <Py_ssize_t>P * L,
+                                    Fg, bp + g * Fg if bp != NULL else NULL, NULL, 0, NULL)
+            if floating is float:
+                fr_lanes_out_f(ol, F, P, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * P)
+            else:
+                fr_lanes_out_d(ol, F, P, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * P)
+
+
+def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
+                      floating[:, ::1] dw, floating[::1] db, floating[:, ::1] dw_part,
+                      floating[:, ::1] db_part, const int[::1] off, const int[::1] vin,
+                      const int[::1] vout, floating[:, ::1] scratch, int ph, int pw,
+                      int groups, int n_threads):
+    """Weight (and bias) gradient of a stride-1 convolution on the batch-lane layout.
+
+    IN: x (N, C, H, W), dout (N, F, H_out, W_out), off/vin/vout as for lanes_forward.
+    OUT: dw (F, C/groups*KH*KW), db (F,) or None.  SCRATCH: dw_part, db_part (n_blocks, ...)
+    as in conv2d_backward (fixed batch blocks, summed in block order); scratch (n_threads,
+    ceil(ceil(N/n_blocks)/L) * (C*(H + 2ph)*(W + 2pw) + F*H_out*W_out) * L): each thread lays
+    out a whole block, x padded and dout unpadded.
+    """
+    cdef int L = 8 if floating is float else 4
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3], P = Ho * Wo
+    cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
+    cdef int n_blocks = dw_part.shape[0], wsize = F * K
+    cdef int max_groups = ((N + n_blocks - 1) // n_blocks + L - 1) // L
+    cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw) * L, size_in = C * plane
+    cdef size_t size_d = <size_t>F * P * L
+    check_scratch("lanes_weight_grad", scratch, n_threads, max_groups * (size_in + size_d))
+    if (dout.shape[0] != N or F % groups or C % groups or vin.shape[0] != P
+            or dw.shape[0] != F or dw.shape[1] != K or n_blocks > N):
+        raise ValueError("lanes_weight_grad: dout, dw, groups or tables do not match x")
+    cdef bint want_db = db is not None
+    cdef floating *dwq = &dw_part[0, 0]
+    cdef floating *dbq = &db_part[0, 0]
+    cdef floating *xl
+    cdef floating *dl
+    cdef int blk, n, g, n0, n1, q, ng
+    with nogil, parallel(num_threads=n_threads):
+        xl = &scratch[threadid(), 0]
+        dl = xl + max_groups * size_in
+        for blk in prange(n_blocks, schedule="guided"):
+            n0 = <int>((<long>blk * N) // n_blocks)
+            n1 = <int>((<long>(blk + 1) * N) // n_blocks)
+            ng = (n1 - n0 + L - 1) // L
+            memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
+            for n in range(n0, n1):
+                if want_db:
+                    if floating is float:
+                        fr_row_sums_f(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
+                    else:
+                        fr_row_sums_d(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
+            for q in range(ng):
+                lanes_in(&x[n0 + q * L, 0, 0, 0], <Py_ssize_t>C * H * W,
+                         min(L, n1 - n0 - q * L), xl + q * size_in, C, H, W, ph, pw)
+                lanes_in(&dout[n0 + q * L, 0, 0, 0], <Py_ssize_t>F * P,
+                         min(L, n1 - n0 - q * L), dl + q * size_d, F, Ho, Wo, 0, 0)
+            for g in range(groups):
+                if floating is float:
+                    fr_direct_wgrad_f(xl + g * Cg * plane, size_in, dl + <size_t>g * Fg * P * L,
+                                      size_d, ng, &off[0], K, &vin[0], &vout[0], nv,
+                                      <Py_ssize_t>P * L, Fg,
+                                      dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
+                else:
+                    fr_direct_wgrad_d(xl + g * Cg * plane, size_in, dl + <size_t>g * Fg * P * L,
+                                      size_d, ng, &off[0], K, &vin[0], &vout[0], nv,
+                                      <Py_ssize_t>P * L, Fg,
+                                      dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
     sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)

@@ -182,6 +182,34 @@ static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, int H, int W
             }
 }
 
+/* Batch-lane layout, for feature maps narrower than a vector (4x4: a row holds half a vector):
+ * lane l of every element is image l of a group of nimg <= L images (the missing ones zero), so
+ * a "pixel vector" is one pixel of L images and the kernels above run unchanged on it (tables
+ * in units of L elements, channel stride P*L).
+ * fr_lanes_in_: nimg (C, H, W) images xs apart -> xq (C, H + 2ph, W + 2pw, L), zero-padded. */
+static void FN(fr_lanes_in_)(const T *restrict x, ptrdiff_t xs, int nimg, T *restrict xq, int C,
+                             int H, int W, int ph, int pw) {
+    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
+    memset(xq, 0, sizeof(T) * (size_t)C * Hp * Wp * L);
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++) {
+            T *dst = xq + (((ptrdiff_t)c * Hp + y + ph) * Wp + pw) * L;
+            const T *src = x + ((ptrdiff_t)c * H + y) * W;
+            for (int q = 0; q < W; q++)
+                for (int l = 0; l < nimg; l++) dst[q * L + l] = src[l * xs + q];
+        }
+}
+
+/* (F, P, L) lanes -> the first nimg of its images, (F, P) each, ds apart. */
+static void FN(fr_lanes_out_)(const T *restrict src, int F, ptrdiff_t P, int nimg,
+                              T *restrict dst, ptrdiff_t ds) {
+    for (int f = 0; f < F; f++)
+        for (ptrdiff_t p = 0; p < P; p++) {
+            const T *s = src + ((ptrdiff_t)f * P + p) * L;
+            for (int l = 0; l < nimg; l++) dst[l * ds + (ptrdiff_t)f * P + p] = s[l];
+        }
+}
+
 #undef VEC
 #undef IVEC
 #undef FN

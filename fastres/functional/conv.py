@@ -80,6 +80,23 @@ def _direct_plan(Cg: int, H: int, W: int, KH: int, KW: int, ph: int, pw: int, sh
     return off, vin, vout
 
 
+@lru_cache(maxsize=512)
+def _lanes_plan(Cg: int, H: int, W: int, KH: int, KW: int, ph: int, pw: int, H_out: int,
+                W_out: int, lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(off, vin, vout) for the batch-lane layout (C, H + 2ph, W + 2pw, lanes), stride 1: a
+    pixel vector is one output pixel of `lanes` images."""
+    Wp = W + 2 * pw
+    c, i, j = np.meshgrid(np.arange(Cg), np.arange(KH), np.arange(KW), indexing="ij")
+    off = ((c * (H + 2 * ph) + i) * Wp + j) * lanes
+    p = np.arange(H_out * W_out)
+    vin = ((p // W_out) * Wp + p % W_out) * lanes
+    off, vin, vout = (np.ascontiguousarray(a.ravel(), dtype=np.int32)
+                      for a in (off, vin, p * lanes))
+    for a in (off, vin, vout):
+        a.flags.writeable = False
+    return off, vin, vout
+
+
 def _pack4(wg: np.ndarray) -> np.ndarray:
     """(G, Fg, K) weights -> (G, Fg/4 * K * 4): 4 output channels interleaved per k."""
     G, Fg, K = wg.shape
@@ -101,6 +118,18 @@ def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW:
                       pw, sh, sw, groups, n)
 
 
+def _lanes_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
+                padding: tuple[int, int], groups: int, n: int) -> None:
+    """out = conv of x with grouped weights wg [+ b], stride 1, on the batch-lane layout."""
+    N, C, H, W = x.shape
+    ph, pw = padding
+    L = _lanes(x.dtype)
+    off, vin, vout = _lanes_plan(C // groups, H, W, KH, KW, ph, pw, out.shape[2], out.shape[3], L)
+    cols = (C * (H + 2 * ph) * (W + 2 * pw) + out.shape[1] * out.shape[2] * out.shape[3]) * L
+    _k.lanes_forward(x, _pack4(wg), b, out, off, vin, vout, arena.empty((n, cols), x.dtype), ph,
+                     pw, groups, n)
+
+
 def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
     """The im2col + GEMM backward (any of dx, dw, db may be None)."""
     N, F, H_out, W_out = dout.shape
@@ -114,6 +143,16 @@ def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
 
 def _direct_ok(width: int, channels: int, dtype) -> bool:
     return width % _lanes(dtype) == 0 and channels % 4 == 0
+
+
+# Stride-1 maps whose rows are not whole vectors (4x4, 7x7) run the direct kernels with images
+# in the vector lanes instead of im2col + GEMM (see fr_direct_impl.h).
+_BATCH_LANES = True
+
+
+def _lanes_ok(stride: tuple[int, int], width: int, channels: int, dtype) -> bool:
+    return (_BATCH_LANES and stride == (1, 1) and width % _lanes(dtype) != 0
+            and channels % 4 == 0)
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride=1,
@@ -182,9 +221,14 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n, residual, bool(relu))
     else:
-        nb = _images_per_product(N, H_out * W_out)
-        scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out), dtype=dtype)
-        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
+        if _lanes_ok((sh, sw), W_out, F // groups, dtype):
+            _lanes_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), groups,
+                        n)
+        else:
+            nb = _images_per_product(N, H_out * W_out)
+            scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out),
+                                  dtype=dtype)
+            _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
         if residual is not None:
             out += residual
         if relu:
@@ -226,27 +270,47 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     db_part = np.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
-    # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs.
+    # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs (the batch-lane
+    # one on narrow maps); otherwise the GEMM path.
     qh, qw = KH - 1 - ph, KW - 1 - pw
-    dx_direct = (input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0
-                 and _direct_ok(W, Cg, x.dtype))
-    if dx_direct:
+    dx_path = "gemm" if input_grad else None
+    if input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
+        if _direct_ok(W, Cg, x.dtype):
+            dx_path = "direct"
+        elif _lanes_ok((1, 1), W, Cg, x.dtype):
+            dx_path = "lanes"
+    if dx_path in ("direct", "lanes"):
         wt = w.reshape(groups, Fg, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-        _direct_conv(dout, wt.reshape(groups, Cg, Fg * KH * KW), None, dx, KH, KW, (qh, qw),
-                     (1, 1), groups, n, gate=x if relu_input else None)
+        wt = wt.reshape(groups, Cg, Fg * KH * KW)
+        if dx_path == "direct":
+            _direct_conv(dout, wt, None, dx, KH, KW, (qh, qw), (1, 1), groups, n,
+                         gate=x if relu_input else None)
+        else:
+            _lanes_conv(dout, wt, None, dx, KH, KW, (qh, qw), groups, n)
     if _direct_ok(W_out, Fg, x.dtype):
+        dw_path = "direct"
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))
         Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
         scratch = arena.empty((n, -(-N // blocks) * C * sh * sw * Hq * Wq), dtype=x.dtype)
         _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
                               scratch, ph, pw, sh, sw, groups, n)
-        if input_grad and not dx_direct:
-            _gemm_backward(x, w, dout, dx, None, None, dw_part, db_part, cache, blocks, n)
+    elif _lanes_ok((sh, sw), W_out, Fg, x.dtype):
+        dw_path = "lanes"
+        L = _lanes(x.dtype)
+        off, vin, vout = _lanes_plan(Cg, H, W, KH, KW, ph, pw, H_out, W_out, L)
+        lane_groups = -(-(-(-N // blocks)) // L)  # per batch block
+        per_group = (C * (H + 2 * ph) * (W + 2 * pw) + F * H_out * W_out) * L
+        _k.lanes_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
+                             arena.empty((n, lane_groups * per_group), x.dtype), ph, pw, groups,
+                             n)
     else:
-        _gemm_backward(x, w, dout, None if dx_direct else dx, dw, db, dw_part, db_part, cache,
-                       blocks, n)
-    if input_grad and relu_input and not dx_direct:
+        dw_path = "gemm"
+    if dw_path == "gemm" or dx_path == "gemm":
+        gemm_dw = dw_path == "gemm"
+        _gemm_backward(x, w, dout, dx if dx_path == "gemm" else None, dw if gemm_dw else None,
+                       db if gemm_dw else None, dw_part, db_part, cache, blocks, n)
+    if relu_input and dx_path not in (None, "direct"):
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample

@@ -38,6 +38,11 @@ BATCHED = [
     (37, 6, 5, 5, 6, 1, 1, 1, 0, 3),  # pointwise, grouped
     (37, 8, 6, 6, 8, 3, 3, 2, 1, 2),  # strided, grouped
     (21, 4, 7, 9, 6, 3, 3, 1, 1, 1),
+    # stride 1 with rows narrower than a vector: the batch-lane direct kernels, 11-19 images
+    # (lane groups with remainders), grouped, non-square with uneven padding, pointwise
+    (19, 8, 6, 6, 16, 3, 3, 1, 1, 2),
+    (11, 4, 5, 7, 8, 3, 3, 1, (1, 2), 1),
+    (13, 8, 4, 4, 8, 1, 1, 1, 0, 1),
 ]
 
 
@@ -92,7 +97,7 @@ def test_residual_relu_epilogue(cfg, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2], CONFIGS[3], CONFIGS[7], CONFIGS[10],
-                                 BATCHED[0]])
+                                 BATCHED[0], BATCHED[5]])
 def test_relu_input_gradient(cfg, dtype, rng):
     # x is a ReLU's output: dx comes back multiplied by x > 0, on the direct dx kernel (16@16,
     # 8x16, depthwise), the GEMM path (7x9, 4x4) and the subsampled 1x1 stride-2 path
@@ -109,6 +114,30 @@ def test_relu_input_gradient(cfg, dtype, rng):
     with pytest.raises(TypeError, match="conv2d_backward: expected relu_input to be a bool, "
                                         "got 1"):
         F.conv2d_backward(dout, cache, relu_input=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
+    # 4x4 (float32) and 6x6 maps: forward, dx and dw by the batch-lane kernels, against the
+    # im2col + GEMM path on the same data
+    import fastres.functional.conv as fc
+    calls = []
+    for name in ("lanes_forward", "lanes_weight_grad"):
+        real = getattr(fc._k, name)
+        monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    for cfg in (BATCHED[0], BATCHED[4]):
+        x, w, b, kw = _run(cfg, dtype, rng)
+        runs = []
+        for lanes in (True, False):
+            monkeypatch.setattr(fc, "_BATCH_LANES", lanes)
+            out, cache = F.conv2d_forward(x, w, b, **kw)
+            runs.append((out, *F.conv2d_backward(np.cos(out), cache)))
+        for a, g in zip(*runs):
+            scale = np.abs(g).max()
+            np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
+    lanes_maps = 1 if dtype == np.float64 else 2  # float64: 4x4 rows are whole vectors
+    assert calls.count("lanes_forward") == 2 * lanes_maps  # forward and dx
+    assert calls.count("lanes_weight_grad") == lanes_maps
 
 
 def test_reference_by_hand():
@@ -155,7 +184,7 @@ def test_directional_derivative(cfg, rng):
     assert err < 1e-7
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3]])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3], BATCHED[4]])
 def test_thread_invariance(cfg, rng):
     x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
     runs = []
