@@ -150,9 +150,23 @@ def _direct_ok(width: int, channels: int, dtype) -> bool:
 _BATCH_LANES = True
 
 
+# The weight gradient takes the batch-lane path also on maps of up to this many output pixels
+# with whole-vector rows: its loads are then aligned, and it measured 15-25% faster than the
+# per-image direct kernel at 16x16 and 8x8 (slower at 32x32, where the transposes cost more).
+_LANES_DW_MAX_PIXELS = 256
+
+
 def _lanes_ok(stride: tuple[int, int], width: int, channels: int, dtype) -> bool:
     return (_BATCH_LANES and stride == (1, 1) and width % _lanes(dtype) != 0
             and channels % 4 == 0)
+
+
+def _dw_path(stride: tuple[int, int], H_out: int, W_out: int, Fg: int, dtype) -> str:
+    if _lanes_ok(stride, W_out, Fg, dtype) or (
+            _BATCH_LANES and stride == (1, 1) and Fg % 4 == 0
+            and H_out * W_out <= _LANES_DW_MAX_PIXELS):
+        return "lanes"
+    return "direct" if _direct_ok(W_out, Fg, dtype) else "gemm"
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride=1,
@@ -287,16 +301,15 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
                          gate=x if relu_input else None)
         else:
             _lanes_conv(dout, wt, None, dx, KH, KW, (qh, qw), groups, n)
-    if _direct_ok(W_out, Fg, x.dtype):
-        dw_path = "direct"
+    dw_path = _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
+    if dw_path == "direct":
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))
         Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
         scratch = arena.empty((n, -(-N // blocks) * C * sh * sw * Hq * Wq), dtype=x.dtype)
         _k.direct_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
                               scratch, ph, pw, sh, sw, groups, n)
-    elif _lanes_ok((sh, sw), W_out, Fg, x.dtype):
-        dw_path = "lanes"
+    elif dw_path == "lanes":
         L = _lanes(x.dtype)
         off, vin, vout = _lanes_plan(Cg, H, W, KH, KW, ph, pw, H_out, W_out, L)
         lane_groups = -(-(-(-N // blocks)) // L)  # per batch block
@@ -304,8 +317,6 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         _k.lanes_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
                              arena.empty((n, lane_groups * per_group), x.dtype), ph, pw, groups,
                              n)
-    else:
-        dw_path = "gemm"
     if dw_path == "gemm" or dx_path == "gemm":
         gemm_dw = dw_path == "gemm"
         _gemm_backward(x, w, dout, dx if dx_path == "gemm" else None, dw if gemm_dw else None,

@@ -118,8 +118,8 @@ def test_relu_input_gradient(cfg, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
-    # 4x4 (float32) and 6x6 maps: forward, dx and dw by the batch-lane kernels, against the
-    # im2col + GEMM path on the same data
+    # 4x4 and 6x6 maps: forward, dx and dw by the batch-lane kernels, against the other paths
+    # (im2col + GEMM, the per-image direct kernel) on the same data
     import fastres.functional.conv as fc
     calls = []
     for name in ("lanes_forward", "lanes_weight_grad"):
@@ -135,9 +135,10 @@ def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
         for a, g in zip(*runs):
             scale = np.abs(g).max()
             np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
-    lanes_maps = 1 if dtype == np.float64 else 2  # float64: 4x4 rows are whole vectors
-    assert calls.count("lanes_forward") == 2 * lanes_maps  # forward and dx
-    assert calls.count("lanes_weight_grad") == lanes_maps
+    # forward and dx: float64 4x4 rows are whole vectors (the per-image direct kernel); the
+    # weight gradient of every stride-1 map up to 16x16 takes the lanes
+    assert calls.count("lanes_forward") == (2 if dtype == np.float64 else 4)
+    assert calls.count("lanes_weight_grad") == 2
 
 
 def test_reference_by_hand():
