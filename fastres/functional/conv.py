@@ -54,8 +54,9 @@ def _n_blocks(N: int, weight_size: int) -> int:
 
 # ---- the direct kernels (no im2col): geometry tables and weight packing ----------------------
 # A pixel vector is 32 bytes of one output row (8 float32 or 4 float64), and weights are tiled by
-# 4 output channels, so the direct path needs W_out % lanes == 0 and channels % 4 == 0; other
-# shapes take the im2col + BLAS path. Strided convolutions read a polyphase copy of the input
+# 4 output channels, so the direct path needs W_out % lanes == 0 and channels % 4 == 0; stride-1
+# maps with narrower rows put images in the lanes instead (the batch-lane path); other shapes
+# take the im2col + BLAS path. Strided convolutions read a polyphase copy of the input
 # (fr_direct_impl.h). Measured on the ResNet-20 shapes: see benchmarks/bench_ops.py.
 def _lanes(dtype: np.dtype) -> int:
     return 32 // dtype.itemsize
@@ -312,7 +313,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     elif dw_path == "lanes":
         L = _lanes(x.dtype)
         off, vin, vout = _lanes_plan(Cg, H, W, KH, KW, ph, pw, H_out, W_out, L)
-        lane_groups = -(-(-(-N // blocks)) // L)  # per batch block
+        per_block = -(-N // blocks)  # images in the largest batch block
+        lane_groups = -(-per_block // L)
         per_group = (C * (H + 2 * ph) * (W + 2 * pw) + F * H_out * W_out) * L
         _k.lanes_weight_grad(x, dout, dw.reshape(F, -1), db, dw_part, db_part, off, vin, vout,
                              arena.empty((n, lane_groups * per_group), x.dtype), ph, pw, groups,

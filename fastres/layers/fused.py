@@ -156,16 +156,16 @@ def _is(m, cls) -> bool:
 
 
 def plan_sequential(mods: list, *, training: bool = False) -> list:
-    """Eval: each Conv2D, BatchNorm2D[, ReLU] run becomes one FusedConvBN. Training: each
-    BatchNorm2D, ReLU pair becomes one BatchNormAct, and a Conv2D right after it a
-    ConvAfterReLU."""
+    """Eval: each Conv2D, BatchNorm2D[, ReLU] run becomes one FusedConvBN. Both modes: any
+    other BatchNorm2D, ReLU pair becomes one BatchNormAct; in training a Conv2D right after it
+    becomes a ConvAfterReLU."""
     steps, i = [], 0
     while i < len(mods):
         m, nxt = mods[i], mods[i + 1] if i + 1 < len(mods) else None
-        if training and _is(m, BatchNorm2D) and _is(nxt, ReLU):
+        if _is(m, BatchNorm2D) and _is(nxt, ReLU):
             steps.append(BatchNormAct(m, nxt))
             i += 2
-            if i < len(mods) and _is(mods[i], Conv2D):
+            if training and i < len(mods) and _is(mods[i], Conv2D):
                 steps[-1].premasked = True
                 steps.append(ConvAfterReLU(mods[i]))
                 i += 1
@@ -182,9 +182,9 @@ def plan_sequential(mods: list, *, training: bool = False) -> list:
 
 def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool = False) -> list:
     """Graph steps ``(names, runner, inputs)``, chains folded where their intermediate tensors
-    feed nothing else: in eval ``conv -> bn (-> add) (-> relu)`` as one FusedConvBN; in
-    training ``bn (-> add) (-> relu)`` as one BatchNormAct, and a Conv2D that is the only user
-    of such a ReLU's output as a ConvAfterReLU. A chain through an Add runs at the Add's place,
+    feed nothing else: in eval ``conv -> bn (-> add) (-> relu)`` as one FusedConvBN; other
+    ``bn (-> add) (-> relu)`` chains as one BatchNormAct, and in training a Conv2D that is the
+    only user of such a ReLU's output as a ConvAfterReLU. A chain through an Add runs at the Add's place,
     with the Add's other input as the residual (by then it has been computed)."""
     users: dict = {}
     for name, ins in inputs.items():
@@ -203,12 +203,10 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
         if name in absorbed:
             continue
         m = modules[name]
-        if training:
-            bn = name if _is(m, BatchNorm2D) else None
-        else:
+        bn = name if _is(m, BatchNorm2D) else None
+        if not training and _is(m, Conv2D):
             bn = sole_user(name)
-            if not (_is(m, Conv2D) and bn is not None
-                    and _is(modules[bn], BatchNorm2D)
+            if not (bn is not None and _is(modules[bn], BatchNorm2D)
                     and modules[bn].num_features == m.out_channels):
                 bn = None
         if bn is None:
@@ -224,12 +222,12 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
         if nxt is not None and _is(modules[nxt], ReLU):
             relu = modules[nxt]
             names.append(nxt)
-        if training and len(names) == 1:  # a batch norm alone
+        if len(names) == 1:  # a batch norm alone
             steps.append(((name,), m, ins))
             continue
-        if training:
+        if bn == name:
             runner = BatchNormAct(modules[bn], relu, residual=add is not None)
-            after = sole_user(names[-1]) if relu is not None else None
+            after = sole_user(names[-1]) if relu is not None and training else None
             if after is not None and _is(modules[after], Conv2D):
                 runner.premasked = True
                 gated.add(after)

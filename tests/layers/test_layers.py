@@ -357,6 +357,23 @@ def test_training_fusion_in_sequential(rng):
     assert seq._plan[True][0].premasked and not seq._plan[True][2].premasked
 
 
+def test_eval_plan_runs_a_preactivation_bn_relu_as_one_pass(rng):
+    from fastres.models import MiniUnit
+    unit = MiniUnit(4, 4, dtype=F64)
+    x = rng.standard_normal((2, 4, 8, 8))
+    unit.train()
+    unit.forward(x)  # running statistics
+    unit.eval()
+    outs = []
+    for fuse in (True, False):
+        unit.fuse = fuse
+        outs.append(unit.forward(x))
+    assert rel_error(*outs) < 1e-12  # conv1 + bn2 folded: equal up to rounding
+    assert [(names, type(r).__name__) for names, r, _ in unit._plan[False]] == [
+        (("bn1", "relu1"), "BatchNormAct"), (("conv1", "bn2", "relu2"), "FusedConvBN"),
+        (("conv2",), "Conv2D"), (("sum",), "Add")]
+
+
 def test_fused_backward_matches_unfused(rng):
     g = residual_graph()
     g.bn1.running_var[...] = [0.5, 2.0]
