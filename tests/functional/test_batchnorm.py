@@ -319,7 +319,10 @@ def test_thread_invariance(dtype, shape, block_elems, training, rng, monkeypatch
         rm_t, rv_t = rm.copy(), rv.copy()
         out, cache = F.batch_norm2d_forward(x, gamma, beta, rm_t, rv_t, training=training,
                                             n_threads=t)
-        results.append((out, rm_t, rv_t, *F.batch_norm2d_backward(dout, cache, n_threads=t)))
+        fused = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(), training=training,
+                                       residual=dout, relu=True, n_threads=t)[0]
+        results.append((out, fused, rm_t, rv_t,
+                        *F.batch_norm2d_backward(dout, cache, n_threads=t)))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
