@@ -13,6 +13,10 @@ cdef extern from "fr_elementwise.h" nogil:
     void fr_relu_grad_d(const double *dy, const double *y, double *dx, Py_ssize_t n)
     void fr_add_f(const float *a, const float *b, float *out, Py_ssize_t n)
     void fr_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
+    void fr_add_gated_f(const float *a, const float *b, const float *g, float *out,
+                        Py_ssize_t n)
+    void fr_add_gated_d(const double *a, const double *b, const double *g, double *out,
+                        Py_ssize_t n)
     void fr_mul_f(const float *a, const float *b, float *out, Py_ssize_t n)
     void fr_mul_d(const double *a, const double *b, double *out, Py_ssize_t n)
 
@@ -58,6 +62,22 @@ def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_t
             fr_add_f(&a[lo], &b[lo], &out[lo], hi - lo)
         else:
             fr_add_d(&a[lo], &b[lo], &out[lo], hi - lo)
+
+
+def add_gated(const floating[::1] a, const floating[::1] b, const floating[::1] gate,
+              floating[::1] out, int n_threads):
+    """out = a + b where gate > 0, else 0 (a gradient sum through a ReLU whose output is gate).
+    IN: a, b, gate.  OUT: out (a fresh array: the loop is restrict-qualified)."""
+    cdef Py_ssize_t n = a.shape[0], c, lo, hi
+    if b.shape[0] != n or gate.shape[0] != n or out.shape[0] != n:
+        raise ValueError("add_gated: a, b, gate and out must have one length")
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_add_gated_f(&a[lo], &b[lo], &gate[lo], &out[lo], hi - lo)
+        else:
+            fr_add_gated_d(&a[lo], &b[lo], &gate[lo], &out[lo], hi - lo)
 
 
 def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):

@@ -57,14 +57,25 @@ def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None =
     return dx
 
 
-def add_forward(a: np.ndarray, b: np.ndarray, *, n_threads: int | None = None):
-    """Elementwise ``a + b`` of two same-shape arrays (the residual connection)."""
+def add_forward(a: np.ndarray, b: np.ndarray, *, gate: np.ndarray | None = None,
+                n_threads: int | None = None):
+    """Elementwise ``a + b`` of two same-shape arrays (the residual connection).
+
+    With ``gate`` (same shape), the sum is zeroed where ``gate <= 0``: summing the gradients
+    that meet at a ReLU's output (``gate``) and applying the ReLU's gradient in one pass."""
     a = float_array("add_forward", "a", a)
     b = float_array("add_forward", "b", b)
     same_dtype("add_forward", a=a, b=b)
     shape_is("add_forward", "b", b, a.shape)
     out = arena.empty_like(a)
-    _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), resolve_threads(n_threads))
+    n = resolve_threads(n_threads)
+    if gate is None:
+        _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), n)
+    else:
+        gate = float_array("add_forward", "gate", gate)
+        same_dtype("add_forward", a=a, gate=gate)
+        shape_is("add_forward", "gate", gate, a.shape)
+        _k.add_gated(a.reshape(-1), b.reshape(-1), gate.reshape(-1), out.reshape(-1), n)
     return out, AddCache(a.shape)
 
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from fastres.functional.activation import add_forward
+from fastres.functional.activation import ReluCache, add_forward, relu_backward
 
 __all__ = [
     "Graph",
@@ -306,6 +306,33 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
+# ---- gradients through a ReLU between two steps, applied where they are summed ---------------
+# When a step's output is a fused ReLU's (its BatchNormAct keeps the output) and the next step is
+# a Conv2D or a container, the next step's backward is asked for ``relu_input=True``: it returns
+# dx already multiplied by (its input > 0), the ReLU's gradient, folded into the conv's dx
+# epilogue or into the container's fan-out sum; the first step's backward then gets
+# ``premasked=True`` and skips its own pass. Only the library's own backward methods are asked
+# (a subclass overriding backward is called plainly).
+
+
+def takes_relu_input(step) -> bool:
+    from fastres.layers.conv import Conv2D
+
+    return getattr(type(step), "backward", None) in (Conv2D.backward, Sequential.backward,
+                                                     Graph.backward)
+
+
+def masked_output(step) -> bool:
+    """step's last forward ended in a ReLU whose gradient its backward can skip."""
+    from fastres.layers.fused import BatchNormAct
+
+    if isinstance(step, BatchNormAct):
+        return step.relu is not None and not step.premasked
+    if getattr(type(step), "backward", None) in (Sequential.backward, Graph.backward):
+        return step._masked_output()
+    return False
+
+
 def _container_check_dtype(owner: Module, name: str, m: Module) -> None:
     if m.dtype != owner.dtype:
         raise TypeError(f"{type(owner).__name__}: child {name!r} ({type(m).__name__}) has dtype "
@@ -376,16 +403,34 @@ class Sequential(Module):
 
     def forward(self, x):
         steps = self._steps()
+        self._input = x
         for step in steps:
             x = step.forward(x)
         self._last_steps = steps
         return x
 
-    def backward(self, dy):
+    def _masked_output(self) -> bool:
+        steps = self.__dict__.get("_last_steps")
+        return bool(self.fuse and steps) and masked_output(steps[-1])
+
+    def backward(self, dy, *, premasked: bool = False, relu_input: bool = False):
+        """``premasked``: dy already went through this container's last ReLU (only when
+        ``masked_output``); ``relu_input``: return dx multiplied by (input > 0)."""
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
-        for step in reversed(steps):
-            dy = step.backward(dy)
+        gated = [self.fuse and i > 0 and takes_relu_input(s) and masked_output(steps[i - 1])
+                 for i, s in enumerate(steps)]
+        first_gated = relu_input and bool(steps) and takes_relu_input(steps[0])
+        for i in reversed(range(len(steps))):
+            kw = {}
+            if premasked:
+                kw["premasked"] = True
+            if gated[i] or (i == 0 and first_gated):
+                kw["relu_input"] = True
+            dy = steps[i].backward(dy, **kw)
+            premasked = gated[i]
+        if relu_input and not first_gated:
+            dy = relu_backward(dy, ReluCache(self._input))
         return dy
 
     def output_shape(self, *shapes):
@@ -493,6 +538,7 @@ class Graph(Module):
         consumers = self._consumers()
         remaining = dict(consumers)
         values = {self.input_name: x}
+        self._input = x
         for names, mod, ins in steps:
             args = [values[i] for i in ins]
             out = mod.forward(*args)
@@ -504,24 +550,55 @@ class Graph(Module):
         self._last_steps = steps
         return values[self.output_name]
 
-    def backward(self, dy):
+    def _output_step(self):
+        """The last forward's step that produced the output, if nothing inside uses it."""
+        steps = self.__dict__.get("_last_steps")
+        if not steps or self._consumers()[self.output_name] != 1:
+            return None
+        return next((s for s in steps if s[0][-1] == self.output_name), None)
+
+    def _masked_output(self) -> bool:
+        step = self._output_step()
+        return bool(self.fuse and step is not None) and masked_output(step[1])
+
+    def backward(self, dy, *, premasked: bool = False, relu_input: bool = False):
+        """``premasked``: dy already went through the output's ReLU (only when
+        ``masked_output``); ``relu_input``: return dx multiplied by (input > 0), applied as the
+        last of the input's gradients is added (or by its only consumer's backward)."""
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
+        consumers = self._consumers()
         grads = {self.output_name: dy}
+        gate = self._input if relu_input else None
+        gated = False  # the input's gradient already carries the mask
+        to_come = sum(ins.count(self.input_name) for _, _, ins in steps)  # its contributions
         for names, mod, ins in reversed(steps):
             g = grads.pop(names[-1], None)
             if g is None:  # the node does not reach the output
                 continue
-            dxs = mod.backward(g)
+            kw = {"premasked": True} if premasked and names[-1] == self.output_name else {}
+            if (gate is not None and ins == (self.input_name,)
+                    and consumers[self.input_name] == 1 and takes_relu_input(mod)):
+                kw["relu_input"] = gated = True
+            dxs = mod.backward(g, **kw)
             if len(ins) == 1:
                 dxs = (dxs,)
             for i, d in zip(ins, dxs):
+                to_come -= i == self.input_name
+                if i not in grads:
+                    grads[i] = d
+                    continue
                 # never add in place: a node may hand the same array to two inputs (Add);
-                # the threaded kernel's output is a fresh (arena) array
-                grads[i] = d if i not in grads else add_forward(grads[i], d)[0]
+                # the threaded kernel's output is a fresh (arena) array. The input's last
+                # gradient applies the ReLU's mask as it is added.
+                last = gate is not None and i == self.input_name and to_come == 0
+                grads[i] = add_forward(grads[i], d, gate=gate if last else None)[0]
+                gated = gated or last
         dx = grads.get(self.input_name)
         if dx is None:
             raise RuntimeError(f"{type(self).__name__}: the output does not depend on the input")
+        if gate is not None and not gated:
+            dx = relu_backward(dx, ReluCache(gate))
         return dx
 
     def _propagate(self, prefix, shape, rows):

@@ -120,8 +120,9 @@ class BatchNormAct:
         self._out = out if self.relu is not None and not self.premasked else None
         return out
 
-    def backward(self, dy):
-        if self._out is not None:
+    def backward(self, dy, *, premasked: bool = False):
+        """``premasked``: dy already went through the ReLU (the next step applied it)."""
+        if self._out is not None and not premasked:
             dy = F.relu_backward(dy, ReluCache(self._out))
         dx = self.bn.backward(dy)
         return (dx, dy) if self.residual else dx

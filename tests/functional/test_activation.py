@@ -3,6 +3,7 @@ import pytest
 
 import fastres
 import fastres.functional as F
+from fastres.functional.activation import ReluCache
 import fastres.reference as R
 from fastres.gradcheck import numerical_grad
 from tests.conftest import TOL
@@ -33,6 +34,16 @@ def test_add_matches_reference(dtype, rng):
     da, db = F.add_backward(a, cache)
     np.testing.assert_array_equal(da, a)
     np.testing.assert_array_equal(db, a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 8, 37, 70001])  # vector tails, several work chunks
+def test_gated_add_is_the_sum_through_a_relu(dtype, n, rng):
+    a, b, g = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    g[::5] = 0  # the ReLU's gradient is 0 at 0
+    out = F.add_forward(a, b, gate=g)[0]
+    np.testing.assert_array_equal(out, F.relu_backward(a + b, ReluCache(g)))
+    assert not np.signbit(out[g <= 0]).any()  # +0 where masked, as relu_backward
 
 
 def test_relu_numerical_gradient(rng):
@@ -77,6 +88,8 @@ def test_dropout_eval_is_identity(rng):
         (lambda: F.relu_forward(np.ones((0, 3))), ValueError, r"relu_forward: expected a non-empty x, got shape \(0, 3\)"),
         (lambda: F.add_forward(np.ones((2, 3)), np.ones((3, 2))), ValueError, r"add_forward: expected b of shape \(2, 3\), got \(3, 2\)"),
         (lambda: F.add_forward(np.ones(3), np.ones(3, np.float32)), TypeError, r"add_forward: expected all operands to share one dtype, got a=float64, b=float32"),
+        (lambda: F.add_forward(np.ones(3), np.ones(3), gate=np.ones(4)), ValueError, r"add_forward: expected gate of shape \(3,\), got \(4,\)"),
+        (lambda: F.add_forward(np.ones(3), np.ones(3), gate=np.ones(3, np.float32)), TypeError, r"add_forward: expected all operands to share one dtype, got a=float64, gate=float32"),
         (lambda: F.dropout_forward(np.ones(3), p=1.5, training=True, rng=np.random.default_rng()), ValueError, r"dropout_forward: expected p in \[0.0, 1.0\], got 1.5"),
         (lambda: F.dropout_forward(np.ones(3), p=0.5, training=True, rng=3), TypeError, r"dropout_forward: expected rng to be a numpy.random.Generator, got int"),
     ],

@@ -374,6 +374,26 @@ def test_eval_plan_runs_a_preactivation_bn_relu_as_one_pass(rng):
         (("conv2",), "Conv2D"), (("sum",), "Add")]
 
 
+def test_containers_return_the_gradient_through_a_relu_on_their_input(rng):
+    # backward(relu_input=True) == the plain input gradient masked by (input > 0): the block
+    # (mask in the fan-out sum), an Add of the input with itself, a Sequential whose first
+    # layer cannot take the mask (applied at the end) and one whose first layer is a conv
+    g2 = Graph(dtype=F64)
+    g2.add("twice", Add(dtype=F64), "input", "input")
+    g2.add("bn", BatchNorm2D(4, dtype=F64))
+    makers = [lambda: basic_block_graph(F64), lambda: g2,
+              lambda: Sequential(Flatten(dtype=F64)),
+              lambda: Sequential(Conv2D(4, 4, 3, padding=1, dtype=F64, rng=rng), Flatten(dtype=F64))]
+    x = np.maximum(rng.standard_normal((2, 4, 8, 8)), 0)  # a ReLU's output
+    for make in makers:
+        m = make()
+        out = m.forward(x)
+        dout = rng.standard_normal(out.shape)
+        plain = m.backward(dout)
+        gated = m.backward(dout, relu_input=True)
+        np.testing.assert_array_equal(gated, np.where(x > 0, plain, 0))
+
+
 def test_fused_backward_matches_unfused(rng):
     g = residual_graph()
     g.bn1.running_var[...] = [0.5, 2.0]
