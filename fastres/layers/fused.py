@@ -1,5 +1,10 @@
-"""Eval-mode fast path: BatchNorm folded into the preceding convolution, and a following
-residual add and ReLU applied as the convolution stores its output (one pass over memory).
+"""Fused steps that containers run in place of runs of layers (``fuse = True``, the default).
+
+Eval: BatchNorm folded into the preceding convolution, and a following residual add and ReLU
+applied as the convolution stores its output (one pass over memory). Both modes: a batch norm
+with its residual add and ReLU in one pass (BatchNormAct). Training: the ReLU's gradient is
+applied by the step that receives it (ConvAfterReLU here; across containers see
+``fastres.layers.base``), so training results are bit-identical to the unfused graph.
 
 With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one convolution with
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
