@@ -271,6 +271,18 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         sum_blocks(dbq, n_blocks, F, dbp, 1)
 
 
+cdef inline void bias_partial(const floating[:, :, :, ::1] dout, int n0, int n1,
+                              floating *dst) noexcept nogil:
+    """dst (F,) = the bias gradient of images [n0, n1): row sums of dout in image order."""
+    cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3], n
+    memset(dst, 0, sizeof(floating) * F)
+    for n in range(n0, n1):
+        if floating is float:
+            fr_row_sums_f(&dout[n, 0, 0, 0], dst, F, P)
+        else:
+            fr_row_sums_d(&dout[n, 0, 0, 0], dst, F, P)
+
+
 # ---- direct convolution (fr_direct.h): no im2col, no BLAS -------------------------
 
 cdef extern from "fr_direct.h" nogil:
@@ -396,13 +408,9 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
         for blk in prange(n_blocks, schedule="guided"):
             n0 = <int>((<long>blk * N) // n_blocks)
             n1 = <int>((<long>(blk + 1) * N) // n_blocks)
-            memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
+            if want_db:
+                bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
             for n in range(n0, n1):
-                if want_db:
-                    if floating is float:
-                        fr_row_sums_f(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
-                    else:
-                        fr_row_sums_d(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
                 pad(&x[n, 0, 0, 0], xpad + (n - n0) * C * plane, C, H, W, ph, pw, sh, sw, Hq, Wq)
             # The whole block at once, so each register tile is summed over all its images
             # and stores its sums (every element of the block's partial is written once).
@@ -510,13 +518,8 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             n0 = <int>((<long>blk * N) // n_blocks)
             n1 = <int>((<long>(blk + 1) * N) // n_blocks)
             ng = (n1 - n0 + L - 1) // L
-            memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
-            for n in range(n0, n1):
-                if want_db:
-                    if floating is float:
-                        fr_row_sums_f(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
-                    else:
-                        fr_row_sums_d(&dout[n, 0, 0, 0], dbq + <size_t>blk * F, F, P)
+            if want_db:
+                bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
             for q in range(ng):
                 lanes_in(&x[n0 + q * L, 0, 0, 0], <Py_ssize_t>C * H * W,
                          min(L, n1 - n0 - q * L), xl + q * size_in, C, H, W, ph, pw)
