@@ -306,13 +306,13 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-# ---- gradients through a ReLU between two steps, applied where they are summed ---------------
-# When a step's output is a fused ReLU's (its BatchNormAct keeps the output) and the next step is
-# a Conv2D or a container, the next step's backward is asked for ``relu_input=True``: it returns
-# dx already multiplied by (its input > 0), the ReLU's gradient, folded into the conv's dx
-# epilogue or into the container's fan-out sum; the first step's backward then gets
-# ``premasked=True`` and skips its own pass. Only the library's own backward methods are asked
-# (a subclass overriding backward is called plainly).
+# ---- gradients through a ReLU between two steps, applied where they are received -------------
+# When a step's output is a fused ReLU's (a BatchNormAct, or a container ending in one) and the
+# next step, its only user, is a Conv2D or a container, the next step's backward is asked for
+# ``relu_input=True``: it returns dx already multiplied by (its input > 0), the ReLU's gradient,
+# folded into the conv's dx epilogue or into the container's fan-out sum; the first step's
+# backward then gets ``premasked=True`` and skips its own pass. Only the library's own backward
+# methods are asked (a subclass overriding backward is called plainly).
 
 
 def takes_relu_input(step) -> bool:
@@ -327,7 +327,7 @@ def masked_output(step) -> bool:
     from fastres.layers.fused import BatchNormAct
 
     if isinstance(step, BatchNormAct):
-        return step.relu is not None and not step.premasked
+        return step.relu is not None
     if getattr(type(step), "backward", None) in (Sequential.backward, Graph.backward):
         return step._masked_output()
     return False
@@ -563,23 +563,29 @@ class Graph(Module):
 
     def backward(self, dy, *, premasked: bool = False, relu_input: bool = False):
         """``premasked``: dy already went through the output's ReLU (only when
-        ``masked_output``); ``relu_input``: return dx multiplied by (input > 0), applied as the
-        last of the input's gradients is added (or by its only consumer's backward)."""
+        ``masked_output``); ``relu_input``: return dx multiplied by (input > 0), applied by the
+        input's only consumer or as the last of its gradients is added. Inside (with ``fuse``),
+        a step whose input is the only use of a fused ReLU's output applies that ReLU's
+        gradient the same way, and the ReLU's step skips it."""
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
         consumers = self._consumers()
+        producers = {names[-1]: mod for names, mod, _ in steps}
         grads = {self.output_name: dy}
+        masked = {self.output_name} if premasked else set()  # gradients already through a ReLU
         gate = self._input if relu_input else None
-        gated = False  # the input's gradient already carries the mask
-        to_come = sum(ins.count(self.input_name) for _, _, ins in steps)  # its contributions
+        to_come = sum(ins.count(self.input_name) for _, _, ins in steps)  # the input's gradients
         for names, mod, ins in reversed(steps):
             g = grads.pop(names[-1], None)
             if g is None:  # the node does not reach the output
                 continue
-            kw = {"premasked": True} if premasked and names[-1] == self.output_name else {}
-            if (gate is not None and ins == (self.input_name,)
-                    and consumers[self.input_name] == 1 and takes_relu_input(mod)):
-                kw["relu_input"] = gated = True
+            kw = {"premasked": True} if names[-1] in masked else {}
+            t = ins[0]
+            if len(ins) == 1 and consumers[t] == 1 and takes_relu_input(mod) and (
+                    gate is not None if t == self.input_name
+                    else self.fuse and masked_output(producers[t])):
+                kw["relu_input"] = True
+                masked.add(t)
             dxs = mod.backward(g, **kw)
             if len(ins) == 1:
                 dxs = (dxs,)
@@ -593,11 +599,12 @@ class Graph(Module):
                 # gradient applies the ReLU's mask as it is added.
                 last = gate is not None and i == self.input_name and to_come == 0
                 grads[i] = add_forward(grads[i], d, gate=gate if last else None)[0]
-                gated = gated or last
+                if last:
+                    masked.add(i)
         dx = grads.get(self.input_name)
         if dx is None:
             raise RuntimeError(f"{type(self).__name__}: the output does not depend on the input")
-        if gate is not None and not gated:
+        if gate is not None and self.input_name not in masked:
             dx = relu_backward(dx, ReluCache(gate))
         return dx
 

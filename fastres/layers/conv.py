@@ -77,7 +77,8 @@ class Conv2D(Module):
         return out
 
     def backward(self, dy, *, relu_input: bool = False):
-        """``relu_input``: see ``conv2d_backward`` (used by the training plan's ConvAfterReLU)."""
+        """``relu_input``: see ``conv2d_backward`` (the containers ask for it, see
+        ``fastres.layers.base``)."""
         self._need_cache(self._cache)
         dx, dw, db = F.conv2d_backward(dy, self._cache, relu_input=relu_input)
         self.weight.grad += dw

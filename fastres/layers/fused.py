@@ -2,9 +2,9 @@
 
 Eval: BatchNorm folded into the preceding convolution, and a following residual add and ReLU
 applied as the convolution stores its output (one pass over memory). Both modes: a batch norm
-with its residual add and ReLU in one pass (BatchNormAct). Training: the ReLU's gradient is
-applied by the step that receives it (ConvAfterReLU here; across containers see
-``fastres.layers.base``), so training results are bit-identical to the unfused graph.
+with its residual add and ReLU in one pass (BatchNormAct), whose ReLU gradient the containers
+have the next step apply (see ``fastres.layers.base``); training results are bit-identical to
+the unfused graph.
 
 With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one convolution with
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
@@ -27,7 +27,7 @@ from fastres.layers.batchnorm import BatchNorm2D
 from fastres.layers.conv import Conv2D
 from fastres.layers.shortcut import Add
 
-__all__ = ["BatchNormAct", "ConvAfterReLU", "FusedConvBN", "plan_graph", "plan_sequential"]
+__all__ = ["BatchNormAct", "FusedConvBN", "plan_graph", "plan_sequential"]
 
 
 def _fingerprint(arrays) -> tuple:
@@ -104,13 +104,10 @@ class FusedConvBN:
 class BatchNormAct:
     """Runs ``bn (-> + residual) (-> relu)`` as one batch-norm pass (training or eval; not a
     Module: the parameters stay the BatchNorm2D's). With ``residual=True`` forward takes
-    ``(x, residual)`` and backward returns ``(dx, dresidual)``. ``premasked``: the gradient
-    arriving at backward is already the ReLU's input gradient (the consumer is a
-    ``ConvAfterReLU``), so the ReLU's output need not be kept."""
+    ``(x, residual)`` and backward returns ``(dx, dresidual)``."""
 
     def __init__(self, bn: BatchNorm2D, relu: ReLU | None = None, *, residual: bool = False):
         self.bn, self.relu, self.residual = bn, relu, residual
-        self.premasked = False
         self._out = None
 
     def forward(self, x, residual=None):
@@ -122,37 +119,19 @@ class BatchNormAct:
             x, bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var,
             training=bn.training, momentum=bn.momentum, eps=bn.eps, residual=residual,
             relu=self.relu is not None)
-        self._out = out if self.relu is not None and not self.premasked else None
+        self._out = out if self.relu is not None else None
         return out
 
     def backward(self, dy, *, premasked: bool = False):
-        """``premasked``: dy already went through the ReLU (the next step applied it)."""
+        """``premasked``: dy already went through the ReLU (the next step applied it, see
+        ``fastres.layers.base``)."""
         if self._out is not None and not premasked:
             dy = F.relu_backward(dy, ReluCache(self._out))
         dx = self.bn.backward(dy)
         return (dx, dy) if self.residual else dx
 
     def __repr__(self) -> str:
-        return (f"BatchNormAct({self.bn!r}, relu={self.relu is not None}, "
-                f"residual={self.residual}, premasked={self.premasked})")
-
-
-class ConvAfterReLU:
-    """A Conv2D whose input is a ReLU's output and that output's only consumer: backward returns
-    the gradient with respect to the ReLU's input (``conv2d_backward(relu_input=True)``), so
-    the ReLU's own backward pass is skipped (its BatchNormAct is ``premasked``)."""
-
-    def __init__(self, conv: Conv2D):
-        self.conv = conv
-
-    def forward(self, x):
-        return self.conv.forward(x)
-
-    def backward(self, dy):
-        return self.conv.backward(dy, relu_input=True)
-
-    def __repr__(self) -> str:
-        return f"ConvAfterReLU({self.conv!r})"
+        return f"BatchNormAct({self.bn!r}, relu={self.relu is not None}, residual={self.residual})"
 
 
 def _is(m, cls) -> bool:
@@ -163,18 +142,13 @@ def _is(m, cls) -> bool:
 
 def plan_sequential(mods: list, *, training: bool = False) -> list:
     """Eval: each Conv2D, BatchNorm2D[, ReLU] run becomes one FusedConvBN. Both modes: any
-    other BatchNorm2D, ReLU pair becomes one BatchNormAct; in training a Conv2D right after it
-    becomes a ConvAfterReLU."""
+    other BatchNorm2D, ReLU pair becomes one BatchNormAct."""
     steps, i = [], 0
     while i < len(mods):
         m, nxt = mods[i], mods[i + 1] if i + 1 < len(mods) else None
         if _is(m, BatchNorm2D) and _is(nxt, ReLU):
             steps.append(BatchNormAct(m, nxt))
             i += 2
-            if training and i < len(mods) and _is(mods[i], Conv2D):
-                steps[-1].premasked = True
-                steps.append(ConvAfterReLU(mods[i]))
-                i += 1
         elif (not training and _is(m, Conv2D) and _is(nxt, BatchNorm2D)
                 and nxt.num_features == m.out_channels):
             relu = mods[i + 2] if i + 2 < len(mods) and _is(mods[i + 2], ReLU) else None
@@ -189,9 +163,8 @@ def plan_sequential(mods: list, *, training: bool = False) -> list:
 def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool = False) -> list:
     """Graph steps ``(names, runner, inputs)``, chains folded where their intermediate tensors
     feed nothing else: in eval ``conv -> bn (-> add) (-> relu)`` as one FusedConvBN; other
-    ``bn (-> add) (-> relu)`` chains as one BatchNormAct, and in training a Conv2D that is the
-    only user of such a ReLU's output as a ConvAfterReLU. A chain through an Add runs at the Add's place,
-    with the Add's other input as the residual (by then it has been computed)."""
+    ``bn (-> add) (-> relu)`` chains as one BatchNormAct. A chain through an Add runs at the
+    Add's place, with the Add's other input as the residual (by then it has been computed)."""
     users: dict = {}
     for name, ins in inputs.items():
         for i in ins:
@@ -201,7 +174,7 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
         u = users.get(n, [])
         return u[0] if consumers[n] == 1 and len(u) == 1 else None
 
-    steps, absorbed, deferred, gated = [], set(), {}, set()
+    steps, absorbed, deferred = [], set(), {}
     for name, ins in inputs.items():
         if name in deferred:
             steps.append(deferred.pop(name))
@@ -216,7 +189,7 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
                     and modules[bn].num_features == m.out_channels):
                 bn = None
         if bn is None:
-            steps.append(((name,), ConvAfterReLU(m) if name in gated else m, ins))
+            steps.append(((name,), m, ins))
             continue
         names, runner_ins, add, relu = list(dict.fromkeys((name, bn))), tuple(ins), None, None
         nxt = sole_user(bn)
@@ -233,10 +206,6 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
             continue
         if bn == name:
             runner = BatchNormAct(modules[bn], relu, residual=add is not None)
-            after = sole_user(names[-1]) if relu is not None and training else None
-            if after is not None and _is(modules[after], Conv2D):
-                runner.premasked = True
-                gated.add(after)
         else:
             runner = FusedConvBN(m, modules[bn], relu, residual=add is not None)
         step = (tuple(names), runner, runner_ins)

@@ -313,6 +313,15 @@ def _train_run(model, x, dout, fuse):
         b.copy() for _, b in model.named_buffers()]
 
 
+def _backward_kwargs(steps, calls):
+    """Make each step record the keyword arguments its backward gets, into calls[i]."""
+    for i, step in enumerate(steps):
+        def spy(*a, _f=step.backward, _i=i, **kw):
+            calls[_i] = kw
+            return _f(*a, **kw)
+        step.backward = spy
+
+
 @pytest.mark.parametrize("dtype", [np.float32, F64])
 def test_training_fusion_is_bit_identical(rng, dtype):
     # training: bn1 + relu1 in one pass with conv2 applying relu1's gradient to its dx, and
@@ -329,14 +338,21 @@ def test_training_fusion_is_bit_identical(rng, dtype):
     steps = g._plan[True]
     assert [names for names, _, _ in steps] == [
         ("conv1",), ("bn1", "relu1"), ("conv2",), ("bn2", "sum", "relu_out")]
-    assert type(steps[2][1]).__name__ == "ConvAfterReLU" and steps[1][1].premasked
-    assert steps[3][2] == ("conv2", "input") and not steps[3][1].premasked
+    assert steps[3][2] == ("conv2", "input")
+    calls = {}
+    _backward_kwargs([r for _, r, _ in steps], calls)
+    g.backward(dout)
+    # conv2 applies relu1's gradient and relu1's step skips it; the block's last ReLU is kept
+    assert calls[2] == {"relu_input": True} and calls[1] == {"premasked": True}
+    assert calls[3] == {}
     # a relu output with a second consumer is not gated through the conv
     g2 = basic_block_graph(dtype)
     g2.add("extra", Add(dtype=dtype), "relu1", "relu_out")
     _train_run(g2, x, dout, True)
-    assert not g2._plan[True][1][1].premasked
-    assert g2._plan[True][2][1] is g2.conv2
+    calls = {}
+    _backward_kwargs([r for _, r, _ in g2._plan[True]], calls)
+    g2.backward(np.ones_like(x))
+    assert calls[1] == {} and calls[2] == {}
 
 
 def test_training_fusion_in_sequential(rng):
@@ -353,8 +369,13 @@ def test_training_fusion_in_sequential(rng):
     seq = make()
     _train_run(seq, x, dout, True)
     kinds = [type(s).__name__ for s in seq._plan[True]]
-    assert kinds == ["BatchNormAct", "ConvAfterReLU", "BatchNormAct", "Flatten"]
-    assert seq._plan[True][0].premasked and not seq._plan[True][2].premasked
+    assert kinds == ["BatchNormAct", "Conv2D", "BatchNormAct", "Flatten"]
+    calls = {}
+    _backward_kwargs(seq._plan[True], calls)
+    seq.backward(dout)
+    # the conv applies the first ReLU's gradient; the second's (before Flatten) stays its own
+    assert calls[1] == {"relu_input": True} and calls[0] == {"premasked": True}
+    assert calls[2] == {} and calls[3] == {}
 
 
 def test_eval_plan_runs_a_preactivation_bn_relu_as_one_pass(rng):
