@@ -118,6 +118,23 @@ def check_scratch(str op, scratch, Py_ssize_t rows, Py_ssize_t cols, int nb=1):
                          f"{tuple(scratch.shape)}")
 
 
+cdef inline void bias_partial(const floating[:, :, :, ::1] dout, int n0, int n1,
+                              floating *dst) noexcept nogil:
+    """dst (F,) = the bias gradient of images [n0, n1): row sums of dout in image order."""
+    cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3], n
+    memset(dst, 0, sizeof(floating) * F)
+    for n in range(n0, n1):
+        if floating is float:
+            fr_row_sums_f(&dout[n, 0, 0, 0], dst, F, P)
+        else:
+            fr_row_sums_d(&dout[n, 0, 0, 0], dst, F, P)
+
+
+cdef inline int block_start(int blk, int N, int n_blocks) noexcept nogil:
+    """First image of fixed batch block blk (of n_blocks over N images)."""
+    return <int>((<long>blk * N) // n_blocks)
+
+
 cdef enum:
     SUM_CHUNK = 2048  # elements of the summed partials per work item (stay in L1 over blocks)
 
@@ -225,22 +242,17 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         dcol = col + <size_t>Kg * nb * P
         dbuf = dcol + <size_t>Kg * nb * P
         for blk in prange(n_blocks, schedule="guided"):
-            n0 = <int>((<long>blk * N) // n_blocks)
-            n1 = <int>((<long>(blk + 1) * N) // n_blocks)
+            n0 = block_start(blk, N, n_blocks)
+            n1 = block_start(blk + 1, N, n_blocks)
             memset(dwq + <size_t>blk * wsize, 0, sizeof(floating) * wsize)
-            memset(dbq + <size_t>blk * F, 0, sizeof(floating) * F)
+            if want_db:
+                bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
             for i in range((n1 - n0 + nb - 1) // nb):
                 c0 = n0 + i * nb
                 m = min(nb, n1 - c0)
                 ld = <Py_ssize_t>m * P
-                for n in range(c0, c0 + m):
-                    if want_db:
-                        if floating is float:
-                            fr_row_sums_f(dp + n * ds, dbq + <size_t>blk * F, F, P)
-                        else:
-                            fr_row_sums_d(dp + n * ds, dbq + <size_t>blk * F, F, P)
-                    if want_dx and not (pointwise and m == 1):
-                        memset(dxp + n * xs, 0, sizeof(floating) * xs)
+                if want_dx and not (pointwise and m == 1):
+                    memset(dxp + c0 * xs, 0, sizeof(floating) * xs * m)
                 dimg = dxp + c0 * xs if want_dx else NULL
                 for g in range(groups):
                     # dout_g of the chunk as one (Fg, m*P) matrix
@@ -269,18 +281,6 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         sum_blocks(dwq, n_blocks, wsize, dwp, n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, dbp, 1)
-
-
-cdef inline void bias_partial(const floating[:, :, :, ::1] dout, int n0, int n1,
-                              floating *dst) noexcept nogil:
-    """dst (F,) = the bias gradient of images [n0, n1): row sums of dout in image order."""
-    cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3], n
-    memset(dst, 0, sizeof(floating) * F)
-    for n in range(n0, n1):
-        if floating is float:
-            fr_row_sums_f(&dout[n, 0, 0, 0], dst, F, P)
-        else:
-            fr_row_sums_d(&dout[n, 0, 0, 0], dst, F, P)
 
 
 # ---- direct convolution (fr_direct.h): no im2col, no BLAS -------------------------
@@ -314,6 +314,26 @@ cdef extern from "fr_direct.h" nogil:
                   int sw, int Hq, int Wq)
 
 
+cdef inline void direct_fwd(const floating *xin, const floating *wpk, const int *off, int K,
+                            const int *vin, const int *vout, int nv, floating *out,
+                            Py_ssize_t P, int F, const floating *bias, const floating *res,
+                            int relu, const floating *gate) noexcept nogil:
+    if floating is float:
+        fr_direct_fwd_f(xin, wpk, off, K, vin, vout, nv, out, P, F, bias, res, relu, gate)
+    else:
+        fr_direct_fwd_d(xin, wpk, off, K, vin, vout, nv, out, P, F, bias, res, relu, gate)
+
+
+cdef inline void direct_wgrad(const floating *xin, Py_ssize_t xs, const floating *dout,
+                              Py_ssize_t ds, int nimg, const int *off, int K, const int *vin,
+                              const int *vout, int nv, Py_ssize_t P, int F,
+                              floating *dw) noexcept nogil:
+    if floating is float:
+        fr_direct_wgrad_f(xin, xs, dout, ds, nimg, off, K, vin, vout, nv, P, F, dw)
+    else:
+        fr_direct_wgrad_d(xin, xs, dout, ds, nimg, off, K, vin, vout, nv, P, F, dw)
+
+
 cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,
                      int sh, int sw, int Hq, int Wq) noexcept nogil:
     if floating is float:
@@ -336,8 +356,9 @@ cdef const floating *_like_out(str name, const floating[:, :, :, ::1] a,
 def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                    const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                    const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
-                   const int[::1] off, const int[::1] vin, const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int sh,
-                   int sw, int groups, int n_threads):
+                   const int[::1] off, const int[::1] vin, const int[::1] vout,
+                   floating[:, ::1] scratch, int ph, int pw, int sh, int sw, int groups,
+                   int n_threads):
     """Convolution without im2col, out = [relu](conv(x) [+ b] [+ res]) [* (gate > 0)].
 
     IN: x (N, C, H, W); wpk (groups, F/groups/4 * K * 4), each group's weights packed as
@@ -364,18 +385,11 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
         for n in prange(N, schedule="guided"):
             pad(&x[n, 0, 0, 0], xpad, C, H, W, ph, pw, sh, sw, Hq, Wq)
             for g in range(groups):
-                if floating is float:
-                    fr_direct_fwd_f(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
-                                    &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
-                                    bp + g * Fg if bp != NULL else NULL,
-                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu,
-                                    gp + n * img + g * Fg * P if gp != NULL else NULL)
-                else:
-                    fr_direct_fwd_d(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
-                                    &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
-                                    bp + g * Fg if bp != NULL else NULL,
-                                    rp + n * img + g * Fg * P if rp != NULL else NULL, relu,
-                                    gp + n * img + g * Fg * P if gp != NULL else NULL)
+                direct_fwd(xpad + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
+                           &vout[0], nv, &out[n, g * Fg, 0, 0], P, Fg,
+                           bp + g * Fg if bp != NULL else NULL,
+                           rp + n * img + g * Fg * P if rp != NULL else NULL, relu,
+                           gp + n * img + g * Fg * P if gp != NULL else NULL)
 
 
 def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
@@ -406,8 +420,8 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     with nogil, parallel(num_threads=n_threads):
         xpad = &scratch[threadid(), 0]
         for blk in prange(n_blocks, schedule="guided"):
-            n0 = <int>((<long>blk * N) // n_blocks)
-            n1 = <int>((<long>(blk + 1) * N) // n_blocks)
+            n0 = block_start(blk, N, n_blocks)
+            n1 = block_start(blk + 1, N, n_blocks)
             if want_db:
                 bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
             for n in range(n0, n1):
@@ -415,14 +429,9 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
             # The whole block at once, so each register tile is summed over all its images
             # and stores its sums (every element of the block's partial is written once).
             for g in range(groups):
-                if floating is float:
-                    fr_direct_wgrad_f(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
-                                      <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
-                                      nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
-                else:
-                    fr_direct_wgrad_d(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
-                                      <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
-                                      nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
+                direct_wgrad(xpad + g * Cg * plane, C * plane, &dout[n0, g * Fg, 0, 0],
+                             <Py_ssize_t>F * P, n1 - n0, &off[0], K, &vin[0], &vout[0],
+                             nv, P, Fg, dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
     sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)
@@ -466,14 +475,9 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
             m = min(L, N - blk * L)
             lanes_in(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, m, xl, C, H, W, ph, pw)
             for g in range(groups):
-                if floating is float:
-                    fr_direct_fwd_f(xl + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
-                                    &vout[0], nv, ol + <size_t>g * Fg * P * L, <Py_ssize_t>P * L,
-                                    Fg, bp + g * Fg if bp != NULL else NULL, NULL, 0, NULL)
-                else:
-                    fr_direct_fwd_d(xl + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
-                                    &vout[0], nv, ol + <size_t>g * Fg * P * L, <Py_ssize_t>P * L,
-                                    Fg, bp + g * Fg if bp != NULL else NULL, NULL, 0, NULL)
+                direct_fwd(xl + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
+                           &vout[0], nv, ol + <size_t>g * Fg * P * L, <Py_ssize_t>P * L,
+                           Fg, bp + g * Fg if bp != NULL else NULL, NULL, 0, NULL)
             if floating is float:
                 fr_lanes_out_f(ol, F, P, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * P)
             else:
@@ -515,8 +519,8 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
         xl = &scratch[threadid(), 0]
         dl = xl + max_groups * size_in
         for blk in prange(n_blocks, schedule="guided"):
-            n0 = <int>((<long>blk * N) // n_blocks)
-            n1 = <int>((<long>(blk + 1) * N) // n_blocks)
+            n0 = block_start(blk, N, n_blocks)
+            n1 = block_start(blk + 1, N, n_blocks)
             ng = (n1 - n0 + L - 1) // L
             if want_db:
                 bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
@@ -526,16 +530,10 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
                 lanes_in(&dout[n0 + q * L, 0, 0, 0], <Py_ssize_t>F * P,
                          min(L, n1 - n0 - q * L), dl + q * size_d, F, Ho, Wo, 0, 0)
             for g in range(groups):
-                if floating is float:
-                    fr_direct_wgrad_f(xl + g * Cg * plane, size_in, dl + <size_t>g * Fg * P * L,
-                                      size_d, ng, &off[0], K, &vin[0], &vout[0], nv,
-                                      <Py_ssize_t>P * L, Fg,
-                                      dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
-                else:
-                    fr_direct_wgrad_d(xl + g * Cg * plane, size_in, dl + <size_t>g * Fg * P * L,
-                                      size_d, ng, &off[0], K, &vin[0], &vout[0], nv,
-                                      <Py_ssize_t>P * L, Fg,
-                                      dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
+                direct_wgrad(xl + g * Cg * plane, size_in, dl + <size_t>g * Fg * P * L,
+                             size_d, ng, &off[0], K, &vin[0], &vout[0], nv,
+                             <Py_ssize_t>P * L, Fg,
+                             dwq + <size_t>blk * wsize + <size_t>g * Fg * K)
     sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)

@@ -84,18 +84,12 @@ def _direct_plan(Cg: int, H: int, W: int, KH: int, KW: int, ph: int, pw: int, sh
 @lru_cache(maxsize=512)
 def _lanes_plan(Cg: int, H: int, W: int, KH: int, KW: int, ph: int, pw: int, H_out: int,
                 W_out: int, lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(off, vin, vout) for the batch-lane layout (C, H + 2ph, W + 2pw, lanes), stride 1: a
-    pixel vector is one output pixel of `lanes` images."""
-    Wp = W + 2 * pw
-    c, i, j = np.meshgrid(np.arange(Cg), np.arange(KH), np.arange(KW), indexing="ij")
-    off = ((c * (H + 2 * ph) + i) * Wp + j) * lanes
-    p = np.arange(H_out * W_out)
-    vin = ((p // W_out) * Wp + p % W_out) * lanes
-    off, vin, vout = (np.ascontiguousarray(a.ravel(), dtype=np.int32)
-                      for a in (off, vin, p * lanes))
-    for a in (off, vin, vout):
+    """(off, vin, vout) for the batch-lane layout (C, H + 2ph, W + 2pw, lanes), stride 1: the
+    stride-1 direct tables with one pixel per vector, in units of `lanes` elements."""
+    tables = tuple(a * lanes for a in _direct_plan(Cg, H, W, KH, KW, ph, pw, 1, 1, H_out, W_out, 1))
+    for a in tables:
         a.flags.writeable = False
-    return off, vin, vout
+    return tables
 
 
 def _pack4(wg: np.ndarray) -> np.ndarray:
@@ -163,9 +157,8 @@ def _lanes_ok(stride: tuple[int, int], width: int, channels: int, dtype) -> bool
 
 
 def _dw_path(stride: tuple[int, int], H_out: int, W_out: int, Fg: int, dtype) -> str:
-    if _lanes_ok(stride, W_out, Fg, dtype) or (
-            _BATCH_LANES and stride == (1, 1) and Fg % 4 == 0
-            and H_out * W_out <= _LANES_DW_MAX_PIXELS):
+    if _BATCH_LANES and stride == (1, 1) and Fg % 4 == 0 and (
+            W_out % _lanes(dtype) or H_out * W_out <= _LANES_DW_MAX_PIXELS):
         return "lanes"
     return "direct" if _direct_ok(W_out, Fg, dtype) else "gemm"
 
