@@ -308,10 +308,24 @@ cdef extern from "fr_direct.h" nogil:
     void fr_direct_wgrad_d(const double *xin, Py_ssize_t xs, const double *dout, Py_ssize_t ds,
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, double *dw)
+    void fr_wino_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
+                       int F, const int *off, const int *vt, float *xq, float *V, float *M,
+                       float *out, int Ho, int Wo, const float *bias, const float *res,
+                       int relu, const float *gate)
+    void fr_wino_fwd_d(const double *x, int C, int H, int W, int ph, int pw, const double *upk,
+                       int F, const int *off, const int *vt, double *xq, double *V, double *M,
+                       double *out, int Ho, int Wo, const double *bias, const double *res,
+                       int relu, const double *gate)
     void fr_pad_f(const float *x, float *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
     void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
+
+
+cdef extern from "fr_direct.h":
+    enum: WINO_GAP "FR_WINO_GAP"
+
+winograd_gap = WINO_GAP  # elements between Winograd's 16 planes in scratch (fr_winograd_impl.h)
 
 
 cdef inline void direct_fwd(const floating *xin, const floating *wpk, const int *off, int K,
@@ -390,6 +404,51 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                            bp + g * Fg if bp != NULL else NULL,
                            rp + n * img + g * Fg * P if rp != NULL else NULL, relu,
                            gp + n * img + g * Fg * P if gp != NULL else NULL)
+
+
+def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
+                     const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
+                     const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
+                     const int[::1] off, const int[::1] vt, floating[:, ::1] scratch, int ph,
+                     int pw, int n_threads):
+    """3x3 stride-1 convolution by Winograd F(2x2, 3x3) (fr_winograd_impl.h), with the epilogue
+    of direct_forward. IN: x (N, C, H, W); upk (16, F/4 * C * 4), the transformed weights
+    G w G^T packed per element as by the direct kernel; off = arange(C) * NT, vt = arange(0,
+    NT, L) with NT = H_out*W_out/4 tiles. OUT: out (N, F, H_out, W_out), H_out = H + 2ph - 2
+    and W_out = W + 2pw - 2 even, W_out/2 a multiple of L/2, NT a multiple of L, F % 4 == 0.
+    SCRATCH: (n_threads, C*(H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP)).
+    """
+    cdef int L = 8 if floating is float else 4
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
+    cdef int NT = Ho * Wo // 4
+    cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2)
+    cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
+    check_scratch("winograd_forward", scratch, n_threads,
+                  size_x + size_v + <size_t>16 * (F * NT + WINO_GAP))
+    if (out.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
+            or (Wo // 2) % (L // 2) or NT % L or F % 4 or upk.shape[0] != 16
+            or upk.shape[1] != F * C or off.shape[0] != C or vt.shape[0] != NT // L):
+        raise ValueError("winograd_forward: out, weights or tables do not match x")
+    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *rp = _like_out("res", res, out)
+    cdef const floating *gp = _like_out("gate", gate, out)
+    cdef size_t img = <size_t>F * Ho * Wo
+    cdef floating *xq
+    cdef int n
+    with nogil, parallel(num_threads=n_threads):
+        xq = &scratch[threadid(), 0]
+        for n in prange(N, schedule="guided"):
+            if floating is float:
+                fr_wino_fwd_f(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, &off[0], &vt[0],
+                              xq, xq + size_x, xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo,
+                              bp, rp + n * img if rp != NULL else NULL, relu,
+                              gp + n * img if gp != NULL else NULL)
+            else:
+                fr_wino_fwd_d(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, &off[0], &vt[0],
+                              xq, xq + size_x, xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo,
+                              bp, rp + n * img if rp != NULL else NULL, relu,
+                              gp + n * img if gp != NULL else NULL)
 
 
 def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,

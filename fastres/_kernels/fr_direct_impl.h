@@ -210,6 +210,8 @@ static void FN(fr_lanes_out_)(const T *restrict src, int F, ptrdiff_t P, int nim
         }
 }
 
+#include "fr_winograd_impl.h"
+
 #undef VEC
 #undef IVEC
 #undef FN

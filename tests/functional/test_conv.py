@@ -45,6 +45,16 @@ BATCHED = [
     (13, 8, 4, 4, 8, 1, 1, 1, 0, 1),
 ]
 
+# 3x3 stride 1 with 32+ channels in and out: Winograd F(2x2, 3x3) for the forward and dx, on
+# whole-vector rows of tiles (16x16), half-vector ones (8x8 in float32), C_out not a multiple
+# of 8, an odd channel count with no padding on a non-square map, padding 2.
+WINOGRAD = [
+    (2, 32, 16, 16, 32, 3, 3, 1, 1, 1),
+    (3, 32, 8, 8, 36, 3, 3, 1, 1, 1),
+    (1, 33, 6, 18, 32, 3, 3, 1, 0, 1),
+    (2, 32, 6, 6, 40, 3, 3, 1, 2, 1),
+]
+
 
 def _run(cfg, dtype, rng, bias=True):
     N, C, H, W, Fo, KH, KW, s, p, g = cfg
@@ -55,7 +65,7 @@ def _run(cfg, dtype, rng, bias=True):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", CONFIGS + BATCHED)
+@pytest.mark.parametrize("cfg", CONFIGS + BATCHED + WINOGRAD)
 def test_matches_reference(cfg, dtype, rng):
     x, w, b, kw = _run(cfg, dtype, rng)
     out, cache = F.conv2d_forward(x, w, b, **kw)
@@ -141,6 +151,34 @@ def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
     assert calls.count("lanes_weight_grad") == 2
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
+    # forward with bias, residual and ReLU, and dx with the ReLU-input mask, by Winograd and by
+    # the direct kernel on the same data (both also against the reference above)
+    import fastres.functional.conv as fc
+    calls = []
+    real = fc._k.winograd_forward
+    monkeypatch.setattr(fc._k, "winograd_forward", lambda *a: calls.append(1) or real(*a))
+    for cfg in WINOGRAD:
+        x, w, b, kw = _run(cfg, dtype, rng)
+        x = np.maximum(x, 0)
+        res = rng.standard_normal(F.conv2d_forward(x, w, **kw)[0].shape).astype(dtype)
+        runs = []
+        for wino in (True, False):
+            monkeypatch.setattr(fc, "_WINOGRAD", wino)
+            calls.clear()
+            out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
+            n_forward = len(calls)
+            runs.append((out, *F.conv2d_backward(np.cos(out), cache, relu_input=True)))
+            # dx is a 3x3 convolution of dout with padding 2 - p: Winograd's when p = 1 (the
+            # others give odd output sizes)
+            assert (n_forward, len(calls)) == ((1, 1 + (kw["padding"] == 1)) if wino else (0, 0))
+        for a, g in zip(*runs):
+            scale = np.abs(g).max()
+            np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
+        assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
+
+
 def test_reference_by_hand():
     # 3x3 input, 2x2 kernel of ones, stride 1: each output is the sum of a 2x2 window.
     x = np.arange(9.0).reshape(1, 1, 3, 3)
@@ -185,7 +223,8 @@ def test_directional_derivative(cfg, rng):
     assert err < 1e-7
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3], BATCHED[4]])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3], BATCHED[4],
+                                 WINOGRAD[1]])
 def test_thread_invariance(cfg, rng):
     x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
     runs = []

@@ -1,0 +1,134 @@
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions, one image at a time; included by
+ * fr_direct_impl.h inside its per-dtype instantiation (T, L, VEC, FN as there).
+ *
+ * The output is cut into 2x2 tiles, TH x TW of them, numbered T = s*TW + t; tile (s, t) reads
+ * the 4x4 input patch d at padded rows 2s..2s+3, columns 2t..2t+3. With U = G g G^T (the
+ * weights, transformed in Python), V = B^T d B and M = sum over input channels of U .* V (16
+ * products of (F x C) by (C x tiles), run by the direct kernel as 1x1 convolutions), each tile
+ * is y = A^T M A: 4 multiplications per output and channel pair instead of 9.
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
+ * Vectors hold L consecutive tiles, two halves of L/2 each inside one tile row (TW % (L/2) == 0);
+ * a half's 2x2 outputs interleave into one vector of L outputs of one output row.
+ */
+/* V (16 planes es apart, each (C, NT)) = B^T d B for every tile, from xp (C, Hp, Wp), the
+ * zero-padded image (Hp = 2TH + 2, Wp = 2TW + 2). A half of a vector is tiles t..t+L/2-1 of
+ * tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1 interleaved) and 2t + 2..
+ * (columns 2, 3); the even and odd lanes of the two halves' loads are the four columns. */
+FR_CLONES static void FN(fr_wino_in_)(const T *restrict xp, int C, int Hp, int Wp, int TW,
+                                      int NT, T *restrict V, ptrdiff_t es) {
+#if L == 8
+#define EV 0, 2, 4, 6, 8, 10, 12, 14
+#define OD 1, 3, 5, 7, 9, 11, 13, 15
+#else
+#define EV 0, 2, 4, 6
+#define OD 1, 3, 5, 7
+#endif
+    for (int c = 0; c < C; c++) {
+        const T *xc = xp + (ptrdiff_t)c * Hp * Wp;
+        for (int q = 0; q < NT; q += L) {
+            const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
+            const T *a0 = xc + (ptrdiff_t)2 * s0 * Wp + 2 * t0;
+            const T *a1 = xc + (ptrdiff_t)2 * s1 * Wp + 2 * t1;
+            VEC d[4][4];
+            for (int i = 0; i < 4; i++) {
+                const VEC A0 = FN(fr_ld_)(a0 + i * Wp), A1 = FN(fr_ld_)(a1 + i * Wp);
+                const VEC B0 = FN(fr_ld_)(a0 + i * Wp + 2), B1 = FN(fr_ld_)(a1 + i * Wp + 2);
+                d[i][0] = __builtin_shufflevector(A0, A1, EV);
+                d[i][1] = __builtin_shufflevector(A0, A1, OD);
+                d[i][2] = __builtin_shufflevector(B0, B1, EV);
+                d[i][3] = __builtin_shufflevector(B0, B1, OD);
+            }
+            VEC u[4][4];
+            for (int j = 0; j < 4; j++) {
+                u[0][j] = d[0][j] - d[2][j];
+                u[1][j] = d[1][j] + d[2][j];
+                u[2][j] = d[2][j] - d[1][j];
+                u[3][j] = d[1][j] - d[3][j];
+            }
+            T *v = V + (ptrdiff_t)c * NT + q;
+            for (int r = 0; r < 4; r++) {
+                FN(fr_st_)(v + (4 * r + 0) * es, u[r][0] - u[r][2]);
+                FN(fr_st_)(v + (4 * r + 1) * es, u[r][1] + u[r][2]);
+                FN(fr_st_)(v + (4 * r + 2) * es, u[r][2] - u[r][1]);
+                FN(fr_st_)(v + (4 * r + 3) * es, u[r][1] - u[r][3]);
+            }
+        }
+    }
+#undef EV
+#undef OD
+}
+
+/* Store one vector of outputs at out + o with the direct kernel's epilogue. */
+static inline __attribute__((always_inline)) void FN(fr_wino_st_)(T *out, ptrdiff_t o, VEC a,
+                                                                  const T *res, int relu,
+                                                                  const T *gate) {
+    if (res) a += FN(fr_ld_)(res + o);
+    if (relu) a = (VEC)((IVEC)a & (a > (VEC){0}));
+    if (gate) a = (VEC)((IVEC)a & (FN(fr_ld_)(gate + o) > (VEC){0}));
+    FN(fr_st_)(out + o, a);
+}
+
+/* out (F, 2*TH, Wo) = A^T M A (+ bias) (+ res) (relu) (gate) from M (16 planes ms apart, each
+ * (F, NT)). */
+FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F, int TW, int NT,
+                                       int Wo, T *out, const T *bias, const T *res, int relu,
+                                       const T *gate) {
+    const ptrdiff_t P = (ptrdiff_t)2 * (NT / TW) * Wo;
+    for (int f = 0; f < F; f++) {
+        const T b = bias ? bias[f] : (T)0;
+        const T *mf = M + (ptrdiff_t)f * NT;
+        const ptrdiff_t fo = (ptrdiff_t)f * P;
+        for (int q = 0; q < NT; q += L) {
+            VEC m[16];
+            for (int e = 0; e < 16; e++) m[e] = FN(fr_ld_)(mf + e * ms + q);
+            VEC r0[4], r1[4];
+            for (int j = 0; j < 4; j++) {
+                r0[j] = m[j] + m[4 + j] + m[8 + j];
+                r1[j] = m[4 + j] - m[8 + j] - m[12 + j];
+            }
+            const VEC y00 = r0[0] + r0[1] + r0[2] + b, y01 = r0[1] - r0[2] - r0[3] + b;
+            const VEC y10 = r1[0] + r1[1] + r1[2] + b, y11 = r1[1] - r1[2] - r1[3] + b;
+            /* half h of the vector: tiles (s, t..t+L/2-1) -> outputs (2s + i, 2t..2t+L-1) */
+#if L == 8
+#define LO 0, 8, 1, 9, 2, 10, 3, 11
+#define HI 4, 12, 5, 13, 6, 14, 7, 15
+#else
+#define LO 0, 4, 1, 5
+#define HI 2, 6, 3, 7
+#endif
+            const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
+            const ptrdiff_t o0 = fo + (ptrdiff_t)2 * s0 * Wo + 2 * t0;
+            const ptrdiff_t o1 = fo + (ptrdiff_t)2 * s1 * Wo + 2 * t1;
+            FN(fr_wino_st_)(out, o0, __builtin_shufflevector(y00, y01, LO), res, relu, gate);
+            FN(fr_wino_st_)(out, o0 + Wo, __builtin_shufflevector(y10, y11, LO), res, relu, gate);
+            FN(fr_wino_st_)(out, o1, __builtin_shufflevector(y00, y01, HI), res, relu, gate);
+            FN(fr_wino_st_)(out, o1 + Wo, __builtin_shufflevector(y10, y11, HI), res, relu, gate);
+#undef LO
+#undef HI
+        }
+    }
+}
+
+/* One image: out (F, Ho, Wo) = conv3x3(x (C, H, W), padding ph, pw) (+ bias) (+ res) (relu)
+ * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 even, TW = Wo/2 a multiple of L/2, NT =
+ * Ho*Wo/4 a multiple of L, F % 4 == 0. upk (16, F/4, C, 4): U packed per element as for the
+ * direct kernel; off (C,) = c*NT and vt (NT/L,) = q (its 1x1 tables over V). Scratch: xp
+ * (C*(Ho + 2)*(Wo + 2)), V (16 planes of C*NT + FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP):
+ * the gap keeps the 16 planes off the same cache sets. */
+#ifndef FR_WINO_GAP
+#define FR_WINO_GAP 16
+#endif
+FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
+                                       const T *upk, int F, const int *off, const int *vt,
+                                       T *xp, T *V, T *M, T *out, int Ho, int Wo, const T *bias,
+                                       const T *res, int relu, const T *gate) {
+    const int TW = Wo / 2, NT = Ho * Wo / 4;
+    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
+    FN(fr_pad_)(x, xp, C, H, W, ph, pw, 1, 1, Ho + 2, Wo + 2);
+    FN(fr_wino_in_)(xp, C, Ho + 2, Wo + 2, TW, NT, V, es);
+    for (int e = 0; e < 16; e++)
+        FN(fr_direct_fwd_)(V + e * es, upk + (ptrdiff_t)e * F * C, off, C, vt, vt, NT / L,
+                           M + e * ms, NT, F, NULL, NULL, 0, NULL);
+    FN(fr_wino_out_)(M, ms, F, TW, NT, Wo, out, bias, res, relu, gate);
+}
+
