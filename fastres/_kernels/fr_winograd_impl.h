@@ -132,3 +132,62 @@ FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, 
     FN(fr_wino_out_)(M, ms, F, TW, NT, Wo, out, bias, res, relu, gate);
 }
 
+
+/* The weight gradient. With dy the 2x2 output-gradient tile and d the 4x4 input patch of a
+ * tile, dW = G^T [sum over tiles and images of (A dy A^T) .* (B^T d B)] G (the forward read
+ * backwards); the sums are 16 products (F x tiles) by (tiles x C), run by the direct
+ * weight-gradient kernel as 1x1 convolutions, and G^T . G is applied in Python.
+ * DY (16 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 2TH, Wo), vectors
+ * of tiles in halves as in fr_wino_in_; A = [1 0; 1 1; 1 -1; 0 -1]. */
+FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int NT,
+                                      T *restrict DY, ptrdiff_t es) {
+#if L == 8
+#define EV 0, 2, 4, 6, 8, 10, 12, 14
+#define OD 1, 3, 5, 7, 9, 11, 13, 15
+#else
+#define EV 0, 2, 4, 6
+#define OD 1, 3, 5, 7
+#endif
+    const int TW = Wo / 2;
+    const ptrdiff_t P = (ptrdiff_t)2 * (NT / TW) * Wo;
+    for (int f = 0; f < F; f++) {
+        const T *df = dout + (ptrdiff_t)f * P;
+        for (int q = 0; q < NT; q += L) {
+            const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
+            const T *a0 = df + (ptrdiff_t)2 * s0 * Wo + 2 * t0;
+            const T *a1 = df + (ptrdiff_t)2 * s1 * Wo + 2 * t1;
+            const VEC A0 = FN(fr_ld_)(a0), A1 = FN(fr_ld_)(a1);
+            const VEC B0 = FN(fr_ld_)(a0 + Wo), B1 = FN(fr_ld_)(a1 + Wo);
+            const VEC y00 = __builtin_shufflevector(A0, A1, EV);
+            const VEC y01 = __builtin_shufflevector(A0, A1, OD);
+            const VEC y10 = __builtin_shufflevector(B0, B1, EV);
+            const VEC y11 = __builtin_shufflevector(B0, B1, OD);
+            const VEC p[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11},
+                                 {-y10, -y11}};
+            T *v = DY + (ptrdiff_t)f * NT + q;
+            for (int r = 0; r < 4; r++) {
+                FN(fr_st_)(v + (4 * r + 0) * es, p[r][0]);
+                FN(fr_st_)(v + (4 * r + 1) * es, p[r][0] + p[r][1]);
+                FN(fr_st_)(v + (4 * r + 2) * es, p[r][0] - p[r][1]);
+                FN(fr_st_)(v + (4 * r + 3) * es, -p[r][1]);
+            }
+        }
+    }
+#undef EV
+#undef OD
+}
+
+/* One image's transformed weight gradient, dwt (16, F, C) = its sums above (stored, not added).
+ * Shapes, tables and scratch as in fr_wino_fwd_ (M's space holds DY). */
+FR_CLONES static void FN(fr_wino_wgrad_)(const T *x, int C, int H, int W, int ph, int pw,
+                                         const T *dout, int F, const int *off, const int *vt,
+                                         T *xp, T *V, T *DY, int Ho, int Wo, T *dwt) {
+    const int TW = Wo / 2, NT = Ho * Wo / 4;
+    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
+    FN(fr_pad_)(x, xp, C, H, W, ph, pw, 1, 1, Ho + 2, Wo + 2);
+    FN(fr_wino_in_)(xp, C, Ho + 2, Wo + 2, TW, NT, V, es);
+    FN(fr_wino_dy_)(dout, F, Wo, NT, DY, ms);
+    for (int e = 0; e < 16; e++)
+        FN(fr_direct_wgrad_)(V + e * es, 0, DY + e * ms, 0, 1, off, C, vt, vt, NT / L, NT, F,
+                             dwt + (ptrdiff_t)e * F * C);
+}

@@ -105,6 +105,9 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
 # direct kernel at 32@16x16 and 64@8x8, no faster at 16@32x32 (benchmarks/bench_ops.py).
 _WINOGRAD = True
 _WINO_MIN_CHANNELS = 32
+# The weight gradient's products sum over an image's tiles: on maps of fewer tiles (8x8 has 16)
+# the register tiles' horizontal sums dominate, and the batch-lane kernel is faster there.
+_WINO_DW_MIN_TILES = 64
 
 
 def _wino_g(a: np.ndarray, axis: int) -> np.ndarray:
@@ -141,6 +144,26 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     size = C * (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
     _k.winograd_forward(x, _pack4(u.astype(x.dtype)), b, residual, relu, gate, out, off, vt,
                         arena.empty((n, size), dtype=x.dtype), *padding, n)
+
+
+def _wino_gt(a: np.ndarray, axis: int) -> np.ndarray:
+    """G^T a along axis (length 4 -> 3)."""
+    a0, a1, a2, a3 = np.moveaxis(a, axis, 0)
+    return np.stack([a0 + (a1 + a2) / 2, (a1 - a2) / 2, (a1 + a2) / 2 + a3], axis=axis)
+
+
+def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_part,
+                      padding: tuple[int, int], blocks: int, n: int) -> None:
+    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3)."""
+    C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
+    NT = Ho * Wo // 4
+    off, vt = _wino_tables(C, NT, _lanes(x.dtype))
+    dwt = np.empty((16, F * C), dtype=x.dtype)
+    size = C * (Ho + 2) * (Wo + 2) + 16 * ((C + F) * NT + 2 * _k.winograd_gap + F * C)
+    _k.winograd_weight_grad(x, dout, dwt, db, arena.empty((blocks, 16 * F * C), x.dtype),
+                            db_part, off, vt, arena.empty((n, size), x.dtype), *padding, n)
+    g = dwt.reshape(4, 4, F, C).transpose(2, 3, 0, 1).astype(np.float64)
+    dw[...] = _wino_gt(_wino_gt(g, 2), 3)  # G^T g G
 
 
 def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
@@ -344,7 +367,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
                          gate=x if relu_input else None)
         else:
             _lanes_conv(dout, wt, None, dx, KH, KW, (qh, qw), groups, n)
-    dw_path = _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
+    if (_wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype)
+            and H_out * W_out // 4 >= _WINO_DW_MIN_TILES):
+        dw_path = "winograd"
+        _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n)
+    else:
+        dw_path = _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
     if dw_path == "direct":
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))

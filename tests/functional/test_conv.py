@@ -153,12 +153,14 @@ def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
-    # forward with bias, residual and ReLU, and dx with the ReLU-input mask, by Winograd and by
-    # the direct kernel on the same data (both also against the reference above)
+    # forward with bias, residual and ReLU, dx with the ReLU-input mask, dw and db, by Winograd
+    # and by the direct kernels on the same data (both also against the reference above)
     import fastres.functional.conv as fc
     calls = []
-    real = fc._k.winograd_forward
-    monkeypatch.setattr(fc._k, "winograd_forward", lambda *a: calls.append(1) or real(*a))
+    for name in ("winograd_forward", "winograd_weight_grad"):
+        real = getattr(fc._k, name)
+        monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    monkeypatch.setattr(fc, "_WINO_DW_MIN_TILES", 0)  # dw by Winograd on 8x8 maps too
     for cfg in WINOGRAD:
         x, w, b, kw = _run(cfg, dtype, rng)
         x = np.maximum(x, 0)
@@ -168,11 +170,12 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
             monkeypatch.setattr(fc, "_WINOGRAD", wino)
             calls.clear()
             out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
-            n_forward = len(calls)
             runs.append((out, *F.conv2d_backward(np.cos(out), cache, relu_input=True)))
             # dx is a 3x3 convolution of dout with padding 2 - p: Winograd's when p = 1 (the
             # others give odd output sizes)
-            assert (n_forward, len(calls)) == ((1, 1 + (kw["padding"] == 1)) if wino else (0, 0))
+            n_forward = 1 + (kw["padding"] == 1)
+            assert calls == (["winograd_forward"] * n_forward + ["winograd_weight_grad"]
+                             if wino else [])
         for a, g in zip(*runs):
             scale = np.abs(g).max()
             np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
