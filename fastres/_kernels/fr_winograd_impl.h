@@ -10,12 +10,7 @@
  * Vectors hold L consecutive tiles, two halves of L/2 each inside one tile row (TW % (L/2) == 0);
  * a half's 2x2 outputs interleave into one vector of L outputs of one output row.
  */
-/* V (16 planes es apart, each (C, NT)) = B^T d B for every tile, from xp (C, Hp, Wp), the
- * zero-padded image (Hp = 2TH + 2, Wp = 2TW + 2). A half of a vector is tiles t..t+L/2-1 of
- * tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1 interleaved) and 2t + 2..
- * (columns 2, 3); the even and odd lanes of the two halves' loads are the four columns. */
-FR_CLONES static void FN(fr_wino_in_)(const T *restrict xp, int C, int Hp, int Wp, int TW,
-                                      int NT, T *restrict V, ptrdiff_t es) {
+/* the even and odd lanes of two vectors, in order */
 #if L == 8
 #define EV 0, 2, 4, 6, 8, 10, 12, 14
 #define OD 1, 3, 5, 7, 9, 11, 13, 15
@@ -23,6 +18,13 @@ FR_CLONES static void FN(fr_wino_in_)(const T *restrict xp, int C, int Hp, int W
 #define EV 0, 2, 4, 6
 #define OD 1, 3, 5, 7
 #endif
+
+/* V (16 planes es apart, each (C, NT)) = B^T d B for every tile, from xp (C, Hp, Wp), the
+ * zero-padded image (Hp = 2TH + 2, Wp = 2TW + 2). A half of a vector is tiles t..t+L/2-1 of
+ * tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1 interleaved) and 2t + 2..
+ * (columns 2, 3); the even and odd lanes of the two halves' loads are the four columns. */
+FR_CLONES static void FN(fr_wino_in_)(const T *restrict xp, int C, int Hp, int Wp, int TW,
+                                      int NT, T *restrict V, ptrdiff_t es) {
     for (int c = 0; c < C; c++) {
         const T *xc = xp + (ptrdiff_t)c * Hp * Wp;
         for (int q = 0; q < NT; q += L) {
@@ -54,8 +56,6 @@ FR_CLONES static void FN(fr_wino_in_)(const T *restrict xp, int C, int Hp, int W
             }
         }
     }
-#undef EV
-#undef OD
 }
 
 /* Store one vector of outputs at out + o with the direct kernel's epilogue. */
@@ -141,13 +141,6 @@ FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, 
  * of tiles in halves as in fr_wino_in_; A = [1 0; 1 1; 1 -1; 0 -1]. */
 FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int NT,
                                       T *restrict DY, ptrdiff_t es) {
-#if L == 8
-#define EV 0, 2, 4, 6, 8, 10, 12, 14
-#define OD 1, 3, 5, 7, 9, 11, 13, 15
-#else
-#define EV 0, 2, 4, 6
-#define OD 1, 3, 5, 7
-#endif
     const int TW = Wo / 2;
     const ptrdiff_t P = (ptrdiff_t)2 * (NT / TW) * Wo;
     for (int f = 0; f < F; f++) {
@@ -173,8 +166,6 @@ FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int
             }
         }
     }
-#undef EV
-#undef OD
 }
 
 /* One image's transformed weight gradient, dwt (16, F, C) = its sums above (stored, not added).
@@ -191,3 +182,6 @@ FR_CLONES static void FN(fr_wino_wgrad_)(const T *x, int C, int H, int W, int ph
         FN(fr_direct_wgrad_)(V + e * es, 0, DY + e * ms, 0, 1, off, C, vt, vt, NT / L, NT, F,
                              dwt + (ptrdiff_t)e * F * C);
 }
+
+#undef EV
+#undef OD
