@@ -316,12 +316,18 @@ cdef extern from "fr_direct.h" nogil:
                        int F, const int *off, const int *vt, double *xq, double *V, double *M,
                        double *out, int Ho, int Wo, const double *bias, const double *res,
                        int relu, const double *gate)
-    void fr_wino_wgrad_f(const float *x, int C, int H, int W, int ph, int pw,
-                         const float *dout, int F, const int *off, const int *vt, float *xp,
-                         float *V, float *DY, int Ho, int Wo, float *dwt)
-    void fr_wino_wgrad_d(const double *x, int C, int H, int W, int ph, int pw,
-                         const double *dout, int F, const int *off, const int *vt, double *xp,
-                         double *V, double *DY, int Ho, int Wo, double *dwt)
+    void fr_wino_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
+                            const float *dout, int F, float *xp, float *V, float *DY, int Ho,
+                            int Wo)
+    void fr_wino_wgrad_in_d(const double *x, int C, int H, int W, int ph, int pw,
+                            const double *dout, int F, double *xp, double *V, double *DY,
+                            int Ho, int Wo)
+    void fr_wino_wgrad_sum_f(const float *V, Py_ssize_t vs, const float *DY, Py_ssize_t ds,
+                             int nimg, int C, int F, int NT, const int *off, const int *vt,
+                             float *dwt)
+    void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
+                             int nimg, int C, int F, int NT, const int *off, const int *vt,
+                             double *dwt)
     void fr_pad_f(const float *x, float *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
     void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
@@ -460,13 +466,14 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                          floating[:, ::1] dwt, floating[::1] db, floating[:, ::1] dwt_part,
                          floating[:, ::1] db_part, const int[::1] off, const int[::1] vt,
-                         floating[:, ::1] scratch, int ph, int pw, int n_threads):
+                         floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
     """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
     IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward, off/vt
-    as there. OUT: dwt (16, F*C), the gradient before G^T . G (fr_winograd_impl.h); db (F,) or
-    None. SCRATCH: dwt_part, db_part (n_blocks, ...): fixed batch blocks summed in block order;
-    scratch (n_threads, C*(H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP + F*C)).
+    as there; group: images transformed and summed together. OUT: dwt (16, F*C), the gradient
+    before G^T . G (fr_winograd_impl.h); db (F,) or None. SCRATCH: dwt_part, db_part
+    (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
+    C*(H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP) + 16*F*C).
     """
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -475,7 +482,10 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2)
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
     cdef size_t size_m = <size_t>16 * (F * NT + WINO_GAP)
-    check_scratch("winograd_weight_grad", scratch, n_threads, size_x + size_v + size_m + wsize)
+    if group < 1:
+        raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
+    check_scratch("winograd_weight_grad", scratch, n_threads,
+                  size_x + group * (size_v + size_m) + wsize)
     if (dout.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
             or (Wo // 2) % (L // 2) or NT % L or F % 4 or dwt.shape[0] != 16
             or dwt.shape[1] != F * C or dwt_part.shape[1] < wsize or db_part.shape[1] < F
@@ -485,30 +495,44 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef floating *dwq = &dwt_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xp
+    cdef floating *V
+    cdef floating *DY
     cdef floating *tmp
     cdef floating *part
-    cdef int blk, n, n0, n1, i
+    cdef int blk, n, g, m, n0, n1, i
     with nogil, parallel(num_threads=n_threads):
         xp = &scratch[threadid(), 0]
-        tmp = xp + size_x + size_v + size_m
+        V = xp + size_x
+        DY = V + group * size_v
+        tmp = DY + group * size_m
         for blk in prange(n_blocks, schedule="guided"):
             n0 = block_start(blk, N, n_blocks)
             n1 = block_start(blk + 1, N, n_blocks)
             if want_db:
                 bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
             part = dwq + <size_t>blk * wsize
-            for n in range(n0, n1):  # the block's images in order, each added to the partial
+            g = n0
+            while g < n1:  # the block's images in groups, in order
+                m = min(group, n1 - g)
+                for n in range(m):
+                    if floating is float:
+                        fr_wino_wgrad_in_f(&x[g + n, 0, 0, 0], C, H, W, ph, pw,
+                                           &dout[g + n, 0, 0, 0], F, xp, V + n * size_v,
+                                           DY + n * size_m, Ho, Wo)
+                    else:
+                        fr_wino_wgrad_in_d(&x[g + n, 0, 0, 0], C, H, W, ph, pw,
+                                           &dout[g + n, 0, 0, 0], F, xp, V + n * size_v,
+                                           DY + n * size_m, Ho, Wo)
                 if floating is float:
-                    fr_wino_wgrad_f(&x[n, 0, 0, 0], C, H, W, ph, pw, &dout[n, 0, 0, 0], F,
-                                    &off[0], &vt[0], xp, xp + size_x, xp + size_x + size_v, Ho,
-                                    Wo, part if n == n0 else tmp)
+                    fr_wino_wgrad_sum_f(V, size_v, DY, size_m, m, C, F, NT, &off[0], &vt[0],
+                                        part if g == n0 else tmp)
                 else:
-                    fr_wino_wgrad_d(&x[n, 0, 0, 0], C, H, W, ph, pw, &dout[n, 0, 0, 0], F,
-                                    &off[0], &vt[0], xp, xp + size_x, xp + size_x + size_v, Ho,
-                                    Wo, part if n == n0 else tmp)
-                if n > n0:
+                    fr_wino_wgrad_sum_d(V, size_v, DY, size_m, m, C, F, NT, &off[0], &vt[0],
+                                        part if g == n0 else tmp)
+                if g > n0:
                     for i in range(wsize):
                         part[i] += tmp[i]
+                g = g + group
     sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)

@@ -168,19 +168,28 @@ FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int
     }
 }
 
-/* One image's transformed weight gradient, dwt (16, F, C) = its sums above (stored, not added).
- * Shapes, tables and scratch as in fr_wino_fwd_ (M's space holds DY). */
-FR_CLONES static void FN(fr_wino_wgrad_)(const T *x, int C, int H, int W, int ph, int pw,
-                                         const T *dout, int F, const int *off, const int *vt,
-                                         T *xp, T *V, T *DY, int Ho, int Wo, T *dwt) {
-    const int TW = Wo / 2, NT = Ho * Wo / 4;
-    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
+/* The weight gradient's transforms of one image: V and DY (16 planes each, es and ms apart, as
+ * in fr_wino_fwd_) from x (C, H, W) and dout (F, Ho, Wo); xp is scratch for the padded image. */
+FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int ph, int pw,
+                                            const T *dout, int F, T *xp, T *V, T *DY, int Ho,
+                                            int Wo) {
+    const int NT = Ho * Wo / 4;
     FN(fr_pad_)(x, xp, C, H, W, ph, pw, 1, 1, Ho + 2, Wo + 2);
-    FN(fr_wino_in_)(xp, C, Ho + 2, Wo + 2, TW, NT, V, es);
-    FN(fr_wino_dy_)(dout, F, Wo, NT, DY, ms);
+    FN(fr_wino_in_)(xp, C, Ho + 2, Wo + 2, Wo / 2, NT, V, (ptrdiff_t)C * NT + FR_WINO_GAP);
+    FN(fr_wino_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
+}
+
+/* dwt (16, F, C) = the sums over nimg transformed images, their V and DY vs and ds elements
+ * apart (stored, not added): per element e, the direct weight-gradient kernel as a 1x1
+ * convolution (off (C,) = c*NT, vt (NT/L,) = q), each register tile summed over all nimg
+ * images before its horizontal sums. */
+FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *DY, ptrdiff_t ds,
+                                             int nimg, int C, int F, int NT, const int *off,
+                                             const int *vt, T *dwt) {
+    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
     for (int e = 0; e < 16; e++)
-        FN(fr_direct_wgrad_)(V + e * es, 0, DY + e * ms, 0, 1, off, C, vt, vt, NT / L, NT, F,
-                             dwt + (ptrdiff_t)e * F * C);
+        FN(fr_direct_wgrad_)(V + e * es, vs, DY + e * ms, ds, nimg, off, C, vt, vt, NT / L, NT,
+                             F, dwt + (ptrdiff_t)e * F * C);
 }
 
 #undef EV

@@ -105,9 +105,11 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
 # direct kernel at 32@16x16 and 64@8x8, no faster at 16@32x32 (benchmarks/bench_ops.py).
 _WINOGRAD = True
 _WINO_MIN_CHANNELS = 32
-# The weight gradient's products sum over an image's tiles: on maps of fewer tiles (8x8 has 16)
-# the register tiles' horizontal sums dominate, and the batch-lane kernel is faster there.
-_WINO_DW_MIN_TILES = 64
+# The weight gradient sums the transforms of several images of a batch block at once (as many
+# as fit in this many elements): an 8x8 map has only 16 tiles, and image by image the register
+# tiles' horizontal sums and the partials' additions cost more than Winograd saves (measured
+# 1.6x slower than the batch-lane kernel at 64@8x8 one image at a time, 1.2x faster 8 at once).
+_WINO_DW_GROUP_ELEMS = 1 << 20
 
 
 def _wino_g(a: np.ndarray, axis: int) -> np.ndarray:
@@ -159,9 +161,12 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     NT = Ho * Wo // 4
     off, vt = _wino_tables(C, NT, _lanes(x.dtype))
     dwt = np.empty((16, F * C), dtype=x.dtype)
-    size = C * (Ho + 2) * (Wo + 2) + 16 * ((C + F) * NT + 2 * _k.winograd_gap + F * C)
+    per_image = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
+    group = max(1, min(-(-x.shape[0] // blocks), _WINO_DW_GROUP_ELEMS // per_image))
+    size = C * (Ho + 2) * (Wo + 2) + group * per_image + 16 * F * C
     _k.winograd_weight_grad(x, dout, dwt, db, arena.empty((blocks, 16 * F * C), x.dtype),
-                            db_part, off, vt, arena.empty((n, size), x.dtype), *padding, n)
+                            db_part, off, vt, arena.empty((n, size), x.dtype), *padding, group,
+                            n)
     g = dwt.reshape(4, 4, F, C).transpose(2, 3, 0, 1).astype(np.float64)
     dw[...] = _wino_gt(_wino_gt(g, 2), 3)  # G^T g G
 
@@ -367,8 +372,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
                          gate=x if relu_input else None)
         else:
             _lanes_conv(dout, wt, None, dx, KH, KW, (qh, qw), groups, n)
-    if (_wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype)
-            and H_out * W_out // 4 >= _WINO_DW_MIN_TILES):
+    if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
         dw_path = "winograd"
         _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n)
     else:

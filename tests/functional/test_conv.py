@@ -45,14 +45,15 @@ BATCHED = [
     (13, 8, 4, 4, 8, 1, 1, 1, 0, 1),
 ]
 
-# 3x3 stride 1 with 32+ channels in and out: Winograd F(2x2, 3x3) for the forward and dx, on
+# 3x3 stride 1 with 32+ channels in and out: Winograd F(2x2, 3x3) for the forward, dx and dw, on
 # whole-vector rows of tiles (16x16), half-vector ones (8x8 in float32), C_out not a multiple
-# of 8, an odd channel count with no padding on a non-square map, padding 2.
+# of 8, an odd channel count with no padding on a non-square map, padding 2, a batch of 37.
 WINOGRAD = [
     (2, 32, 16, 16, 32, 3, 3, 1, 1, 1),
     (3, 32, 8, 8, 36, 3, 3, 1, 1, 1),
     (1, 33, 6, 18, 32, 3, 3, 1, 0, 1),
     (2, 32, 6, 6, 40, 3, 3, 1, 2, 1),
+    (37, 32, 8, 8, 32, 3, 3, 1, 1, 1),  # batch blocks of 2-3 images: dw sums them together
 ]
 
 
@@ -160,14 +161,14 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
     for name in ("winograd_forward", "winograd_weight_grad"):
         real = getattr(fc._k, name)
         monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
-    monkeypatch.setattr(fc, "_WINO_DW_MIN_TILES", 0)  # dw by Winograd on 8x8 maps too
     for cfg in WINOGRAD:
         x, w, b, kw = _run(cfg, dtype, rng)
         x = np.maximum(x, 0)
         res = rng.standard_normal(F.conv2d_forward(x, w, **kw)[0].shape).astype(dtype)
         runs = []
-        for wino in (True, False):
+        for wino, group in ((True, 1), (True, 1 << 20), (False, 1)):
             monkeypatch.setattr(fc, "_WINOGRAD", wino)
+            monkeypatch.setattr(fc, "_WINO_DW_GROUP_ELEMS", group)
             calls.clear()
             out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
             runs.append((out, *F.conv2d_backward(np.cos(out), cache, relu_input=True)))
@@ -176,9 +177,10 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
             n_forward = 1 + (kw["padding"] == 1)
             assert calls == (["winograd_forward"] * n_forward + ["winograd_weight_grad"]
                              if wino else [])
-        for a, g in zip(*runs):
-            scale = np.abs(g).max()
-            np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
+        for run in runs[:2]:
+            for a, g in zip(run, runs[2]):
+                scale = np.abs(g).max()
+                np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
         assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
 
 
