@@ -101,10 +101,11 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
 # 3x3 stride-1 convolutions whose output rows are whole pairs of half vectors of 2x2 tiles run
 # as Winograd F(2x2, 3x3) (fr_winograd_impl.h): 2.25x fewer multiplications, the 16 products
 # run by the direct kernel. Its transforms cost in proportion to C_in + C_out and the products
-# to C_in * C_out, so it pays from 32 channels in and out: measured 1.3-1.5x faster than the
-# direct kernel at 32@16x16 and 64@8x8, no faster at 16@32x32 (benchmarks/bench_ops.py).
+# to C_in * C_out, so it pays more with more channels: measured 1.3-1.5x faster than the direct
+# kernel at 32@16x16 and 64@8x8, 5-10% at 16@32x32; with 8 channels the transforms would cost
+# more than they save.
 _WINOGRAD = True
-_WINO_MIN_CHANNELS = 32
+_WINO_MIN_CHANNELS = 16
 # The weight gradient sums the transforms of several images of a batch block at once (as many
 # as fit in this many elements): an 8x8 map has only 16 tiles, and image by image the register
 # tiles' horizontal sums and the partials' additions cost more than Winograd saves (measured
