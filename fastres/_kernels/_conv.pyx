@@ -328,6 +328,10 @@ cdef extern from "fr_direct.h" nogil:
     void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
                              int nimg, int C, int F, int NT, const int *off, const int *vt,
                              double *dwt)
+    void fr_wino_weights_f(const float *w, int O, int K, int flip, float *upk)
+    void fr_wino_weights_d(const double *w, int O, int K, int flip, double *upk)
+    void fr_wino_dw_out_f(const float *dwt, int F, int C, float *dw)
+    void fr_wino_dw_out_d(const double *dwt, int F, int C, double *dw)
     void fr_pad_f(const float *x, float *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
     void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
@@ -418,6 +422,23 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                            gp + n * img + g * Fg * P if gp != NULL else NULL)
 
 
+def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1] upk):
+    """upk (16, O*K) = G g G^T of 3x3 weights w (O, K, 3, 3), packed per element as for
+    direct_forward (O % 4 == 0); with flip, of w (K, O, 3, 3) rotated by 180 degrees with its
+    channel axes swapped (the input gradient's weights)."""
+    if w.shape[2] != 3 or w.shape[3] != 3:
+        raise ValueError("winograd_weights: expected 3x3 weights")
+    cdef int O = w.shape[1] if flip else w.shape[0], K = w.shape[0] if flip else w.shape[1]
+    if O % 4 or upk.shape[0] != 16 or upk.shape[1] != O * K:
+        raise ValueError(f"winograd_weights: expected upk of shape (16, {O * K}) and output "
+                         f"channels a multiple of 4, got {tuple(upk.shape)} for {O}")
+    with nogil:
+        if floating is float:
+            fr_wino_weights_f(&w[0, 0, 0, 0], O, K, flip, &upk[0, 0])
+        else:
+            fr_wino_weights_d(&w[0, 0, 0, 0], O, K, flip, &upk[0, 0])
+
+
 def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
                      const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                      const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
@@ -464,15 +485,16 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
 
 
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
-                         floating[:, ::1] dwt, floating[::1] db, floating[:, ::1] dwt_part,
+                         floating[:, :, :, ::1] dw, floating[::1] db, floating[:, ::1] dwt,
+                         floating[:, ::1] dwt_part,
                          floating[:, ::1] db_part, const int[::1] off, const int[::1] vt,
                          floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
     """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
     IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward, off/vt
-    as there; group: images transformed and summed together. OUT: dwt (16, F*C), the gradient
-    before G^T . G (fr_winograd_impl.h); db (F,) or None. SCRATCH: dwt_part, db_part
-    (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
+    as there; group: images transformed and summed together. OUT: dw (F, C, 3, 3), db (F,) or
+    None. SCRATCH: dwt (16, F*C), the gradient before G^T . G (fr_winograd_impl.h); dwt_part,
+    db_part (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
     C*(H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP) + 16*F*C).
     """
     cdef int L = 8 if floating is float else 4
@@ -489,6 +511,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     if (dout.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
             or (Wo // 2) % (L // 2) or NT % L or F % 4 or dwt.shape[0] != 16
             or dwt.shape[1] != F * C or dwt_part.shape[1] < wsize or db_part.shape[1] < F
+            or dw.shape[0] != F or dw.shape[1] != C or dw.shape[2] != 3 or dw.shape[3] != 3
             or n_blocks > N or off.shape[0] != C or vt.shape[0] != NT // L):
         raise ValueError("winograd_weight_grad: dout, dwt or tables do not match x")
     cdef bint want_db = db is not None
@@ -534,6 +557,11 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                         part[i] += tmp[i]
                 g = g + group
     sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
+    with nogil:
+        if floating is float:
+            fr_wino_dw_out_f(&dwt[0, 0], F, C, &dw[0, 0, 0, 0])
+        else:
+            fr_wino_dw_out_d(&dwt[0, 0], F, C, &dw[0, 0, 0, 0])
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)
 

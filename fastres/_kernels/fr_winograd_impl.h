@@ -3,7 +3,7 @@
  *
  * The output is cut into 2x2 tiles, TH x TW of them, numbered T = s*TW + t; tile (s, t) reads
  * the 4x4 input patch d at padded rows 2s..2s+3, columns 2t..2t+3. With U = G g G^T (the
- * weights, transformed in Python), V = B^T d B and M = sum over input channels of U .* V (16
+ * weights, fr_wino_weights_), V = B^T d B and M = sum over input channels of U .* V (16
  * products of (F x C) by (C x tiles), run by the direct kernel as 1x1 convolutions), each tile
  * is y = A^T M A: 4 multiplications per output and channel pair instead of 9.
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
@@ -136,7 +136,7 @@ FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, 
 /* The weight gradient. With dy the 2x2 output-gradient tile and d the 4x4 input patch of a
  * tile, dW = G^T [sum over tiles and images of (A dy A^T) .* (B^T d B)] G (the forward read
  * backwards); the sums are 16 products (F x tiles) by (tiles x C), run by the direct
- * weight-gradient kernel as 1x1 convolutions, and G^T . G is applied in Python.
+ * weight-gradient kernel as 1x1 convolutions, then G^T . G (fr_wino_dw_out_).
  * DY (16 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 2TH, Wo), vectors
  * of tiles in halves as in fr_wino_in_; A = [1 0; 1 1; 1 -1; 0 -1]. */
 FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int NT,
@@ -190,6 +190,55 @@ FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *
     for (int e = 0; e < 16; e++)
         FN(fr_direct_wgrad_)(V + e * es, vs, DY + e * ms, ds, nimg, off, C, vt, vt, NT / L, NT,
                              F, dwt + (ptrdiff_t)e * F * C);
+}
+
+
+/* upk (16, O/4, K, 4) = G g G^T for every output channel o and input channel k, packed per
+ * element as for the direct kernel (O % 4 == 0), in double before rounding to T. g is
+ * w[o][k] of w (O, K, 3, 3), or with flip w[k][o] rotated by 180 degrees, of w (K, O, 3, 3):
+ * the weights of the input gradient's convolution. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
+static void FN(fr_wino_weights_)(const T *restrict w, int O, int K, int flip, T *restrict upk) {
+    for (int o = 0; o < O; o++)
+        for (int k = 0; k < K; k++) {
+            const T *src = flip ? w + ((ptrdiff_t)k * O + o) * 9 : w + ((ptrdiff_t)o * K + k) * 9;
+            double g[3][3], t[4][3];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) g[i][j] = flip ? src[(2 - i) * 3 + 2 - j] : src[i * 3 + j];
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[0][j];
+                t[1][j] = (g[0][j] + g[1][j] + g[2][j]) / 2;
+                t[2][j] = (g[0][j] - g[1][j] + g[2][j]) / 2;
+                t[3][j] = g[2][j];
+            }
+            for (int a = 0; a < 4; a++) {
+                const double u[4] = {t[a][0], (t[a][0] + t[a][1] + t[a][2]) / 2,
+                                     (t[a][0] - t[a][1] + t[a][2]) / 2, t[a][2]};
+                for (int b = 0; b < 4; b++)
+                    upk[(((ptrdiff_t)(4 * a + b) * (O / 4) + o / 4) * K + k) * 4 + o % 4] = (T)u[b];
+            }
+        }
+}
+
+/* dw (F, C, 3, 3) = G^T W G, W[a][b] = dwt[4a + b][f*C + c]: the weight gradient from its
+ * transformed sums, in double before rounding to T. */
+static void FN(fr_wino_dw_out_)(const T *restrict dwt, int F, int C, T *restrict dw) {
+    const ptrdiff_t FC = (ptrdiff_t)F * C;
+    for (ptrdiff_t fc = 0; fc < FC; fc++) {
+        double t[3][4];
+        for (int b = 0; b < 4; b++) {
+            const double w0 = dwt[b * FC + fc], w1 = dwt[(4 + b) * FC + fc];
+            const double w2 = dwt[(8 + b) * FC + fc], w3 = dwt[(12 + b) * FC + fc];
+            t[0][b] = w0 + (w1 + w2) / 2;
+            t[1][b] = (w1 - w2) / 2;
+            t[2][b] = (w1 + w2) / 2 + w3;
+        }
+        T *d = dw + fc * 9;
+        for (int i = 0; i < 3; i++) {
+            d[i * 3 + 0] = (T)(t[i][0] + (t[i][1] + t[i][2]) / 2);
+            d[i * 3 + 1] = (T)((t[i][1] - t[i][2]) / 2);
+            d[i * 3 + 2] = (T)((t[i][1] + t[i][2]) / 2 + t[i][3]);
+        }
+    }
 }
 
 #undef EV

@@ -113,12 +113,6 @@ _WINO_MIN_CHANNELS = 16
 _WINO_DW_GROUP_ELEMS = 1 << 20
 
 
-def _wino_g(a: np.ndarray, axis: int) -> np.ndarray:
-    """G a along axis (length 3 -> 4), G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]."""
-    a0, a1, a2 = np.moveaxis(a, axis, 0)
-    return np.stack([a0, (a0 + a1 + a2) / 2, (a0 - a1 + a2) / 2, a2], axis=axis)
-
-
 def _wino_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
              H_out: int, W_out: int, dtype) -> bool:
     half = _lanes(dtype) // 2
@@ -137,22 +131,18 @@ def _wino_tables(C: int, NT: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
-               n: int, residual=None, relu: bool = False, gate=None) -> None:
-    """out as by _direct_conv for a 3x3 stride-1 convolution with weights w (F, C, 3, 3)."""
+               n: int, residual=None, relu: bool = False, gate=None, flip: bool = False) -> None:
+    """out as by _direct_conv for a 3x3 stride-1 convolution with weights w (C_out, C_in, 3, 3),
+    or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
+    3)."""
     N, C, H, W = x.shape
     F, Ho, Wo = out.shape[1:]
-    u = _wino_g(_wino_g(w.astype(np.float64), 2), 3)  # G w G^T: (F, C, 4, 4)
-    u = u.transpose(2, 3, 0, 1).reshape(16, F, C)
+    upk = arena.empty((16, F * C), dtype=x.dtype)
+    _k.winograd_weights(w, flip, upk)
     off, vt = _wino_tables(C, Ho * Wo // 4, _lanes(x.dtype))
     size = C * (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
-    _k.winograd_forward(x, _pack4(u.astype(x.dtype)), b, residual, relu, gate, out, off, vt,
+    _k.winograd_forward(x, upk, b, residual, relu, gate, out, off, vt,
                         arena.empty((n, size), dtype=x.dtype), *padding, n)
-
-
-def _wino_gt(a: np.ndarray, axis: int) -> np.ndarray:
-    """G^T a along axis (length 4 -> 3)."""
-    a0, a1, a2, a3 = np.moveaxis(a, axis, 0)
-    return np.stack([a0 + (a1 + a2) / 2, (a1 - a2) / 2, (a1 + a2) / 2 + a3], axis=axis)
 
 
 def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_part,
@@ -161,27 +151,20 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
     NT = Ho * Wo // 4
     off, vt = _wino_tables(C, NT, _lanes(x.dtype))
-    dwt = np.empty((16, F * C), dtype=x.dtype)
     per_image = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
     group = max(1, min(-(-x.shape[0] // blocks), _WINO_DW_GROUP_ELEMS // per_image))
     size = C * (Ho + 2) * (Wo + 2) + group * per_image + 16 * F * C
-    _k.winograd_weight_grad(x, dout, dwt, db, arena.empty((blocks, 16 * F * C), x.dtype),
-                            db_part, off, vt, arena.empty((n, size), x.dtype), *padding, group,
-                            n)
-    g = dwt.reshape(4, 4, F, C).transpose(2, 3, 0, 1).astype(np.float64)
-    dw[...] = _wino_gt(_wino_gt(g, 2), 3)  # G^T g G
+    _k.winograd_weight_grad(x, dout, dw, db, arena.empty((16, F * C), x.dtype),
+                            arena.empty((blocks, 16 * F * C), x.dtype), db_part, off, vt,
+                            arena.empty((n, size), x.dtype), *padding, group, n)
 
 
 def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
                  padding: tuple[int, int], stride: tuple[int, int], groups: int, n: int,
                  residual=None, relu: bool = False, gate=None) -> None:
     """out = [relu](conv of x with grouped weights wg (G, Fg, Cg*KH*KW) [+ b] [+ residual])
-    [* (gate > 0)], by the direct kernel (or Winograd where it applies)."""
+    [* (gate > 0)], by the direct kernel."""
     N, C, H, W = x.shape
-    if _wino_ok(KH, KW, stride, groups, C, *out.shape[1:], x.dtype):
-        _wino_conv(x, wg.reshape(out.shape[1], C, KH, KW), b, out, padding, n, residual, relu,
-                   gate)
-        return
     (ph, pw), (sh, sw) = padding, stride
     off, vin, vout = _direct_plan(C // groups, H, W, KH, KW, ph, pw, sh, sw, out.shape[2],
                                   out.shape[3], _lanes(x.dtype))
@@ -303,7 +286,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
         x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
-    if _direct_ok(W_out, F // groups, dtype):
+    if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
+        _wino_conv(x, w, b, out, (ph, pw), n, residual, bool(relu))
+    elif _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n, residual, bool(relu))
     else:
@@ -356,12 +341,15 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     db_part = np.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
-    # weights: a stride-1 conv with padding K-1-p, which the direct kernel runs (the batch-lane
-    # one on narrow maps); otherwise the GEMM path.
+    # weights: a stride-1 conv with padding K-1-p, which Winograd or the direct kernel runs (the
+    # batch-lane one on narrow maps); otherwise the GEMM path.
     qh, qw = KH - 1 - ph, KW - 1 - pw
     dx_path = "gemm" if input_grad else None
     if input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
-        if _direct_ok(W, Cg, x.dtype):
+        if _wino_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
+            dx_path = "winograd"
+            _wino_conv(dout, w, None, dx, (qh, qw), n, gate=x if relu_input else None, flip=True)
+        elif _direct_ok(W, Cg, x.dtype):
             dx_path = "direct"
         elif _lanes_ok((1, 1), W, Cg, x.dtype):
             dx_path = "lanes"
@@ -398,7 +386,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         gemm_dw = dw_path == "gemm"
         _gemm_backward(x, w, dout, dx if dx_path == "gemm" else None, dw if gemm_dw else None,
                        db if gemm_dw else None, dw_part, db_part, cache, blocks, n)
-    if relu_input and dx_path not in (None, "direct"):
+    if relu_input and dx_path not in (None, "direct", "winograd"):
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample
