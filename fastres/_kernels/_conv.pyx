@@ -449,13 +449,13 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     G w G^T packed per element as by the direct kernel; off = arange(C) * NT, vt = arange(0,
     NT, L) with NT = H_out*W_out/4 tiles. OUT: out (N, F, H_out, W_out), H_out = H + 2ph - 2
     and W_out = W + 2pw - 2 even, W_out/2 a multiple of L/2, NT a multiple of L, F % 4 == 0.
-    SCRATCH: (n_threads, C*(H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP)).
+    SCRATCH: (n_threads, (H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP)).
     """
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
     cdef int NT = Ho * Wo // 4
-    cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2)
+    cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2)
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
     check_scratch("winograd_forward", scratch, n_threads,
                   size_x + size_v + <size_t>16 * (F * NT + WINO_GAP))
@@ -495,13 +495,13 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     as there; group: images transformed and summed together. OUT: dw (F, C, 3, 3), db (F,) or
     None. SCRATCH: dwt (16, F*C), the gradient before G^T . G (fr_winograd_impl.h); dwt_part,
     db_part (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
-    C*(H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP) + 16*F*C).
+    (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP) + 16*F*C).
     """
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
     cdef int NT = Ho * Wo // 4, n_blocks = dwt_part.shape[0], wsize = 16 * F * C
-    cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2)
+    cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2)
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
     cdef size_t size_m = <size_t>16 * (F * NT + WINO_GAP)
     if group < 1:

@@ -19,14 +19,17 @@
 #define OD 1, 3, 5, 7
 #endif
 
-/* V (16 planes es apart, each (C, NT)) = B^T d B for every tile, from xp (C, Hp, Wp), the
- * zero-padded image (Hp = 2TH + 2, Wp = 2TW + 2). A half of a vector is tiles t..t+L/2-1 of
+/* V (16 planes es apart, each (C, NT)) = B^T d B for every tile of x (C, H, W) zero-padded
+ * by ph, pw to Hp = 2TH + 2 rows and Wp = 2TW + 2 columns, one channel at a time through xp
+ * (Hp*Wp, so that the transform reads it from L1). A half of a vector is tiles t..t+L/2-1 of
  * tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1 interleaved) and 2t + 2..
  * (columns 2, 3); the even and odd lanes of the two halves' loads are the four columns. */
-FR_CLONES static void FN(fr_wino_in_)(const T *restrict xp, int C, int Hp, int Wp, int TW,
-                                      int NT, T *restrict V, ptrdiff_t es) {
+FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, int ph, int pw,
+                                      T *restrict xp, int Hp, int Wp, int TW, int NT,
+                                      T *restrict V, ptrdiff_t es) {
     for (int c = 0; c < C; c++) {
-        const T *xc = xp + (ptrdiff_t)c * Hp * Wp;
+        const T *xc = xp;
+        FN(fr_pad_)(x + (ptrdiff_t)c * H * W, xp, 1, H, W, ph, pw, 1, 1, Hp, Wp);
         for (int q = 0; q < NT; q += L) {
             const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
             const T *a0 = xc + (ptrdiff_t)2 * s0 * Wp + 2 * t0;
@@ -113,7 +116,7 @@ FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F,
  * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 even, TW = Wo/2 a multiple of L/2, NT =
  * Ho*Wo/4 a multiple of L, F % 4 == 0. upk (16, F/4, C, 4): U packed per element as for the
  * direct kernel; off (C,) = c*NT and vt (NT/L,) = q (its 1x1 tables over V). Scratch: xp
- * (C*(Ho + 2)*(Wo + 2)), V (16 planes of C*NT + FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP):
+ * ((Ho + 2)*(Wo + 2)), V (16 planes of C*NT + FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP):
  * the gap keeps the 16 planes off the same cache sets. */
 #ifndef FR_WINO_GAP
 #define FR_WINO_GAP 16
@@ -124,8 +127,7 @@ FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, 
                                        const T *res, int relu, const T *gate) {
     const int TW = Wo / 2, NT = Ho * Wo / 4;
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
-    FN(fr_pad_)(x, xp, C, H, W, ph, pw, 1, 1, Ho + 2, Wo + 2);
-    FN(fr_wino_in_)(xp, C, Ho + 2, Wo + 2, TW, NT, V, es);
+    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, V, es);
     for (int e = 0; e < 16; e++)
         FN(fr_direct_fwd_)(V + e * es, upk + (ptrdiff_t)e * F * C, off, C, vt, vt, NT / L,
                            M + e * ms, NT, F, NULL, NULL, 0, NULL);
@@ -174,8 +176,8 @@ FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int
                                             const T *dout, int F, T *xp, T *V, T *DY, int Ho,
                                             int Wo) {
     const int NT = Ho * Wo / 4;
-    FN(fr_pad_)(x, xp, C, H, W, ph, pw, 1, 1, Ho + 2, Wo + 2);
-    FN(fr_wino_in_)(xp, C, Ho + 2, Wo + 2, Wo / 2, NT, V, (ptrdiff_t)C * NT + FR_WINO_GAP);
+    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 2, NT, V,
+                    (ptrdiff_t)C * NT + FR_WINO_GAP);
     FN(fr_wino_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
 }
 

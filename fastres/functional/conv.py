@@ -140,7 +140,7 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     upk = arena.empty((16, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk)
     off, vt = _wino_tables(C, Ho * Wo // 4, _lanes(x.dtype))
-    size = C * (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
+    size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
     _k.winograd_forward(x, upk, b, residual, relu, gate, out, off, vt,
                         arena.empty((n, size), dtype=x.dtype), *padding, n)
 
@@ -153,7 +153,7 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     off, vt = _wino_tables(C, NT, _lanes(x.dtype))
     per_image = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
     group = max(1, min(-(-x.shape[0] // blocks), _WINO_DW_GROUP_ELEMS // per_image))
-    size = C * (Ho + 2) * (Wo + 2) + group * per_image + 16 * F * C
+    size = (Ho + 2) * (Wo + 2) + group * per_image + 16 * F * C
     _k.winograd_weight_grad(x, dout, dw, db, arena.empty((16, F * C), x.dtype),
                             arena.empty((blocks, 16 * F * C), x.dtype), db_part, off, vt,
                             arena.empty((n, size), x.dtype), *padding, group, n)
