@@ -328,10 +328,14 @@ cdef extern from "fr_direct.h" nogil:
     void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
                              int nimg, int C, int F, int NT, const int *off, const int *vt,
                              double *dwt)
-    void fr_wino_weights_f(const float *w, int O, int K, int flip, float *upk)
-    void fr_wino_weights_d(const double *w, int O, int K, int flip, double *upk)
-    void fr_wino_dw_out_f(const float *dwt, int F, int C, float *dw)
-    void fr_wino_dw_out_d(const double *dwt, int F, int C, double *dw)
+    void fr_wino_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
+                           float *upk)
+    void fr_wino_weights_d(const double *w, int O, int K, int flip, int ob0, int ob1,
+                           double *upk)
+    void fr_wino_dw_out_f(const float *dwt, int F, int C, Py_ssize_t fc0, Py_ssize_t fc1,
+                          float *dw)
+    void fr_wino_dw_out_d(const double *dwt, int F, int C, Py_ssize_t fc0, Py_ssize_t fc1,
+                          double *dw)
     void fr_pad_f(const float *x, float *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
     void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
@@ -422,7 +426,8 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                            gp + n * img + g * Fg * P if gp != NULL else NULL)
 
 
-def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1] upk):
+def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1] upk,
+                     int n_threads):
     """upk (16, O*K) = G g G^T of 3x3 weights w (O, K, 3, 3), packed per element as for
     direct_forward (O % 4 == 0); with flip, of w (K, O, 3, 3) rotated by 180 degrees with its
     channel axes swapped (the input gradient's weights)."""
@@ -432,11 +437,12 @@ def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1]
     if O % 4 or upk.shape[0] != 16 or upk.shape[1] != O * K:
         raise ValueError(f"winograd_weights: expected upk of shape (16, {O * K}) and output "
                          f"channels a multiple of 4, got {tuple(upk.shape)} for {O}")
-    with nogil:
+    cdef int ob
+    for ob in prange(O // 4, nogil=True, schedule="static", num_threads=n_threads):
         if floating is float:
-            fr_wino_weights_f(&w[0, 0, 0, 0], O, K, flip, &upk[0, 0])
+            fr_wino_weights_f(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
         else:
-            fr_wino_weights_d(&w[0, 0, 0, 0], O, K, flip, &upk[0, 0])
+            fr_wino_weights_d(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
 
 
 def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
@@ -557,11 +563,14 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                         part[i] += tmp[i]
                 g = g + group
     sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
-    with nogil:
+    cdef Py_ssize_t ch, n_chunks = (F * C + SUM_CHUNK - 1) // SUM_CHUNK
+    for ch in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         if floating is float:
-            fr_wino_dw_out_f(&dwt[0, 0], F, C, &dw[0, 0, 0, 0])
+            fr_wino_dw_out_f(&dwt[0, 0], F, C, ch * SUM_CHUNK, min(F * C, (ch + 1) * SUM_CHUNK),
+                             &dw[0, 0, 0, 0])
         else:
-            fr_wino_dw_out_d(&dwt[0, 0], F, C, &dw[0, 0, 0, 0])
+            fr_wino_dw_out_d(&dwt[0, 0], F, C, ch * SUM_CHUNK, min(F * C, (ch + 1) * SUM_CHUNK),
+                             &dw[0, 0, 0, 0])
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)
 

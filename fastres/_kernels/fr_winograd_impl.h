@@ -195,50 +195,73 @@ FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *
 }
 
 
-/* upk (16, O/4, K, 4) = G g G^T for every output channel o and input channel k, packed per
- * element as for the direct kernel (O % 4 == 0), in double before rounding to T. g is
- * w[o][k] of w (O, K, 3, 3), or with flip w[k][o] rotated by 180 degrees, of w (K, O, 3, 3):
- * the weights of the input gradient's convolution. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-static void FN(fr_wino_weights_)(const T *restrict w, int O, int K, int flip, T *restrict upk) {
-    for (int o = 0; o < O; o++)
-        for (int k = 0; k < K; k++) {
-            const T *src = flip ? w + ((ptrdiff_t)k * O + o) * 9 : w + ((ptrdiff_t)o * K + k) * 9;
-            double g[3][3], t[4][3];
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) g[i][j] = flip ? src[(2 - i) * 3 + 2 - j] : src[i * 3 + j];
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = g[0][j];
-                t[1][j] = (g[0][j] + g[1][j] + g[2][j]) / 2;
-                t[2][j] = (g[0][j] - g[1][j] + g[2][j]) / 2;
-                t[3][j] = g[2][j];
-            }
-            for (int a = 0; a < 4; a++) {
-                const double u[4] = {t[a][0], (t[a][0] + t[a][1] + t[a][2]) / 2,
-                                     (t[a][0] - t[a][1] + t[a][2]) / 2, t[a][2]};
-                for (int b = 0; b < 4; b++)
-                    upk[(((ptrdiff_t)(4 * a + b) * (O / 4) + o / 4) * K + k) * 4 + o % 4] = (T)u[b];
-            }
+/* upk (16, O/4, K, 4) = G g G^T for output channels 4*ob0 .. 4*ob1 - 1 and every input channel
+ * k, packed per element as for the direct kernel (O % 4 == 0), in double before rounding to T.
+ * g is w[o][k] of w (O, K, 3, 3), or with flip w[k][o] rotated by 180 degrees, of w (K, O, 3, 3):
+ * the weights of the input gradient's convolution. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+ * 16 input channels at a time go through a local buffer, so that each element's plane (O*K
+ * apart: the same cache sets) is written a run at a time, not one value at a time. */
+static void FN(fr_wino_weights_)(const T *restrict w, int O, int K, int flip, int ob0, int ob1,
+                                 T *restrict upk) {
+    enum { KC = 16 };
+    const ptrdiff_t es = (ptrdiff_t)O * K;
+    T buf[16][KC * 4];
+    for (int ob = ob0; ob < ob1; ob++)
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            const int kc = K - k0 < KC ? K - k0 : KC;
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < 4; r++) {
+                    const int o = 4 * ob + r;
+                    const T *src = flip ? w + ((ptrdiff_t)(k0 + k) * O + o) * 9
+                                        : w + ((ptrdiff_t)o * K + k0 + k) * 9;
+                    double g[3][3], t[4][3];
+                    for (int i = 0; i < 3; i++)
+                        for (int j = 0; j < 3; j++)
+                            g[i][j] = flip ? src[(2 - i) * 3 + 2 - j] : src[i * 3 + j];
+                    for (int j = 0; j < 3; j++) {
+                        t[0][j] = g[0][j];
+                        t[1][j] = (g[0][j] + g[1][j] + g[2][j]) / 2;
+                        t[2][j] = (g[0][j] - g[1][j] + g[2][j]) / 2;
+                        t[3][j] = g[2][j];
+                    }
+                    for (int a = 0; a < 4; a++) {
+                        buf[4 * a + 0][4 * k + r] = (T)t[a][0];
+                        buf[4 * a + 1][4 * k + r] = (T)((t[a][0] + t[a][1] + t[a][2]) / 2);
+                        buf[4 * a + 2][4 * k + r] = (T)((t[a][0] - t[a][1] + t[a][2]) / 2);
+                        buf[4 * a + 3][4 * k + r] = (T)t[a][2];
+                    }
+                }
+            for (int e = 0; e < 16; e++)
+                memcpy(upk + e * es + ((ptrdiff_t)ob * K + k0) * 4, buf[e], sizeof(T) * 4 * kc);
         }
 }
 
-/* dw (F, C, 3, 3) = G^T W G, W[a][b] = dwt[4a + b][f*C + c]: the weight gradient from its
- * transformed sums, in double before rounding to T. */
-static void FN(fr_wino_dw_out_)(const T *restrict dwt, int F, int C, T *restrict dw) {
+/* dw (F, C, 3, 3) = G^T W G, W[a][b] = dwt[4a + b][f*C + c], for f*C + c in [fc0, fc1): the
+ * weight gradient from its transformed sums, in double before rounding to T; the 16 planes are
+ * read 16 values at a time into a local buffer (as in fr_wino_weights_). */
+static void FN(fr_wino_dw_out_)(const T *restrict dwt, int F, int C, ptrdiff_t fc0, ptrdiff_t fc1,
+                                T *restrict dw) {
+    enum { NC = 16 };
     const ptrdiff_t FC = (ptrdiff_t)F * C;
-    for (ptrdiff_t fc = 0; fc < FC; fc++) {
-        double t[3][4];
-        for (int b = 0; b < 4; b++) {
-            const double w0 = dwt[b * FC + fc], w1 = dwt[(4 + b) * FC + fc];
-            const double w2 = dwt[(8 + b) * FC + fc], w3 = dwt[(12 + b) * FC + fc];
-            t[0][b] = w0 + (w1 + w2) / 2;
-            t[1][b] = (w1 - w2) / 2;
-            t[2][b] = (w1 + w2) / 2 + w3;
-        }
-        T *d = dw + fc * 9;
-        for (int i = 0; i < 3; i++) {
-            d[i * 3 + 0] = (T)(t[i][0] + (t[i][1] + t[i][2]) / 2);
-            d[i * 3 + 1] = (T)((t[i][1] - t[i][2]) / 2);
-            d[i * 3 + 2] = (T)((t[i][1] + t[i][2]) / 2 + t[i][3]);
+    T buf[16][NC];
+    for (ptrdiff_t f0 = fc0; f0 < fc1; f0 += NC) {
+        const int nc = fc1 - f0 < NC ? (int)(fc1 - f0) : NC;
+        for (int e = 0; e < 16; e++) memcpy(buf[e], dwt + e * FC + f0, sizeof(T) * nc);
+        for (int m = 0; m < nc; m++) {
+            double t[3][4];
+            for (int b = 0; b < 4; b++) {
+                const double w0 = buf[b][m], w1 = buf[4 + b][m], w2 = buf[8 + b][m];
+                const double w3 = buf[12 + b][m];
+                t[0][b] = w0 + (w1 + w2) / 2;
+                t[1][b] = (w1 - w2) / 2;
+                t[2][b] = (w1 + w2) / 2 + w3;
+            }
+            T *d = dw + (f0 + m) * 9;
+            for (int i = 0; i < 3; i++) {
+                d[i * 3 + 0] = (T)(t[i][0] + (t[i][1] + t[i][2]) / 2);
+                d[i * 3 + 1] = (T)((t[i][1] - t[i][2]) / 2);
+                d[i * 3 + 2] = (T)((t[i][1] + t[i][2]) / 2 + t[i][3]);
+            }
         }
     }
 }

@@ -138,7 +138,7 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     N, C, H, W = x.shape
     F, Ho, Wo = out.shape[1:]
     upk = arena.empty((16, F * C), dtype=x.dtype)
-    _k.winograd_weights(w, flip, upk)
+    _k.winograd_weights(w, flip, upk, n)
     off, vt = _wino_tables(C, Ho * Wo // 4, _lanes(x.dtype))
     size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
     _k.winograd_forward(x, upk, b, residual, relu, gate, out, off, vt,
