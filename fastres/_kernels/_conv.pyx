@@ -309,11 +309,11 @@ cdef extern from "fr_direct.h" nogil:
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, double *dw)
     void fr_wino_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
-                       int F, const int *off, const int *vt, float *xq, float *V, float *M,
+                       int F, float *xq, float *V, float *M,
                        float *out, int Ho, int Wo, const float *bias, const float *res,
                        int relu, const float *gate)
     void fr_wino_fwd_d(const double *x, int C, int H, int W, int ph, int pw, const double *upk,
-                       int F, const int *off, const int *vt, double *xq, double *V, double *M,
+                       int F, double *xq, double *V, double *M,
                        double *out, int Ho, int Wo, const double *bias, const double *res,
                        int relu, const double *gate)
     void fr_wino_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
@@ -323,11 +323,9 @@ cdef extern from "fr_direct.h" nogil:
                             const double *dout, int F, double *xp, double *V, double *DY,
                             int Ho, int Wo)
     void fr_wino_wgrad_sum_f(const float *V, Py_ssize_t vs, const float *DY, Py_ssize_t ds,
-                             int nimg, int C, int F, int NT, const int *off, const int *vt,
-                             float *dwt)
+                             int nimg, int C, int F, int NT, float *dwt)
     void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
-                             int nimg, int C, int F, int NT, const int *off, const int *vt,
-                             double *dwt)
+                             int nimg, int C, int F, int NT, double *dwt)
     void fr_wino_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
                            float *upk)
     void fr_wino_weights_d(const double *w, int O, int K, int flip, int ob0, int ob1,
@@ -448,13 +446,12 @@ def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1]
 def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
                      const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                      const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
-                     const int[::1] off, const int[::1] vt, floating[:, ::1] scratch, int ph,
-                     int pw, int n_threads):
+                     floating[:, ::1] scratch, int ph, int pw, int n_threads):
     """3x3 stride-1 convolution by Winograd F(2x2, 3x3) (fr_winograd_impl.h), with the epilogue
     of direct_forward. IN: x (N, C, H, W); upk (16, F/4 * C * 4), the transformed weights
-    G w G^T packed per element as by the direct kernel; off = arange(C) * NT, vt = arange(0,
-    NT, L) with NT = H_out*W_out/4 tiles. OUT: out (N, F, H_out, W_out), H_out = H + 2ph - 2
-    and W_out = W + 2pw - 2 even, W_out/2 a multiple of L/2, NT a multiple of L, F % 4 == 0.
+    G w G^T packed per element as by the direct kernel (winograd_weights). OUT: out (N, F,
+    H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 even, W_out/2 a multiple of L/2,
+    NT = H_out*W_out/4 (the tiles) a multiple of L, F % 4 == 0.
     SCRATCH: (n_threads, (H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP)).
     """
     cdef int L = 8 if floating is float else 4
@@ -467,8 +464,8 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
                   size_x + size_v + <size_t>16 * (F * NT + WINO_GAP))
     if (out.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
             or (Wo // 2) % (L // 2) or NT % L or F % 4 or upk.shape[0] != 16
-            or upk.shape[1] != F * C or off.shape[0] != C or vt.shape[0] != NT // L):
-        raise ValueError("winograd_forward: out, weights or tables do not match x")
+            or upk.shape[1] != F * C):
+        raise ValueError("winograd_forward: out or weights do not match x")
     cdef const floating *bp = &b[0] if b is not None else NULL
     cdef const floating *rp = _like_out("res", res, out)
     cdef const floating *gp = _like_out("gate", gate, out)
@@ -479,12 +476,12 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
         xq = &scratch[threadid(), 0]
         for n in prange(N, schedule="guided"):
             if floating is float:
-                fr_wino_fwd_f(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, &off[0], &vt[0],
+                fr_wino_fwd_f(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F,
                               xq, xq + size_x, xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo,
                               bp, rp + n * img if rp != NULL else NULL, relu,
                               gp + n * img if gp != NULL else NULL)
             else:
-                fr_wino_fwd_d(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, &off[0], &vt[0],
+                fr_wino_fwd_d(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F,
                               xq, xq + size_x, xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo,
                               bp, rp + n * img if rp != NULL else NULL, relu,
                               gp + n * img if gp != NULL else NULL)
@@ -493,12 +490,11 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                          floating[:, :, :, ::1] dw, floating[::1] db, floating[:, ::1] dwt,
                          floating[:, ::1] dwt_part,
-                         floating[:, ::1] db_part, const int[::1] off, const int[::1] vt,
-                         floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
+                         floating[:, ::1] db_part, floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
     """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
-    IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward, off/vt
-    as there; group: images transformed and summed together. OUT: dw (F, C, 3, 3), db (F,) or
+    IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward;
+    group: images transformed and summed together. OUT: dw (F, C, 3, 3), db (F,) or
     None. SCRATCH: dwt (16, F*C), the gradient before G^T . G (fr_winograd_impl.h); dwt_part,
     db_part (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
     (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP) + 16*F*C).
@@ -518,8 +514,8 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
             or (Wo // 2) % (L // 2) or NT % L or F % 4 or dwt.shape[0] != 16
             or dwt.shape[1] != F * C or dwt_part.shape[1] < wsize or db_part.shape[1] < F
             or dw.shape[0] != F or dw.shape[1] != C or dw.shape[2] != 3 or dw.shape[3] != 3
-            or n_blocks > N or off.shape[0] != C or vt.shape[0] != NT // L):
-        raise ValueError("winograd_weight_grad: dout, dwt or tables do not match x")
+            or n_blocks > N):
+        raise ValueError("winograd_weight_grad: dout, dw or dwt do not match x")
     cdef bint want_db = db is not None
     cdef floating *dwq = &dwt_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
@@ -553,10 +549,10 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                                            &dout[g + n, 0, 0, 0], F, xp, V + n * size_v,
                                            DY + n * size_m, Ho, Wo)
                 if floating is float:
-                    fr_wino_wgrad_sum_f(V, size_v, DY, size_m, m, C, F, NT, &off[0], &vt[0],
+                    fr_wino_wgrad_sum_f(V, size_v, DY, size_m, m, C, F, NT,
                                         part if g == n0 else tmp)
                 else:
-                    fr_wino_wgrad_sum_d(V, size_v, DY, size_m, m, C, F, NT, &off[0], &vt[0],
+                    fr_wino_wgrad_sum_d(V, size_v, DY, size_m, m, C, F, NT,
                                         part if g == n0 else tmp)
                 if g > n0:
                     for i in range(wsize):

@@ -4,7 +4,7 @@
  * The output is cut into 2x2 tiles, TH x TW of them, numbered T = s*TW + t; tile (s, t) reads
  * the 4x4 input patch d at padded rows 2s..2s+3, columns 2t..2t+3. With U = G g G^T (the
  * weights, fr_wino_weights_), V = B^T d B and M = sum over input channels of U .* V (16
- * products of (F x C) by (C x tiles), run by the direct kernel as 1x1 convolutions), each tile
+ * products of (F x C) by (C x tiles), fr_wino_gemm_), each tile
  * is y = A^T M A: 4 multiplications per output and channel pair instead of 9.
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
  * Vectors hold L consecutive tiles, two halves of L/2 each inside one tile row (TW % (L/2) == 0);
@@ -112,33 +112,66 @@ FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F,
     }
 }
 
+/* M (F, NT) = U (F/4, C, 4 packed) x V (C, NT): a 4 x 3-vector register tile, the C rows of V
+ * NT apart (the direct kernel's tile with a constant stride for its offset table). */
+static inline __attribute__((always_inline)) void FN(fr_wino_gemm_tile_)(
+    const T *restrict V, const T *restrict wt, int C, int NT, int q, T *restrict M, const int NV) {
+    VEC acc[4][3];
+    for (int r = 0; r < 4; r++)
+        for (int u = 0; u < NV; u++) acc[r][u] = (VEC){0};
+    const T *vb = V + q;
+    for (int c = 0; c < C; c++, vb += NT) {
+        VEC x0 = FN(fr_ld_)(vb), x1 = x0, x2 = x0;
+        if (NV > 1) x1 = FN(fr_ld_)(vb + L);
+        if (NV > 2) x2 = FN(fr_ld_)(vb + 2 * L);
+        const T *wk = wt + 4 * c;
+        for (int r = 0; r < 4; r++) {
+            const T wr = wk[r];
+            acc[r][0] += wr * x0;
+            if (NV > 1) acc[r][1] += wr * x1;
+            if (NV > 2) acc[r][2] += wr * x2;
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int u = 0; u < NV; u++) FN(fr_st_)(M + (ptrdiff_t)r * NT + q + u * L, acc[r][u]);
+}
+
+FR_CLONES static void FN(fr_wino_gemm_)(const T *V, const T *upk, int C, int NT, int F, T *M) {
+    for (int ft = 0; ft < F / 4; ft++) {
+        const T *wt = upk + (ptrdiff_t)ft * C * 4;
+        T *m = M + (ptrdiff_t)ft * 4 * NT;
+        int q = 0;
+        for (; q + 3 * L <= NT; q += 3 * L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 3);
+        if (NT - q == 2 * L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 2);
+        if (NT - q == L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 1);
+    }
+}
+
 /* One image: out (F, Ho, Wo) = conv3x3(x (C, H, W), padding ph, pw) (+ bias) (+ res) (relu)
  * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 even, TW = Wo/2 a multiple of L/2, NT =
  * Ho*Wo/4 a multiple of L, F % 4 == 0. upk (16, F/4, C, 4): U packed per element as for the
- * direct kernel; off (C,) = c*NT and vt (NT/L,) = q (its 1x1 tables over V). Scratch: xp
+ * direct kernel. Scratch: xp
  * ((Ho + 2)*(Wo + 2)), V (16 planes of C*NT + FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP):
  * the gap keeps the 16 planes off the same cache sets. */
 #ifndef FR_WINO_GAP
 #define FR_WINO_GAP 16
 #endif
 FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
-                                       const T *upk, int F, const int *off, const int *vt,
-                                       T *xp, T *V, T *M, T *out, int Ho, int Wo, const T *bias,
+                                       const T *upk, int F, T *xp, T *V, T *M, T *out, int Ho, int Wo, const T *bias,
                                        const T *res, int relu, const T *gate) {
     const int TW = Wo / 2, NT = Ho * Wo / 4;
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
     FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, V, es);
     for (int e = 0; e < 16; e++)
-        FN(fr_direct_fwd_)(V + e * es, upk + (ptrdiff_t)e * F * C, off, C, vt, vt, NT / L,
-                           M + e * ms, NT, F, NULL, NULL, 0, NULL);
+        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, F, M + e * ms);
     FN(fr_wino_out_)(M, ms, F, TW, NT, Wo, out, bias, res, relu, gate);
 }
 
 
 /* The weight gradient. With dy the 2x2 output-gradient tile and d the 4x4 input patch of a
  * tile, dW = G^T [sum over tiles and images of (A dy A^T) .* (B^T d B)] G (the forward read
- * backwards); the sums are 16 products (F x tiles) by (tiles x C), run by the direct
- * weight-gradient kernel as 1x1 convolutions, then G^T . G (fr_wino_dw_out_).
+ * backwards); the sums are 16 products (F x tiles) by (tiles x C) (fr_wino_wgrad_sum_), then
+ * G^T . G (fr_wino_dw_out_).
  * DY (16 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 2TH, Wo), vectors
  * of tiles in halves as in fr_wino_in_; A = [1 0; 1 1; 1 -1; 0 -1]. */
 FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int NT,
@@ -181,17 +214,48 @@ FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int
     FN(fr_wino_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
 }
 
+/* dwt (F, C) of one element = sum over nimg images (vs and ds apart) and their NT tiles of
+ * DY (F, NT) x V (C, NT)^T: register tiles of 4 output channels x 3 input channels, each summed
+ * over all the images before its horizontal sums (stored, not added). */
+static inline __attribute__((always_inline)) void FN(fr_wino_wgsum_tile_)(
+    const T *restrict V, ptrdiff_t vs, const T *restrict DY, ptrdiff_t ds, int nimg, int NT,
+    int c, T *restrict dwt, int C, const int NK) {
+    VEC acc[4][3];
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < NK; t++) acc[r][t] = (VEC){0};
+    for (int n = 0; n < nimg; n++) {
+        const T *vn = V + n * vs + (ptrdiff_t)c * NT, *dn = DY + n * ds;
+        for (int q = 0; q < NT; q += L) {
+            VEC x0 = FN(fr_ld_)(vn + q), x1 = x0, x2 = x0;
+            if (NK > 1) x1 = FN(fr_ld_)(vn + NT + q);
+            if (NK > 2) x2 = FN(fr_ld_)(vn + 2 * NT + q);
+            for (int r = 0; r < 4; r++) {
+                const VEC dv = FN(fr_ld_)(dn + (ptrdiff_t)r * NT + q);
+                acc[r][0] += dv * x0;
+                if (NK > 1) acc[r][1] += dv * x1;
+                if (NK > 2) acc[r][2] += dv * x2;
+            }
+        }
+    }
+    for (int t = 0; t < NK; t++)
+        FN(fr_hsum4_)(acc[0][t], acc[1][t], acc[2][t], acc[3][t], dwt + c + t, C);
+}
+
 /* dwt (16, F, C) = the sums over nimg transformed images, their V and DY vs and ds elements
- * apart (stored, not added): per element e, the direct weight-gradient kernel as a 1x1
- * convolution (off (C,) = c*NT, vt (NT/L,) = q), each register tile summed over all nimg
- * images before its horizontal sums. */
+ * apart (stored, not added), per element e. */
 FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *DY, ptrdiff_t ds,
-                                             int nimg, int C, int F, int NT, const int *off,
-                                             const int *vt, T *dwt) {
+                                             int nimg, int C, int F, int NT, T *dwt) {
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
     for (int e = 0; e < 16; e++)
-        FN(fr_direct_wgrad_)(V + e * es, vs, DY + e * ms, ds, nimg, off, C, vt, vt, NT / L, NT,
-                             F, dwt + (ptrdiff_t)e * F * C);
+        for (int ft = 0; ft < F / 4; ft++) {
+            const T *d = DY + e * ms + (ptrdiff_t)ft * 4 * NT;
+            T *g = dwt + ((ptrdiff_t)e * F + 4 * ft) * C;
+            int c = 0;
+            for (; c + 3 <= C; c += 3)
+                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, 3);
+            if (C - c == 2) FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, 2);
+            if (C - c == 1) FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, 1);
+        }
 }
 
 
