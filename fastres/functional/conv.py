@@ -106,10 +106,13 @@ def _pack4(wg: np.ndarray) -> np.ndarray:
 # batch 128, in-process A/B); with 8 channels the transforms would cost more than they save.
 _WINOGRAD = True
 _WINO_MIN_CHANNELS = 16
-# The weight gradient sums the transforms of several images of a batch block at once (as many
-# as fit in this many elements): an 8x8 map has only 16 tiles, and image by image the register
-# tiles' horizontal sums and the partials' additions cost more than Winograd saves (measured
-# 1.6x slower than the batch-lane kernel at 64@8x8 one image at a time, 1.2x faster 8 at once).
+# The weight gradient sums the transforms of several images of a batch block at once, enough
+# for about this many tiles: an 8x8 map has only 16, and image by image the register tiles'
+# horizontal sums and the partials' additions cost more than Winograd saves (measured 1.4x
+# slower than 8 images at once at 64@8x8); more images than needed stream more data per
+# register tile through L2 (16@32x32: 1 image 12% faster than 8). At most this many elements
+# of transforms per thread:
+_WINO_DW_TILES = 256
 _WINO_DW_GROUP_ELEMS = 1 << 20
 
 
@@ -141,7 +144,8 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
     NT = Ho * Wo // 4
     per_image = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
-    group = max(1, min(-(-x.shape[0] // blocks), _WINO_DW_GROUP_ELEMS // per_image))
+    group = max(1, min(-(-_WINO_DW_TILES // NT), -(-x.shape[0] // blocks),
+                       _WINO_DW_GROUP_ELEMS // per_image))
     size = (Ho + 2) * (Wo + 2) + group * per_image + 16 * F * C
     _k.winograd_weight_grad(x, dout, dw, db, arena.empty((16, F * C), x.dtype),
                             arena.empty((blocks, 16 * F * C), x.dtype), db_part,
