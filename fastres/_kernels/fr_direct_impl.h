@@ -154,11 +154,16 @@ FR_CLONES static void FN(fr_direct_wgrad_)(const T *xin, ptrdiff_t xs, const T *
     }
 }
 
+#if L == 8
+#define FR_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#else
+#define FR_EVEN_LANES 0, 2, 4, 6
+#endif
 /* Zero-padded, polyphase copy of a (C, H, W) block for stride (sh, sw): planes (C, sh, sw, Hq, Wq)
  * with xq[c][a][b][y][x] = xpad[c][y*sh + a][x*sw + b] (zero outside the input), so that a
  * strided convolution reads each phase plane at stride 1. For stride 1 it is the padded image. */
-static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, int H, int W, int ph,
-                        int pw, int sh, int sw, int Hq, int Wq) {
+FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, int H, int W,
+                                  int ph, int pw, int sh, int sw, int Hq, int Wq) {
     for (int c = 0; c < C; c++)
         for (int a = 0; a < sh; a++)
             for (int b = 0; b < sw; b++) {
@@ -173,10 +178,18 @@ static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, int H, int W
                     }
                     const T *row = x + ((ptrdiff_t)c * H + iy) * W;
                     for (int q = 0; q < lo; q++) dst[q] = 0;
-                    if (sw == 1)
+                    int q = lo;
+                    if (sw == 1) {
                         memcpy(dst + lo, row + (lo + b - pw), sizeof(T) * (hi - lo));
-                    else
-                        for (int q = lo; q < hi; q++) dst[q] = row[q * sw + b - pw];
+                        q = hi;
+                    } else if (sw == 2) { /* the even lanes of two vectors, L at a time */
+                        for (; q + L <= hi && 2 * q + b - pw + 2 * L <= W; q += L) {
+                            const T *src = row + 2 * q + b - pw;
+                            FN(fr_st_)(dst + q, __builtin_shufflevector(
+                                FN(fr_ld_)(src), FN(fr_ld_)(src + L), FR_EVEN_LANES));
+                        }
+                    }
+                    for (; q < hi; q++) dst[q] = row[q * sw + b - pw];
                     for (int q = hi; q < Wq; q++) dst[q] = 0;
                 }
             }
@@ -212,6 +225,7 @@ static void FN(fr_lanes_out_)(const T *restrict src, int F, ptrdiff_t P, int nim
 
 #include "fr_winograd_impl.h"
 
+#undef FR_EVEN_LANES
 #undef VEC
 #undef IVEC
 #undef FN
