@@ -309,13 +309,11 @@ cdef extern from "fr_direct.h" nogil:
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, double *dw)
     void fr_wino_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
-                       int F, float *xq, float *V, float *M,
-                       float *out, int Ho, int Wo, const float *bias, const float *res,
-                       int relu, const float *gate)
+                       int F, float *xp, float *V, float *M, float *out, int Ho, int Wo,
+                       const float *bias, const float *res, int relu, const float *gate)
     void fr_wino_fwd_d(const double *x, int C, int H, int W, int ph, int pw, const double *upk,
-                       int F, double *xq, double *V, double *M,
-                       double *out, int Ho, int Wo, const double *bias, const double *res,
-                       int relu, const double *gate)
+                       int F, double *xp, double *V, double *M, double *out, int Ho, int Wo,
+                       const double *bias, const double *res, int relu, const double *gate)
     void fr_wino_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
                             const float *dout, int F, float *xp, float *V, float *DY, int Ho,
                             int Wo)
@@ -489,8 +487,8 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
 
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                          floating[:, :, :, ::1] dw, floating[::1] db, floating[:, ::1] dwt,
-                         floating[:, ::1] dwt_part,
-                         floating[:, ::1] db_part, floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
+                         floating[:, ::1] dwt_part, floating[:, ::1] db_part,
+                         floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
     """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
     IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward;

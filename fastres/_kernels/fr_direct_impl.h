@@ -154,10 +154,13 @@ FR_CLONES static void FN(fr_direct_wgrad_)(const T *xin, ptrdiff_t xs, const T *
     }
 }
 
+/* The even and the odd lanes of two vectors, in order (for __builtin_shufflevector). */
 #if L == 8
 #define FR_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#define FR_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15
 #else
 #define FR_EVEN_LANES 0, 2, 4, 6
+#define FR_ODD_LANES 1, 3, 5, 7
 #endif
 /* Zero-padded, polyphase copy of a (C, H, W) block for stride (sh, sw): planes (C, sh, sw, Hq, Wq)
  * with xq[c][a][b][y][x] = xpad[c][y*sh + a][x*sw + b] (zero outside the input), so that a
@@ -226,6 +229,7 @@ static void FN(fr_lanes_out_)(const T *restrict src, int F, ptrdiff_t P, int nim
 #include "fr_winograd_impl.h"
 
 #undef FR_EVEN_LANES
+#undef FR_ODD_LANES
 #undef VEC
 #undef IVEC
 #undef FN

@@ -4,21 +4,12 @@
  * The output is cut into 2x2 tiles, TH x TW of them, numbered T = s*TW + t; tile (s, t) reads
  * the 4x4 input patch d at padded rows 2s..2s+3, columns 2t..2t+3. With U = G g G^T (the
  * weights, fr_wino_weights_), V = B^T d B and M = sum over input channels of U .* V (16
- * products of (F x C) by (C x tiles), fr_wino_gemm_), each tile
- * is y = A^T M A: 4 multiplications per output and channel pair instead of 9.
+ * products of (F x C) by (C x tiles), fr_wino_gemm_), each tile is y = A^T M A: 4
+ * multiplications per output and channel pair instead of 9.
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
  * Vectors hold L consecutive tiles, two halves of L/2 each inside one tile row (TW % (L/2) == 0);
  * a half's 2x2 outputs interleave into one vector of L outputs of one output row.
  */
-/* the even and odd lanes of two vectors, in order */
-#if L == 8
-#define EV 0, 2, 4, 6, 8, 10, 12, 14
-#define OD 1, 3, 5, 7, 9, 11, 13, 15
-#else
-#define EV 0, 2, 4, 6
-#define OD 1, 3, 5, 7
-#endif
-
 /* V (16 planes es apart, each (C, NT)) = B^T d B for every tile of x (C, H, W) zero-padded
  * by ph, pw to Hp = 2TH + 2 rows and Wp = 2TW + 2 columns, one channel at a time through xp
  * (Hp*Wp, so that the transform reads it from L1). A half of a vector is tiles t..t+L/2-1 of
@@ -28,20 +19,19 @@ FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, 
                                       T *restrict xp, int Hp, int Wp, int TW, int NT,
                                       T *restrict V, ptrdiff_t es) {
     for (int c = 0; c < C; c++) {
-        const T *xc = xp;
         FN(fr_pad_)(x + (ptrdiff_t)c * H * W, xp, 1, H, W, ph, pw, 1, 1, Hp, Wp);
         for (int q = 0; q < NT; q += L) {
             const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
-            const T *a0 = xc + (ptrdiff_t)2 * s0 * Wp + 2 * t0;
-            const T *a1 = xc + (ptrdiff_t)2 * s1 * Wp + 2 * t1;
+            const T *a0 = xp + (ptrdiff_t)2 * s0 * Wp + 2 * t0;
+            const T *a1 = xp + (ptrdiff_t)2 * s1 * Wp + 2 * t1;
             VEC d[4][4];
             for (int i = 0; i < 4; i++) {
                 const VEC A0 = FN(fr_ld_)(a0 + i * Wp), A1 = FN(fr_ld_)(a1 + i * Wp);
                 const VEC B0 = FN(fr_ld_)(a0 + i * Wp + 2), B1 = FN(fr_ld_)(a1 + i * Wp + 2);
-                d[i][0] = __builtin_shufflevector(A0, A1, EV);
-                d[i][1] = __builtin_shufflevector(A0, A1, OD);
-                d[i][2] = __builtin_shufflevector(B0, B1, EV);
-                d[i][3] = __builtin_shufflevector(B0, B1, OD);
+                d[i][0] = __builtin_shufflevector(A0, A1, FR_EVEN_LANES);
+                d[i][1] = __builtin_shufflevector(A0, A1, FR_ODD_LANES);
+                d[i][2] = __builtin_shufflevector(B0, B1, FR_EVEN_LANES);
+                d[i][3] = __builtin_shufflevector(B0, B1, FR_ODD_LANES);
             }
             VEC u[4][4];
             for (int j = 0; j < 4; j++) {
@@ -157,8 +147,9 @@ FR_CLONES static void FN(fr_wino_gemm_)(const T *V, const T *upk, int C, int NT,
 #define FR_WINO_GAP 16
 #endif
 FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
-                                       const T *upk, int F, T *xp, T *V, T *M, T *out, int Ho, int Wo, const T *bias,
-                                       const T *res, int relu, const T *gate) {
+                                       const T *upk, int F, T *xp, T *V, T *M, T *out,
+                                       int Ho, int Wo, const T *bias, const T *res, int relu,
+                                       const T *gate) {
     const int TW = Wo / 2, NT = Ho * Wo / 4;
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
     FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, V, es);
@@ -186,10 +177,10 @@ FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int
             const T *a1 = df + (ptrdiff_t)2 * s1 * Wo + 2 * t1;
             const VEC A0 = FN(fr_ld_)(a0), A1 = FN(fr_ld_)(a1);
             const VEC B0 = FN(fr_ld_)(a0 + Wo), B1 = FN(fr_ld_)(a1 + Wo);
-            const VEC y00 = __builtin_shufflevector(A0, A1, EV);
-            const VEC y01 = __builtin_shufflevector(A0, A1, OD);
-            const VEC y10 = __builtin_shufflevector(B0, B1, EV);
-            const VEC y11 = __builtin_shufflevector(B0, B1, OD);
+            const VEC y00 = __builtin_shufflevector(A0, A1, FR_EVEN_LANES);
+            const VEC y01 = __builtin_shufflevector(A0, A1, FR_ODD_LANES);
+            const VEC y10 = __builtin_shufflevector(B0, B1, FR_EVEN_LANES);
+            const VEC y11 = __builtin_shufflevector(B0, B1, FR_ODD_LANES);
             const VEC p[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11},
                                  {-y10, -y11}};
             T *v = DY + (ptrdiff_t)f * NT + q;
@@ -330,5 +321,3 @@ static void FN(fr_wino_dw_out_)(const T *restrict dwt, int F, int C, ptrdiff_t f
     }
 }
 
-#undef EV
-#undef OD

@@ -120,7 +120,8 @@ def _wino_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: 
              H_out: int, W_out: int, dtype) -> bool:
     half = _lanes(dtype) // 2
     return (_WINOGRAD and (KH, KW) == (3, 3) and stride == (1, 1) and groups == 1
-            and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0 and H_out % 2 == 0 and W_out % 2 == 0 and (W_out // 2) % half == 0
+            and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0 and H_out % 2 == 0
+            and W_out % 2 == 0 and (W_out // 2) % half == 0
             and (H_out * W_out // 4) % (2 * half) == 0)
 
 
@@ -129,8 +130,7 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     """out as by _direct_conv for a 3x3 stride-1 convolution with weights w (C_out, C_in, 3, 3),
     or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
     3)."""
-    N, C, H, W = x.shape
-    F, Ho, Wo = out.shape[1:]
+    C, F, Ho, Wo = x.shape[1], *out.shape[1:]
     upk = arena.empty((16, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk, n)
     size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
