@@ -154,13 +154,18 @@ FR_CLONES static void FN(fr_direct_wgrad_)(const T *xin, ptrdiff_t xs, const T *
     }
 }
 
-/* The even and the odd lanes of two vectors, in order (for __builtin_shufflevector). */
+/* Lane patterns for __builtin_shufflevector on two vectors a, b: the even and the odd lanes of
+ * (a, b), in order; and a, b interleaved, the low halves' lanes then the high halves'. */
 #if L == 8
 #define FR_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
 #define FR_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15
+#define FR_LO_LANES 0, 8, 1, 9, 2, 10, 3, 11
+#define FR_HI_LANES 4, 12, 5, 13, 6, 14, 7, 15
 #else
 #define FR_EVEN_LANES 0, 2, 4, 6
 #define FR_ODD_LANES 1, 3, 5, 7
+#define FR_LO_LANES 0, 4, 1, 5
+#define FR_HI_LANES 2, 6, 3, 7
 #endif
 /* Zero-padded, polyphase copy of a (C, H, W) block for stride (sh, sw): planes (C, sh, sw, Hq, Wq)
  * with xq[c][a][b][y][x] = xpad[c][y*sh + a][x*sw + b] (zero outside the input), so that a
@@ -198,6 +203,31 @@ FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, in
             }
 }
 
+/* dx (C, 2Ho, 2Wo) = the four phases ph (planes (a, b) = 2a + b, each (C, Ho, Wo)) interleaved,
+ * dx[c][2Y + a][2X + b] = ph[2a + b][c][Y][X] (then 0 where gate, shaped like dx, is not > 0).
+ * Wo % L == 0. */
+FR_CLONES static void FN(fr_interleave2_)(const T *restrict ph, int C, int Ho, int Wo,
+                                          T *restrict dx, const T *restrict gate) {
+    const ptrdiff_t P = (ptrdiff_t)Ho * Wo, plane = (ptrdiff_t)C * P;
+    for (int c = 0; c < C; c++)
+        for (int Y = 0; Y < Ho; Y++)
+            for (int a = 0; a < 2; a++) {
+                const T *p0 = ph + 2 * a * plane + c * P + (ptrdiff_t)Y * Wo, *p1 = p0 + plane;
+                const ptrdiff_t o = ((ptrdiff_t)c * 2 * Ho + 2 * Y + a) * 2 * Wo;
+                for (int X = 0; X < Wo; X += L) {
+                    const VEC v0 = FN(fr_ld_)(p0 + X), v1 = FN(fr_ld_)(p1 + X);
+                    VEC lo = __builtin_shufflevector(v0, v1, FR_LO_LANES);
+                    VEC hi = __builtin_shufflevector(v0, v1, FR_HI_LANES);
+                    if (gate) {
+                        lo = (VEC)((IVEC)lo & (FN(fr_ld_)(gate + o + 2 * X) > (VEC){0}));
+                        hi = (VEC)((IVEC)hi & (FN(fr_ld_)(gate + o + 2 * X + L) > (VEC){0}));
+                    }
+                    FN(fr_st_)(dx + o + 2 * X, lo);
+                    FN(fr_st_)(dx + o + 2 * X + L, hi);
+                }
+            }
+}
+
 /* Batch-lane layout, for feature maps narrower than a vector (4x4: a row holds half a vector):
  * lane l of every element is image l of a group of nimg <= L images (the missing ones zero), so
  * a "pixel vector" is one pixel of L images and the kernels above run unchanged on it (tables
@@ -230,6 +260,8 @@ static void FN(fr_lanes_out_)(const T *restrict src, int F, ptrdiff_t P, int nim
 
 #undef FR_EVEN_LANES
 #undef FR_ODD_LANES
+#undef FR_LO_LANES
+#undef FR_HI_LANES
 #undef VEC
 #undef IVEC
 #undef FN

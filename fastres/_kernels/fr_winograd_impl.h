@@ -82,22 +82,15 @@ FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F,
             const VEC y00 = r0[0] + r0[1] + r0[2] + b, y01 = r0[1] - r0[2] - r0[3] + b;
             const VEC y10 = r1[0] + r1[1] + r1[2] + b, y11 = r1[1] - r1[2] - r1[3] + b;
             /* half h of the vector: tiles (s, t..t+L/2-1) -> outputs (2s + i, 2t..2t+L-1) */
-#if L == 8
-#define LO 0, 8, 1, 9, 2, 10, 3, 11
-#define HI 4, 12, 5, 13, 6, 14, 7, 15
-#else
-#define LO 0, 4, 1, 5
-#define HI 2, 6, 3, 7
-#endif
             const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
             const ptrdiff_t o0 = fo + (ptrdiff_t)2 * s0 * Wo + 2 * t0;
             const ptrdiff_t o1 = fo + (ptrdiff_t)2 * s1 * Wo + 2 * t1;
-            FN(fr_wino_st_)(out, o0, __builtin_shufflevector(y00, y01, LO), res, relu, gate);
-            FN(fr_wino_st_)(out, o0 + Wo, __builtin_shufflevector(y10, y11, LO), res, relu, gate);
-            FN(fr_wino_st_)(out, o1, __builtin_shufflevector(y00, y01, HI), res, relu, gate);
-            FN(fr_wino_st_)(out, o1 + Wo, __builtin_shufflevector(y10, y11, HI), res, relu, gate);
-#undef LO
-#undef HI
+#define SH __builtin_shufflevector
+            FN(fr_wino_st_)(out, o0, SH(y00, y01, FR_LO_LANES), res, relu, gate);
+            FN(fr_wino_st_)(out, o0 + Wo, SH(y10, y11, FR_LO_LANES), res, relu, gate);
+            FN(fr_wino_st_)(out, o1, SH(y00, y01, FR_HI_LANES), res, relu, gate);
+            FN(fr_wino_st_)(out, o1 + Wo, SH(y10, y11, FR_HI_LANES), res, relu, gate);
+#undef SH
         }
     }
 }

@@ -179,6 +179,55 @@ def _lanes_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: 
                      pw, groups, n)
 
 
+# The input gradient of a 3x3 stride-2 convolution with padding 1 (ResNet's downsampling) runs
+# as four stride-1 correlations of dout, one per output phase, by the direct kernel (fewer
+# passes over memory than im2col + BLAS, and the ReLU mask applied as the phases interleave).
+_S2_DIRECT_DX = True
+
+
+def _s2_dx_ok(KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int], groups: int,
+              C: int, H: int, W: int, dtype) -> bool:
+    return (_S2_DIRECT_DX and (KH, KW) == (3, 3) and stride == (2, 2) and padding == (1, 1)
+            and groups == 1 and C % 4 == 0 and H % 2 == 0 and W % (2 * _lanes(dtype)) == 0)
+
+
+@lru_cache(maxsize=64)
+def _s2_dx_plan(F: int, Ho: int, Wo: int, lanes: int):
+    """(off, kstart, vin, vout, taps) for direct_input_grad_s2: phase p = 2a + b takes the taps
+    (i, j) with i = a + 1 (mod 2), j = b + 1 (mod 2), each reading dout at (Y + (a + 1 - i)/2,
+    X + (b + 1 - j)/2) of the dout padded by 1."""
+    Hp, Wp = Ho + 2, Wo + 2
+    offs, kstart, taps = [], [0], []
+    for a in range(2):
+        for b in range(2):
+            ti = [i for i in range(3) if (a + 1 - i) % 2 == 0]
+            tj = [j for j in range(3) if (b + 1 - j) % 2 == 0]
+            f, i, j = np.meshgrid(np.arange(F), ti, tj, indexing="ij")
+            offs.append((f * Hp * Wp + (a + 1 - i) // 2 * Wp + (b + 1 - j) // 2).ravel())
+            kstart.append(kstart[-1] + offs[-1].size)
+            taps.append((ti, tj))
+    v = np.arange(0, Ho * Wo, lanes)
+    vin = (v // Wo + 1) * Wp + v % Wo + 1
+    tables = tuple(np.ascontiguousarray(t, dtype=np.int32)
+                   for t in (np.concatenate(offs), kstart, vin, v))
+    for t in tables:
+        t.flags.writeable = False
+    return (*tables, tuple(taps))
+
+
+def _s2_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, gate, n: int) -> None:
+    """dx of a 3x3 stride-2 padding-1 convolution with weights w (F, C, 3, 3) by the direct
+    kernel (see _s2_dx_plan), 0 where gate (x) is not > 0 when gate is given."""
+    N, F, Ho, Wo = dout.shape
+    C = dx.shape[1]
+    off, kstart, vin, vout, taps = _s2_dx_plan(F, Ho, Wo, _lanes(dout.dtype))
+    # phase weights (C, F * |taps|) in the order of off: w[f, c, i, j] over (f, i, j)
+    wpk = np.concatenate([_pack4(w[:, :, ti][:, :, :, tj].transpose(1, 0, 2, 3)
+                                 .reshape(1, C, -1)).ravel() for ti, tj in taps])
+    scratch = arena.empty((n, F * (Ho + 2) * (Wo + 2) + 4 * C * Ho * Wo), dout.dtype)
+    _k.direct_input_grad_s2(dout, wpk, off, kstart, vin, vout, gate, dx, scratch, n)
+
+
 def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
     """The im2col + GEMM backward (any of dx, dw, db may be None)."""
     N, F, H_out, W_out = dout.shape
@@ -338,7 +387,10 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     # batch-lane one on narrow maps); otherwise the GEMM path.
     qh, qw = KH - 1 - ph, KW - 1 - pw
     dx_path = "gemm" if input_grad else None
-    if input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
+    if input_grad and _s2_dx_ok(KH, KW, (sh, sw), (ph, pw), groups, C, H, W, x.dtype):
+        dx_path = "s2"
+        _s2_input_grad(dout, w, dx, x if relu_input else None, n)
+    elif input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
         if _wino_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
             dx_path = "winograd"
             _wino_conv(dout, w, None, dx, (qh, qw), n, gate=x if relu_input else None, flip=True)
@@ -379,7 +431,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         gemm_dw = dw_path == "gemm"
         _gemm_backward(x, w, dout, dx if dx_path == "gemm" else None, dw if gemm_dw else None,
                        db if gemm_dw else None, dw_part, db_part, cache, blocks, n)
-    if relu_input and dx_path not in (None, "direct", "winograd"):
+    if relu_input and dx_path not in (None, "direct", "winograd", "s2"):
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample

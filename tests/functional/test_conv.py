@@ -185,6 +185,30 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
         assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stride2_input_grad_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
+    # ResNet's downsampling conv (3x3, stride 2, padding 1): dx by the direct kernel one output
+    # phase at a time, with and without the ReLU-input mask, against im2col + BLAS
+    import fastres.functional.conv as fc
+    calls = []
+    real = fc._k.direct_input_grad_s2
+    monkeypatch.setattr(fc._k, "direct_input_grad_s2", lambda *a: calls.append(1) or real(*a))
+    for cfg in ((3, 16, 32, 32, 32, 3, 3, 2, 1, 1), (2, 4, 16, 48, 12, 3, 3, 2, 1, 1)):
+        x, w, b, kw = _run(cfg, dtype, rng)
+        x = np.maximum(x, 0)
+        runs = []
+        for direct in (True, False):
+            monkeypatch.setattr(fc, "_S2_DIRECT_DX", direct)
+            out, cache = F.conv2d_forward(x, w, b, **kw)
+            runs.append((F.conv2d_backward(np.cos(out), cache)[0],
+                         F.conv2d_backward(np.cos(out), cache, relu_input=True)[0]))
+        for a, g in zip(*runs):
+            scale = np.abs(g).max()
+            np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
+        np.testing.assert_array_equal(runs[0][1], np.where(x > 0, runs[0][0], 0))
+    assert len(calls) == 4
+
+
 def test_reference_by_hand():
     # 3x3 input, 2x2 kernel of ones, stride 1: each output is the sum of a 2x2 window.
     x = np.arange(9.0).reshape(1, 1, 3, 3)
@@ -230,7 +254,7 @@ def test_directional_derivative(cfg, rng):
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3], BATCHED[4],
-                                 WINOGRAD[1]])
+                                 WINOGRAD[1], (2, 8, 16, 16, 8, 3, 3, 2, 1, 1)])
 def test_thread_invariance(cfg, rng):
     x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
     runs = []
