@@ -367,6 +367,34 @@ cdef inline void direct_wgrad(const floating *xin, Py_ssize_t xs, const floating
         fr_direct_wgrad_d(xin, xs, dout, ds, nimg, off, K, vin, vout, nv, P, F, dw)
 
 
+cdef inline void wino_fwd(const floating *x, int C, int H, int W, int ph, int pw,
+                          const floating *upk, int F, floating *xp, floating *V, floating *M,
+                          floating *out, int Ho, int Wo, const floating *bias,
+                          const floating *res, int relu, const floating *gate) noexcept nogil:
+    if floating is float:
+        fr_wino_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, bias, res, relu, gate)
+    else:
+        fr_wino_fwd_d(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, bias, res, relu, gate)
+
+
+cdef inline void wino_wgrad_in(const floating *x, int C, int H, int W, int ph, int pw,
+                               const floating *dout, int F, floating *xp, floating *V,
+                               floating *DY, int Ho, int Wo) noexcept nogil:
+    if floating is float:
+        fr_wino_wgrad_in_f(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo)
+    else:
+        fr_wino_wgrad_in_d(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo)
+
+
+cdef inline void wino_wgrad_sum(const floating *V, Py_ssize_t vs, const floating *DY,
+                                Py_ssize_t ds, int nimg, int C, int F, int NT,
+                                floating *dwt) noexcept nogil:
+    if floating is float:
+        fr_wino_wgrad_sum_f(V, vs, DY, ds, nimg, C, F, NT, dwt)
+    else:
+        fr_wino_wgrad_sum_d(V, vs, DY, ds, nimg, C, F, NT, dwt)
+
+
 cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,
                      int sh, int sw, int Hq, int Wq) noexcept nogil:
     if floating is float:
@@ -476,16 +504,10 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     with nogil, parallel(num_threads=n_threads):
         xq = &scratch[threadid(), 0]
         for n in prange(N, schedule="guided"):
-            if floating is float:
-                fr_wino_fwd_f(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F,
-                              xq, xq + size_x, xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo,
-                              bp, rp + n * img if rp != NULL else NULL, relu,
-                              gp + n * img if gp != NULL else NULL)
-            else:
-                fr_wino_fwd_d(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F,
-                              xq, xq + size_x, xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo,
-                              bp, rp + n * img if rp != NULL else NULL, relu,
-                              gp + n * img if gp != NULL else NULL)
+            wino_fwd(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, xq, xq + size_x,
+                     xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo, bp,
+                     rp + n * img if rp != NULL else NULL, relu,
+                     gp + n * img if gp != NULL else NULL)
 
 
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
@@ -541,20 +563,9 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
             while g < n1:  # the block's images in groups, in order
                 m = min(group, n1 - g)
                 for n in range(m):
-                    if floating is float:
-                        fr_wino_wgrad_in_f(&x[g + n, 0, 0, 0], C, H, W, ph, pw,
-                                           &dout[g + n, 0, 0, 0], F, xp, V + n * size_v,
-                                           DY + n * size_m, Ho, Wo)
-                    else:
-                        fr_wino_wgrad_in_d(&x[g + n, 0, 0, 0], C, H, W, ph, pw,
-                                           &dout[g + n, 0, 0, 0], F, xp, V + n * size_v,
-                                           DY + n * size_m, Ho, Wo)
-                if floating is float:
-                    fr_wino_wgrad_sum_f(V, size_v, DY, size_m, m, C, F, NT,
-                                        part if g == n0 else tmp)
-                else:
-                    fr_wino_wgrad_sum_d(V, size_v, DY, size_m, m, C, F, NT,
-                                        part if g == n0 else tmp)
+                    wino_wgrad_in(&x[g + n, 0, 0, 0], C, H, W, ph, pw, &dout[g + n, 0, 0, 0],
+                                  F, xp, V + n * size_v, DY + n * size_m, Ho, Wo)
+                wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, part if g == n0 else tmp)
                 if g > n0:
                     for i in range(wsize):
                         part[i] += tmp[i]

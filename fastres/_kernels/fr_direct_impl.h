@@ -49,6 +49,18 @@ static inline __attribute__((always_inline)) void FN(fr_hsum4_)(VEC a0, VEC a1, 
 #undef SH
 }
 
+/* Store one vector of outputs at out + o with the kernels' epilogue: (+ res) (then max(., 0) if
+ * relu) (then 0 where gate is not > 0: the gradient through a ReLU whose output is gate); res
+ * and gate are blocks like out, or NULL. */
+static inline __attribute__((always_inline)) void FN(fr_store_)(T *out, ptrdiff_t o, VEC a,
+                                                                const T *res, int relu,
+                                                                const T *gate) {
+    if (res) a += FN(fr_ld_)(res + o);
+    if (relu) a = (VEC)((IVEC)a & (a > (VEC){0}));  /* x > 0 ? x : 0, as fr_relu */
+    if (gate) a = (VEC)((IVEC)a & (FN(fr_ld_)(gate + o) > (VEC){0}));
+    FN(fr_st_)(out + o, a);
+}
+
 /* One forward tile: 4 output channels (rows of wt) x NV pixel vectors starting at v. */
 static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
     const T *restrict xin, const T *restrict wt, const int *restrict off, int K,
@@ -76,14 +88,8 @@ static inline __attribute__((always_inline)) void FN(fr_fwd_tile_)(
         }
     }
     for (int r = 0; r < 4; r++)
-        for (int u = 0; u < NV; u++) {
-            const ptrdiff_t o = r * P + vout[v + u];
-            VEC a = acc[r][u];
-            if (res) a += FN(fr_ld_)(res + o);
-            if (relu) a = (VEC)((IVEC)a & (a > (VEC){0}));  /* x > 0 ? x : 0, as fr_relu */
-            if (gate) a = (VEC)((IVEC)a & (FN(fr_ld_)(gate + o) > (VEC){0}));
-            FN(fr_st_)(out + o, a);
-        }
+        for (int u = 0; u < NV; u++)
+            FN(fr_store_)(out, r * P + vout[v + u], acc[r][u], res, relu, gate);
 }
 
 /* out (F, P) = conv(xin) (+ bias) (+ res, an (F, P) block like out) (then max(., 0) if relu)
@@ -216,14 +222,10 @@ FR_CLONES static void FN(fr_interleave2_)(const T *restrict ph, int C, int Ho, i
                 const ptrdiff_t o = ((ptrdiff_t)c * 2 * Ho + 2 * Y + a) * 2 * Wo;
                 for (int X = 0; X < Wo; X += L) {
                     const VEC v0 = FN(fr_ld_)(p0 + X), v1 = FN(fr_ld_)(p1 + X);
-                    VEC lo = __builtin_shufflevector(v0, v1, FR_LO_LANES);
-                    VEC hi = __builtin_shufflevector(v0, v1, FR_HI_LANES);
-                    if (gate) {
-                        lo = (VEC)((IVEC)lo & (FN(fr_ld_)(gate + o + 2 * X) > (VEC){0}));
-                        hi = (VEC)((IVEC)hi & (FN(fr_ld_)(gate + o + 2 * X + L) > (VEC){0}));
-                    }
-                    FN(fr_st_)(dx + o + 2 * X, lo);
-                    FN(fr_st_)(dx + o + 2 * X + L, hi);
+                    FN(fr_store_)(dx, o + 2 * X, __builtin_shufflevector(v0, v1, FR_LO_LANES),
+                                  NULL, 0, gate);
+                    FN(fr_store_)(dx, o + 2 * X + L,
+                                  __builtin_shufflevector(v0, v1, FR_HI_LANES), NULL, 0, gate);
                 }
             }
 }

@@ -379,7 +379,6 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     dw = arena.empty_like(w)
     db = np.empty(F, dtype=x.dtype) if cache.has_bias else None
     blocks = _n_blocks(N, w.size)
-    dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
     db_part = np.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
@@ -411,6 +410,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n)
     else:
         dw_path = _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
+    if dw_path != "winograd" or dx_path == "gemm":  # the other kernels' per-block partials
+        dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
     if dw_path == "direct":
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
                                       _lanes(x.dtype))
