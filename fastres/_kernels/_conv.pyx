@@ -332,9 +332,10 @@ cdef extern from "fr_direct.h" nogil:
                           float *dw)
     void fr_wino_dw_out_d(const double *dwt, int F, int C, Py_ssize_t fc0, Py_ssize_t fc1,
                           double *dw)
-    void fr_interleave2_f(const float *ph, int C, int Ho, int Wo, float *dx, const float *gate)
+    void fr_interleave2_f(const float *ph, int C, int Ho, int Wo, float *dx, const float *res,
+                          const float *gate)
     void fr_interleave2_d(const double *ph, int C, int Ho, int Wo, double *dx,
-                          const double *gate)
+                          const double *res, const double *gate)
     void fr_pad_f(const float *x, float *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
     void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
@@ -585,8 +586,9 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
 
 def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] wpk,
                          const int[::1] off, const int[::1] kstart, const int[::1] vin,
-                         const int[::1] vout, const floating[:, :, :, ::1] gate,
-                         floating[:, :, :, ::1] dx, floating[:, ::1] scratch, int n_threads):
+                         const int[::1] vout, const floating[:, :, :, ::1] res,
+                         const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] dx,
+                         floating[:, ::1] scratch, int n_threads):
     """Input gradient of a 3x3 stride-2 convolution with padding 1 (even H, W) by the direct
     kernel, one output phase (a, b) = (y % 2, x % 2) at a time: phase p = 2a + b is a stride-1
     correlation of dout (padded by 1) with the taps of the flipped weights that land on it.
@@ -595,8 +597,8 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
     direct_forward, (C/4, K_p, 4) from C * kstart[p], K_p = kstart[p + 1] - kstart[p]; off
     (kstart[4],): its taps' offsets in the padded (F, H/2 + 2, W/2 + 2) dout, from kstart[p];
     vin, vout ((H/2)*(W/2)/L,): each phase's pixel vectors in the padded dout and in the phase.
-    gate (like dx) or None: dx is then 0 where gate is not > 0. OUT: dx (N, C, H, W).
-    SCRATCH: (n_threads, F*(H/2 + 2)*(W/2 + 2) + 4*C*(H/2)*(W/2)).
+    res (like dx) or None: added to dx; gate (like dx) or None: dx is then 0 where gate is not
+    > 0. OUT: dx (N, C, H, W). SCRATCH: (n_threads, F*(H/2 + 2)*(W/2 + 2) + 4*C*(H/2)*(W/2)).
     """
     cdef int L = 8 if floating is float else 4
     cdef int N = dout.shape[0], F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
@@ -610,6 +612,7 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
     for p in range(4):
         if not 0 <= kstart[p] <= kstart[p + 1]:
             raise ValueError("direct_input_grad_s2: kstart must be non-decreasing")
+    cdef const floating *rp = _like_out("res", res, dx)
     cdef const floating *gp = _like_out("gate", gate, dx)
     cdef size_t img = <size_t>C * 4 * P
     cdef floating *dpad
@@ -626,9 +629,11 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
                            NULL)
             if floating is float:
                 fr_interleave2_f(phases, C, Ho, Wo, &dx[n, 0, 0, 0],
+                                 rp + n * img if rp != NULL else NULL,
                                  gp + n * img if gp != NULL else NULL)
             else:
                 fr_interleave2_d(phases, C, Ho, Wo, &dx[n, 0, 0, 0],
+                                 rp + n * img if rp != NULL else NULL,
                                  gp + n * img if gp != NULL else NULL)
 
 

@@ -210,10 +210,12 @@ FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, in
 }
 
 /* dx (C, 2Ho, 2Wo) = the four phases ph (planes (a, b) = 2a + b, each (C, Ho, Wo)) interleaved,
- * dx[c][2Y + a][2X + b] = ph[2a + b][c][Y][X] (then 0 where gate, shaped like dx, is not > 0).
+ * dx[c][2Y + a][2X + b] = ph[2a + b][c][Y][X] (+ res, shaped like dx) (then 0 where gate, shaped
+ * like dx, is not > 0).
  * Wo % L == 0. */
 FR_CLONES static void FN(fr_interleave2_)(const T *restrict ph, int C, int Ho, int Wo,
-                                          T *restrict dx, const T *restrict gate) {
+                                          T *restrict dx, const T *restrict res,
+                                          const T *restrict gate) {
     const ptrdiff_t P = (ptrdiff_t)Ho * Wo, plane = (ptrdiff_t)C * P;
     for (int c = 0; c < C; c++)
         for (int Y = 0; Y < Ho; Y++)
@@ -223,9 +225,9 @@ FR_CLONES static void FN(fr_interleave2_)(const T *restrict ph, int C, int Ho, i
                 for (int X = 0; X < Wo; X += L) {
                     const VEC v0 = FN(fr_ld_)(p0 + X), v1 = FN(fr_ld_)(p1 + X);
                     FN(fr_store_)(dx, o + 2 * X, __builtin_shufflevector(v0, v1, FR_LO_LANES),
-                                  NULL, 0, gate);
+                                  res, 0, gate);
                     FN(fr_store_)(dx, o + 2 * X + L,
-                                  __builtin_shufflevector(v0, v1, FR_HI_LANES), NULL, 0, gate);
+                                  __builtin_shufflevector(v0, v1, FR_HI_LANES), res, 0, gate);
                 }
             }
 }

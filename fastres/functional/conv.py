@@ -10,7 +10,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _conv as _k
-from fastres.functional.activation import ReluCache, relu_backward
+from fastres.functional.activation import ReluCache, add_forward, relu_backward
 from fastres.functional._validate import (
     float_array, int_pair, out_size, positive_int, same_dtype, shape_is,
 )
@@ -37,6 +37,7 @@ class ConvCache:
     # x = x_in[:, :, ::sh, ::sw]; dx is then scattered back into a zero array of x_in's shape.
     subsample: tuple[int, int] = (1, 1)
     in_shape: tuple[int, ...] = ()
+    x_in: np.ndarray | None = None  # the input before subsampling (None: x is it)
 
 
 # The im2col + GEMM path multiplies this many output pixels at once (several images of a small
@@ -215,9 +216,9 @@ def _s2_dx_plan(F: int, Ho: int, Wo: int, lanes: int):
     return (*tables, tuple(taps))
 
 
-def _s2_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, gate, n: int) -> None:
+def _s2_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, res, gate, n: int) -> None:
     """dx of a 3x3 stride-2 padding-1 convolution with weights w (F, C, 3, 3) by the direct
-    kernel (see _s2_dx_plan), 0 where gate (x) is not > 0 when gate is given."""
+    kernel (see _s2_dx_plan) [+ res], 0 where gate (x) is not > 0 when gate is given."""
     N, F, Ho, Wo = dout.shape
     C = dx.shape[1]
     off, kstart, vin, vout, taps = _s2_dx_plan(F, Ho, Wo, _lanes(dout.dtype))
@@ -225,7 +226,7 @@ def _s2_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, gate, n: int
     wpk = np.concatenate([_pack4(w[:, :, ti][:, :, :, tj].transpose(1, 0, 2, 3)
                                  .reshape(1, C, -1)).ravel() for ti, tj in taps])
     scratch = arena.empty((n, F * (Ho + 2) * (Wo + 2) + 4 * C * Ho * Wo), dout.dtype)
-    _k.direct_input_grad_s2(dout, wpk, off, kstart, vin, vout, gate, dx, scratch, n)
+    _k.direct_input_grad_s2(dout, wpk, off, kstart, vin, vout, res, gate, dx, scratch, n)
 
 
 def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
@@ -324,8 +325,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
                          f"(an image's unfolded columns must stay below 2**30 elements)")
     n = resolve_threads(n_threads)
-    subsample, in_shape = (1, 1), x.shape
+    subsample, in_shape, x_in = (1, 1), x.shape, None
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
+        x_in = x
         x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
@@ -347,19 +349,25 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         if relu:
             np.copyto(out, 0, where=~(out > 0))  # x > 0 ? x : 0, like the kernels' ReLU
     return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, subsample,
-                          in_shape)
+                          in_shape, x_in)
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = True,
-                    relu_input: bool = False, n_threads: int | None = None):
+                    relu_input: bool = False, dx_add: np.ndarray | None = None,
+                    n_threads: int | None = None):
     """Gradients of ``conv2d_forward``.
 
     Returns ``(dx, dw, db)``: dx like x (None when ``input_grad=False``, e.g. for a network's
     first layer), dw like w, db (C_out,) or None when the forward had no bias.
 
-    ``relu_input=True`` says x is the output of a ReLU that feeds nothing else: dx then comes
-    back multiplied by ``x > 0``, the gradient with respect to the ReLU's input (applied as the
-    direct kernel stores dx, which saves the ReLU backward its pass over memory).
+    ``dx_add`` (like x): the gradient that reaches x by other paths (a residual block's
+    shortcut); dx then comes back as the sum, added as the kernels store dx (which saves a
+    separate addition its pass over memory).
+
+    ``relu_input=True`` says x is the output of a ReLU whose other uses, if any, gave their
+    gradients in ``dx_add``: dx then comes back multiplied by ``x > 0``, the gradient with
+    respect to the ReLU's input (applied as the kernels store dx, which saves the ReLU backward
+    its pass over memory).
     """
     op = "conv2d_backward"
     if not isinstance(relu_input, (bool, np.bool_)):
@@ -369,6 +377,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     x, w = cache.x, cache.w
     if dout.dtype != x.dtype:
         raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
+    if dx_add is not None:
+        if not input_grad:
+            raise ValueError(f"{op}: dx_add needs input_grad=True")
+        dx_add = float_array(op, "dx_add", dx_add, ndim=4, layout="(N, C_in, H, W)")
+        same_dtype(op, dout=dout, dx_add=dx_add)
+        shape_is(op, "dx_add", dx_add, cache.in_shape)
     (sh, sw), (ph, pw) = cache.stride, cache.padding
     groups = cache.groups
     N, C, H, W = x.shape
@@ -384,15 +398,19 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
     # weights: a stride-1 conv with padding K-1-p, which Winograd or the direct kernel runs (the
     # batch-lane one on narrow maps); otherwise the GEMM path.
+    # The direct, Winograd and stride-2 kernels add dx_add and apply the ReLU mask as they
+    # store dx; after the other paths (and around a subsampled input) they are a pass of their own.
     qh, qw = KH - 1 - ph, KW - 1 - pw
+    gate = x if relu_input else None
+    res = dx_add if cache.subsample == (1, 1) else None
     dx_path = "gemm" if input_grad else None
     if input_grad and _s2_dx_ok(KH, KW, (sh, sw), (ph, pw), groups, C, H, W, x.dtype):
         dx_path = "s2"
-        _s2_input_grad(dout, w, dx, x if relu_input else None, n)
+        _s2_input_grad(dout, w, dx, res, gate, n)
     elif input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
         if _wino_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
             dx_path = "winograd"
-            _wino_conv(dout, w, None, dx, (qh, qw), n, gate=x if relu_input else None, flip=True)
+            _wino_conv(dout, w, None, dx, (qh, qw), n, residual=res, gate=gate, flip=True)
         elif _direct_ok(W, Cg, x.dtype):
             dx_path = "direct"
         elif _lanes_ok((1, 1), W, Cg, x.dtype):
@@ -402,7 +420,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         wt = wt.reshape(groups, Cg, Fg * KH * KW)
         if dx_path == "direct":
             _direct_conv(dout, wt, None, dx, KH, KW, (qh, qw), (1, 1), groups, n,
-                         gate=x if relu_input else None)
+                         residual=res, gate=gate)
         else:
             _lanes_conv(dout, wt, None, dx, KH, KW, (qh, qw), groups, n)
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
@@ -432,10 +450,15 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         gemm_dw = dw_path == "gemm"
         _gemm_backward(x, w, dout, dx if dx_path == "gemm" else None, dw if gemm_dw else None,
                        db if gemm_dw else None, dw_part, db_part, cache, blocks, n)
-    if relu_input and dx_path not in (None, "direct", "winograd", "s2"):
+    in_kernel = dx_path in ("direct", "winograd", "s2")
+    add_late = dx_add is not None and (res is None or not in_kernel)
+    if relu_input and not in_kernel and not add_late:
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.subsample != (1, 1):
         sub, (ssh, ssw) = dx, cache.subsample
         dx = np.zeros(cache.in_shape, dtype=x.dtype)
         dx[:, :, ::ssh, ::ssw] = sub
+    if add_late:
+        x_in = x if cache.x_in is None else cache.x_in
+        dx = add_forward(dx, dx_add, gate=x_in if relu_input else None, n_threads=n)[0]
     return dx, dw, db

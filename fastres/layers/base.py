@@ -15,6 +15,7 @@ topological order and sums the gradients of tensors that fan out.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -311,8 +312,11 @@ class Module:
 # next step, its only user, is a Conv2D or a container, the next step's backward is asked for
 # ``relu_input=True``: it returns dx already multiplied by (its input > 0), the ReLU's gradient,
 # folded into the conv's dx epilogue or into the container's fan-out sum; the first step's
-# backward then gets ``premasked=True`` and skips its own pass. Only the library's own backward
-# methods are asked (a subclass overriding backward is called plainly).
+# backward then gets ``premasked=True`` and skips its own pass. Where a tensor feeds several
+# steps (a residual block's input: the branch's first conv and the shortcut), the gradients
+# from the others are handed to the last one when it is a Conv2D (``dx_add``), which adds them
+# (and applies the ReLU's gradient) as it stores dx instead of a separate pass. Only the
+# library's own backward methods are asked (a subclass overriding backward is called plainly).
 
 
 def takes_relu_input(step) -> bool:
@@ -320,6 +324,12 @@ def takes_relu_input(step) -> bool:
 
     return getattr(type(step), "backward", None) in (Conv2D.backward, Sequential.backward,
                                                      Graph.backward)
+
+
+def takes_dx_add(step) -> bool:
+    from fastres.layers.conv import Conv2D
+
+    return getattr(type(step), "backward", None) is Conv2D.backward
 
 
 def masked_output(step) -> bool:
@@ -574,30 +584,38 @@ class Graph(Module):
         grads = {self.output_name: dy}
         masked = {self.output_name} if premasked else set()  # gradients already through a ReLU
         gate = self._input if relu_input else None
-        to_come = sum(ins.count(self.input_name) for _, _, ins in steps)  # the input's gradients
+        to_come = Counter(i for _, _, ins in steps for i in ins)  # gradients each node awaits
         for names, mod, ins in reversed(steps):
             g = grads.pop(names[-1], None)
-            if g is None:  # the node does not reach the output
+            if g is None:  # the node does not reach the output: no gradient from it
+                to_come.subtract(ins)
                 continue
             kw = {"premasked": True} if names[-1] in masked else {}
             t = ins[0]
-            if len(ins) == 1 and consumers[t] == 1 and takes_relu_input(mod) and (
-                    gate is not None if t == self.input_name
-                    else self.fuse and masked_output(producers[t])):
-                kw["relu_input"] = True
-                masked.add(t)
+            if len(ins) == 1:
+                # the last of a fan-out's gradients, from a conv: it adds the others as it
+                # stores dx (and applies the mask of a ReLU whose output t is)
+                last_of_many = (self.fuse and t in grads and to_come[t] == 1
+                                and takes_dx_add(mod))
+                if last_of_many:
+                    kw["dx_add"] = grads.pop(t)
+                if (consumers[t] == 1 or last_of_many) and takes_relu_input(mod) and (
+                        gate is not None if t == self.input_name
+                        else self.fuse and masked_output(producers[t])):
+                    kw["relu_input"] = True
+                    masked.add(t)
             dxs = mod.backward(g, **kw)
             if len(ins) == 1:
                 dxs = (dxs,)
             for i, d in zip(ins, dxs):
-                to_come -= i == self.input_name
+                to_come[i] -= 1
                 if i not in grads:
                     grads[i] = d
                     continue
                 # never add in place: a node may hand the same array to two inputs (Add);
                 # the threaded kernel's output is a fresh (arena) array. The input's last
                 # gradient applies the ReLU's mask as it is added.
-                last = gate is not None and i == self.input_name and to_come == 0
+                last = gate is not None and i == self.input_name and to_come[i] == 0
                 grads[i] = add_forward(grads[i], d, gate=gate if last else None)[0]
                 if last:
                     masked.add(i)

@@ -76,11 +76,11 @@ class Conv2D(Module):
                                             padding=self.padding, groups=self.groups)
         return out
 
-    def backward(self, dy, *, relu_input: bool = False):
-        """``relu_input``: see ``conv2d_backward`` (the containers ask for it, see
-        ``fastres.layers.base``)."""
+    def backward(self, dy, *, relu_input: bool = False, dx_add=None):
+        """``relu_input``, ``dx_add``: see ``conv2d_backward`` (the containers ask for them,
+        see ``fastres.layers.base``)."""
         self._need_cache(self._cache)
-        dx, dw, db = F.conv2d_backward(dy, self._cache, relu_input=relu_input)
+        dx, dw, db = F.conv2d_backward(dy, self._cache, relu_input=relu_input, dx_add=dx_add)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -128,6 +128,35 @@ def test_relu_input_gradient(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[7], CONFIGS[13], BATCHED[0],
+                                 BATCHED[5], WINOGRAD[0]])
+def test_dx_add(cfg, dtype, rng):
+    # dx + dx_add (then the ReLU mask) as dx is stored: the direct kernel (16@16), the GEMM path
+    # (7x9, 4x4), the subsampled 1x1 stride-2 path, the stride-2 direct path (32x32), the
+    # batch-lane path and Winograd; the same numbers as the separate sum
+    x, w, b, kw = _run(cfg, dtype, rng)
+    x = np.maximum(x, 0)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    other = rng.standard_normal(x.shape).astype(dtype)
+    for relu_input in (False, True):
+        gx, gw, gb = F.conv2d_backward(dout, cache, relu_input=relu_input, dx_add=other)
+        want = dx + other
+        np.testing.assert_array_equal(gx, np.where(x > 0, want, 0) if relu_input else want)
+        np.testing.assert_array_equal(gw, dw)
+        np.testing.assert_array_equal(gb, db)
+    with pytest.raises(ValueError, match=r"conv2d_backward: expected dx_add of shape "
+                                         rf"\({x.shape[0]}, {x.shape[1]}, {x.shape[2]}, "):
+        F.conv2d_backward(dout, cache, dx_add=other[:, :, :-1])
+    wrong = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(TypeError, match="conv2d_backward: .*dx_add"):
+        F.conv2d_backward(dout, cache, dx_add=other.astype(wrong))
+    with pytest.raises(ValueError, match="conv2d_backward: dx_add needs input_grad=True"):
+        F.conv2d_backward(dout, cache, input_grad=False, dx_add=other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
     # 4x4 and 6x6 maps: forward, dx and dw by the batch-lane kernels, against the other paths
     # (im2col + GEMM, the per-image direct kernel) on the same data

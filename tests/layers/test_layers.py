@@ -342,17 +342,26 @@ def test_training_fusion_is_bit_identical(rng, dtype):
     calls = {}
     _backward_kwargs([r for _, r, _ in steps], calls)
     g.backward(dout)
-    # conv2 applies relu1's gradient and relu1's step skips it; the block's last ReLU is kept
+    # conv2 applies relu1's gradient and relu1's step skips it; the block's last ReLU is kept;
+    # conv1, the input's last consumer, adds the shortcut's gradient as it stores dx
     assert calls[2] == {"relu_input": True} and calls[1] == {"premasked": True}
     assert calls[3] == {}
-    # a relu output with a second consumer is not gated through the conv
-    g2 = basic_block_graph(dtype)
-    g2.add("extra", Add(dtype=dtype), "relu1", "relu_out")
+    assert calls[0].keys() == {"dx_add"}
+    # a relu output with a second consumer: its gradients meet in the conv that comes last,
+    # which sums them and applies the ReLU's gradient; the same numbers as the plain graph
+    def with_extra():
+        g2 = basic_block_graph(dtype)
+        g2.add("extra", Add(dtype=dtype), "relu1", "relu_out")
+        return g2
+    runs = [_train_run(with_extra(), x, dout, fuse) for fuse in (True, False)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    g2 = with_extra()
     _train_run(g2, x, dout, True)
     calls = {}
     _backward_kwargs([r for _, r, _ in g2._plan[True]], calls)
     g2.backward(np.ones_like(x))
-    assert calls[1] == {} and calls[2] == {}
+    assert calls[1] == {"premasked": True} and calls[2].keys() == {"relu_input", "dx_add"}
 
 
 def test_training_fusion_in_sequential(rng):
