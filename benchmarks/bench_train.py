@@ -30,7 +30,7 @@ import fastres
 import fastres.functional as F
 from benchmarks._common import machine_info, print_table, rounds_ms, try_torch, write_json
 from fastres import models
-from fastres.layers.fused import BatchNormAct
+from fastres.layers.fused import BatchNormAct, ConvAdd
 
 
 def fastres_step(model, x, y, lr=0.01, momentum=0.9):
@@ -172,7 +172,8 @@ def torch_infer(torch, net, x):
 def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
     """(layer type, forward ms, backward ms) per step, summed over the leaf layers and the fused
     runners of the training plan (a BatchNorm2D fused with its add and ReLU counts as
-    "BatchNorm2D+act"; a conv that applies a ReLU's gradient stays "Conv2D"). Nested timed calls
+    "BatchNorm2D+act"; a conv that adds a residual or applies a ReLU's gradient stays
+    "Conv2D"). Nested timed calls
     count once, in the outermost."""
     times = defaultdict(lambda: [0.0, 0.0])
     depth = [0]
@@ -202,6 +203,8 @@ def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
                 runner = s[1] if isinstance(s, tuple) else s
                 if isinstance(runner, BatchNormAct):
                     wrapped.append(wrap(runner, "BatchNorm2D+act"))
+                elif isinstance(runner, ConvAdd):
+                    wrapped.append(wrap(runner, "Conv2D"))
     step()
     times.clear()
     t0 = time.perf_counter()

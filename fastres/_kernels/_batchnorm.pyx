@@ -37,10 +37,10 @@ cdef extern from "fr_batchnorm.h" nogil:
                         float mean_hi, float mean_lo, float scale, float shift, int relu)
     void fr_bn_affine_d(const double *x, const double *res, double *y, Py_ssize_t n,
                         double mean_hi, double mean_lo, double scale, double shift, int relu)
-    void fr_bn_dx_f(const float *dy, const float *x, float *dx, Py_ssize_t n, float mean_hi,
-                    float mean_lo, float a, float b, float c)
-    void fr_bn_dx_d(const double *dy, const double *x, double *dx, Py_ssize_t n,
-                    double mean_hi, double mean_lo, double a, double b, double c)
+    void fr_bn_dx_f(const float *dy, const float *x, const float *add, float *dx, Py_ssize_t n,
+                    float mean_hi, float mean_lo, float a, float b, float c)
+    void fr_bn_dx_d(const double *dy, const double *x, const double *add, double *dx,
+                    Py_ssize_t n, double mean_hi, double mean_lo, double a, double b, double c)
 
 
 # --- per-item, per-channel and per-row pieces -------------------------------------------
@@ -143,13 +143,16 @@ cdef inline void _affine_row(const floating[:, :, ::1] x, const floating *res, b
 
 
 cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
-                         const floating[:, ::1] coef, floating[:, :, ::1] dx, Py_ssize_t n,
-                         Py_ssize_t c) noexcept nogil:
+                         const floating *add, const floating[:, ::1] coef,
+                         floating[:, :, ::1] dx, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """dx[n, c] by coef[c] (see _finish_backward) [+ add[n, c]]; add (N, C, HW) or NULL."""
+    cdef Py_ssize_t HW = x.shape[2]
+    cdef const floating *a = add + (n * x.shape[1] + c) * HW if add != NULL else NULL
     if floating is float:
-        fr_bn_dx_f(&dout[n, c, 0], &x[n, c, 0], &dx[n, c, 0], x.shape[2], coef[c, 0],
+        fr_bn_dx_f(&dout[n, c, 0], &x[n, c, 0], a, &dx[n, c, 0], HW, coef[c, 0],
                    coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4])
     else:
-        fr_bn_dx_d(&dout[n, c, 0], &x[n, c, 0], &dx[n, c, 0], x.shape[2], coef[c, 0],
+        fr_bn_dx_d(&dout[n, c, 0], &x[n, c, 0], a, &dx[n, c, 0], HW, coef[c, 0],
                    coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4])
 
 
@@ -159,7 +162,7 @@ cdef const floating *_residual(const floating[:, :, ::1] res,
     if res is None:
         return NULL
     if res.shape[0] != x.shape[0] or res.shape[1] != x.shape[1] or res.shape[2] != x.shape[2]:
-        raise ValueError("batch norm: res must have the shape of x")
+        raise ValueError("batch norm: res / add must have the shape of x")
     return &res[0, 0, 0]
 
 
@@ -217,22 +220,23 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
 def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
                    const double[::1] mean, const double[::1] inv_std,
                    const floating[::1] gamma, double[:, :, ::1] partial, floating[:, ::1] coef,
-                   floating[:, :, ::1] dx, floating[::1] dgamma, floating[::1] dbeta,
-                   Py_ssize_t block, int n_threads):
-    """Full batch-statistics gradient (see _finish_backward for the formula).
+                   const floating[:, :, ::1] add, floating[:, :, ::1] dx, floating[::1] dgamma,
+                   floating[::1] dbeta, Py_ssize_t block, int n_threads):
+    """Full batch-statistics gradient (see _finish_backward for the formula) [+ add].
 
-    IN: dout, x (N, C, HW), mean, inv_std (C,) float64, gamma (C,).
+    IN: dout, x (N, C, HW), mean, inv_std (C,) float64, gamma (C,), add like x or None.
     SCRATCH: partial (C, n_blocks, 2), coef (C, 5).  OUT: dx (N, C, HW), dgamma, dbeta (C,).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
     cdef double M = <double>(N * x.shape[2])
+    cdef const floating *ap = _residual(add, x)
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _dsums_item(dout, x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_backward(inv_std, gamma, partial, mean, M, coef, dgamma, dbeta, c)
     for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _dx_row(dout, x, coef, dx, r // C, r % C)
+        _dx_row(dout, x, ap, coef, dx, r // C, r % C)
 
 
 def backward_eval(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,

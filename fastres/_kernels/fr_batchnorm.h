@@ -173,12 +173,17 @@ typedef double fr_v4d __attribute__((vector_size(32)));
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \
     }                                                                                           \
-    /* dx = a * dy + b * (x - mean) + c over one run (training backward). */                   \
+    /* dx = a * dy + b * (x - mean) + c [+ add] over one run (training backward; add, the     \
+     * gradient that reaches x by other paths, may be NULL). */                                  \
     FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,              \
-                                       T *restrict dx, ptrdiff_t n, T mean_hi, T mean_lo, T a,  \
-                                       T b, T c) {                                              \
-        for (ptrdiff_t i = 0; i < n; i++)                                                       \
-            dx[i] = a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c);                         \
+                                       const T *restrict add, T *restrict dx, ptrdiff_t n,      \
+                                       T mean_hi, T mean_lo, T a, T b, T c) {                   \
+        if (add)                                                                                \
+            for (ptrdiff_t i = 0; i < n; i++)                                                   \
+                dx[i] = (a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c)) + add[i];         \
+        else                                                                                    \
+            for (ptrdiff_t i = 0; i < n; i++)                                                   \
+                dx[i] = a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c);                     \
     }
 
 FR_DEFINE_BATCHNORM(float, f)

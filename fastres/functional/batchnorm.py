@@ -17,6 +17,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _batchnorm as _k
+from fastres.functional.activation import add_forward
 from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
 
 __all__ = ["batch_norm2d_backward", "batch_norm2d_forward"]
@@ -200,7 +201,7 @@ def _check_cache(op: str, cache) -> None:
 
 
 def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
-                          n_threads: int | None = None,
+                          dx_add: np.ndarray | None = None, n_threads: int | None = None,
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``batch_norm2d_forward``.
 
@@ -212,6 +213,9 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
     dout : ndarray, shape (N, C, H, W), x's dtype
     cache : BatchNormCache
         From ``batch_norm2d_forward``.
+    dx_add : ndarray like x, optional
+        The gradient that reaches x by other paths (a residual unit's input); dx then comes
+        back as the sum, added as dx is stored (training mode).
     n_threads : int, optional
         Kernel threads (default ``fastres.get_num_threads()``); the result does not depend on it.
 
@@ -228,6 +232,10 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
     shape_is(op, "dout", dout, x.shape)
     if dout.dtype != x.dtype:
         raise TypeError(f"{op}: expected dout of dtype {x.dtype} (as x), got {dout.dtype}")
+    if dx_add is not None:
+        dx_add = float_array(op, "dx_add", dx_add, ndim=4, layout="(N, C, H, W)")
+        same_dtype(op, dout=dout, dx_add=dx_add)
+        shape_is(op, "dx_add", dx_add, x.shape)
     n_threads = _threads_for(n_threads, x.size)
 
     N, C, H, W = x.shape
@@ -240,8 +248,12 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
     dout3, x3, dx3 = dout.reshape(shape3), x.reshape(shape3), dx.reshape(shape3)
     if cache.training:
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
-                          np.empty((C, 5), x.dtype), dx3, dgamma, dbeta, block, n_threads)
+                          np.empty((C, 5), x.dtype),
+                          None if dx_add is None else dx_add.reshape(shape3), dx3, dgamma,
+                          dbeta, block, n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
                          dgamma, dbeta, block, n_threads)
+        if dx_add is not None:
+            dx = add_forward(dx, dx_add, n_threads=n_threads)[0]
     return dx, dgamma, dbeta

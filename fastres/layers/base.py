@@ -313,9 +313,10 @@ class Module:
 # ``relu_input=True``: it returns dx already multiplied by (its input > 0), the ReLU's gradient,
 # folded into the conv's dx epilogue or into the container's fan-out sum; the first step's
 # backward then gets ``premasked=True`` and skips its own pass. Where a tensor feeds several
-# steps (a residual block's input: the branch's first conv and the shortcut), the gradients
-# from the others are handed to the last one when it is a Conv2D (``dx_add``), which adds them
-# (and applies the ReLU's gradient) as it stores dx instead of a separate pass. Only the
+# steps (a residual block's input: the branch's first conv or batch norm, and the shortcut),
+# the gradients from the others are handed to the last one when it is a Conv2D or a batch norm
+# (``dx_add``), which adds them (a conv also applies the ReLU's gradient) as it stores dx,
+# instead of a separate pass. Only the
 # library's own backward methods are asked (a subclass overriding backward is called plainly).
 
 
@@ -327,9 +328,12 @@ def takes_relu_input(step) -> bool:
 
 
 def takes_dx_add(step) -> bool:
+    from fastres.layers.batchnorm import BatchNorm2D
     from fastres.layers.conv import Conv2D
+    from fastres.layers.fused import BatchNormAct
 
-    return getattr(type(step), "backward", None) is Conv2D.backward
+    return getattr(type(step), "backward", None) in (Conv2D.backward, BatchNorm2D.backward,
+                                                     BatchNormAct.backward)
 
 
 def masked_output(step) -> bool:
@@ -593,8 +597,9 @@ class Graph(Module):
             kw = {"premasked": True} if names[-1] in masked else {}
             t = ins[0]
             if len(ins) == 1:
-                # the last of a fan-out's gradients, from a conv: it adds the others as it
-                # stores dx (and applies the mask of a ReLU whose output t is)
+                # the last of a fan-out's gradients, from a conv or a batch norm: it adds the
+                # others as it stores dx (a conv also applies the mask of a ReLU whose output
+                # t is)
                 last_of_many = (self.fuse and t in grads and to_come[t] == 1
                                 and takes_dx_add(mod))
                 if last_of_many:

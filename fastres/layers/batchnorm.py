@@ -52,9 +52,11 @@ class BatchNorm2D(Module):
             training=self.training, momentum=self.momentum, eps=self.eps)
         return out
 
-    def backward(self, dy):
+    def backward(self, dy, *, dx_add=None):
+        """``dx_add``: see ``batch_norm2d_backward`` (the containers pass it, see
+        ``fastres.layers.base``)."""
         self._need_cache(self._cache)
-        dx, dgamma, dbeta = F.batch_norm2d_backward(dy, self._cache)
+        dx, dgamma, dbeta = F.batch_norm2d_backward(dy, self._cache, dx_add=dx_add)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx

@@ -3,8 +3,8 @@
 Eval: BatchNorm folded into the preceding convolution, and a following residual add and ReLU
 applied as the convolution stores its output (one pass over memory). Both modes: a batch norm
 with its residual add and ReLU in one pass (BatchNormAct), whose ReLU gradient the containers
-have the next step apply (see ``fastres.layers.base``); training results are bit-identical to
-the unfused graph.
+have the next step apply (see ``fastres.layers.base``); a convolution with the residual add
+that follows it (ConvAdd). Training results are bit-identical to the unfused graph.
 
 With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one convolution with
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
@@ -27,7 +27,7 @@ from fastres.layers.batchnorm import BatchNorm2D
 from fastres.layers.conv import Conv2D
 from fastres.layers.shortcut import Add
 
-__all__ = ["BatchNormAct", "FusedConvBN", "plan_graph", "plan_sequential"]
+__all__ = ["BatchNormAct", "ConvAdd", "FusedConvBN", "plan_graph", "plan_sequential"]
 
 
 def _fingerprint(arrays) -> tuple:
@@ -122,16 +122,39 @@ class BatchNormAct:
         self._out = out if self.relu is not None else None
         return out
 
-    def backward(self, dy, *, premasked: bool = False):
+    def backward(self, dy, *, premasked: bool = False, dx_add=None):
         """``premasked``: dy already went through the ReLU (the next step applied it, see
-        ``fastres.layers.base``)."""
+        ``fastres.layers.base``); ``dx_add``: see ``batch_norm2d_backward``."""
         if self._out is not None and not premasked:
             dy = F.relu_backward(dy, ReluCache(self._out))
-        dx = self.bn.backward(dy)
+        dx = self.bn.backward(dy, dx_add=dx_add)
         return (dx, dy) if self.residual else dx
 
     def __repr__(self) -> str:
         return f"BatchNormAct({self.bn!r}, relu={self.relu is not None}, residual={self.residual})"
+
+
+class ConvAdd:
+    """Runs ``conv -> + residual`` as one convolution that adds the residual as it stores its
+    output (training or eval; not a Module). forward takes ``(x, residual)``, backward returns
+    ``(dx, dresidual)``; the conv's cache and gradients are its own, as when run alone."""
+
+    def __init__(self, conv: Conv2D):
+        self.conv = conv
+
+    def forward(self, x, residual):
+        c = self.conv
+        c._check_input(x, ndim=4, channels=c.in_channels, what=" (N, C, H, W)")
+        out, c._cache = F.conv2d_forward(x, c.weight.data, None if c.bias is None else c.bias.data,
+                                         stride=c.stride, padding=c.padding, groups=c.groups,
+                                         residual=residual)
+        return out
+
+    def backward(self, dy):
+        return self.conv.backward(dy), dy
+
+    def __repr__(self) -> str:
+        return f"ConvAdd({self.conv!r})"
 
 
 def _is(m, cls) -> bool:
@@ -163,8 +186,9 @@ def plan_sequential(mods: list, *, training: bool = False) -> list:
 def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool = False) -> list:
     """Graph steps ``(names, runner, inputs)``, chains folded where their intermediate tensors
     feed nothing else: in eval ``conv -> bn (-> add) (-> relu)`` as one FusedConvBN; other
-    ``bn (-> add) (-> relu)`` chains as one BatchNormAct. A chain through an Add runs at the
-    Add's place, with the Add's other input as the residual (by then it has been computed)."""
+    ``bn (-> add) (-> relu)`` chains as one BatchNormAct; ``conv -> add`` (a pre-activation
+    unit's end) as one ConvAdd. A chain through an Add runs at the Add's place, with the Add's
+    other input as the residual (by then it has been computed)."""
     users: dict = {}
     for name, ins in inputs.items():
         for i in ins:
@@ -188,12 +212,21 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
             if not (bn is not None and _is(modules[bn], BatchNorm2D)
                     and modules[bn].num_features == m.out_channels):
                 bn = None
+        if bn is None and _is(m, Conv2D):
+            add = sole_user(name)
+            if (add is not None and add not in deferred and _is(modules[add], Add)
+                    and len(inputs[add]) == 2 and inputs[add].count(name) == 1):
+                other = next(i for i in inputs[add] if i != name)
+                deferred[add] = ((name, add), ConvAdd(m), (*ins, other))
+                absorbed.add(add)
+                continue
         if bn is None:
             steps.append(((name,), m, ins))
             continue
         names, runner_ins, add, relu = list(dict.fromkeys((name, bn))), tuple(ins), None, None
         nxt = sole_user(bn)
-        if nxt is not None and _is(modules[nxt], Add) and len(inputs[nxt]) == 2:
+        if (nxt is not None and nxt not in deferred and _is(modules[nxt], Add)
+                and len(inputs[nxt]) == 2):
             add = nxt
             names.append(add)
             runner_ins += tuple(i for i in inputs[add] if i != bn)

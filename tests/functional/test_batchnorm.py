@@ -183,6 +183,26 @@ def test_residual_relu_epilogue(dtype, shape, training, rng):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 16, 8, 8)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dx_add(dtype, shape, training, rng):
+    # dx + dx_add as dx is stored: bit-identical to the separate sum; bad dx_add rejected
+    x, dout, gamma, beta, rm, rv = _inputs(rng, shape, dtype)
+    other = rng.standard_normal(shape).astype(dtype)
+    cache = F.batch_norm2d_forward(x, gamma, beta, rm, rv, training=training)[1]
+    dx, dg, db = F.batch_norm2d_backward(dout, cache)
+    gx, gg, gb = F.batch_norm2d_backward(dout, cache, dx_add=other)
+    np.testing.assert_array_equal(gx, dx + other)
+    np.testing.assert_array_equal(gg, dg)
+    np.testing.assert_array_equal(gb, db)
+    with pytest.raises(ValueError, match=r"batch_norm2d_backward: expected dx_add of shape"):
+        F.batch_norm2d_backward(dout, cache, dx_add=other[:1])
+    with pytest.raises(TypeError, match="batch_norm2d_backward: .*dx_add"):
+        F.batch_norm2d_backward(dout, cache, dx_add=other.astype(
+            np.float64 if dtype == np.float32 else np.float32))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [True, False])
 def test_many_sample_blocks(dtype, training, rng, monkeypatch):

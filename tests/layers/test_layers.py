@@ -401,7 +401,55 @@ def test_eval_plan_runs_a_preactivation_bn_relu_as_one_pass(rng):
     assert rel_error(*outs) < 1e-12  # conv1 + bn2 folded: equal up to rounding
     assert [(names, type(r).__name__) for names, r, _ in unit._plan[False]] == [
         (("bn1", "relu1"), "BatchNormAct"), (("conv1", "bn2", "relu2"), "FusedConvBN"),
-        (("conv2",), "Conv2D"), (("sum",), "Add")]
+        (("conv2", "sum"), "ConvAdd")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+def test_training_fusion_of_a_preactivation_unit_is_bit_identical(rng, dtype):
+    # a conv adds the other input of the sum as it stores its output (ConvAdd); backward, bn1
+    # (the input's last consumer, in the unit without pooling) adds the shortcut's gradient as
+    # it stores dx; the same numbers as unfused
+    from fastres.models import MiniUnit
+    for cin, cout, pool in ((8, 8, False), (4, 8, True)):
+        x = rng.standard_normal((3, cin, 8, 8)).astype(dtype)
+        dout = rng.standard_normal((3, cout, 4 if pool else 8, 4 if pool else 8)).astype(dtype)
+        units = [MiniUnit(cin, cout, pool=pool, dtype=dtype) for _ in range(2)]
+        for p in units[0].parameters():
+            p.data[...] = rng.standard_normal(p.shape)
+        units[1].load_state_dict(units[0].state_dict())
+        runs = [_train_run(u, x, dout, fuse) for u, fuse in zip(units, (True, False))]
+        for a, b in zip(*runs):
+            np.testing.assert_array_equal(a, b)
+        unit = MiniUnit(cin, cout, pool=pool, dtype=dtype)
+        _train_run(unit, x, dout, True)
+        steps = unit._plan[True]
+        # (the pooling unit's shortcut conv, declared first, takes the add)
+        assert (("shortcut" if pool else "conv2", "sum"), "ConvAdd") in [
+            (n, type(r).__name__) for n, r, _ in steps]
+        calls = {}
+        _backward_kwargs([r for _, r, _ in steps], calls)
+        unit.backward(dout)
+        first = [i for i, (n, _, _) in enumerate(steps) if n[0] == "bn1"][0]
+        assert ("dx_add" in calls[first]) == (not pool)
+
+
+@pytest.mark.parametrize("layer", ["conv", "bn"])
+def test_an_add_of_two_fusable_steps_fuses_one(rng, layer):
+    # Add(a, b) with a and b both convs (or both batch norms) that feed nothing else: one of
+    # them takes the add, the other runs alone before it
+    def make():
+        r = np.random.default_rng(3)
+        g = Graph(dtype=F64)
+        for name in ("a", "b"):
+            g.add(name, Conv2D(4, 4, 3, padding=1, dtype=F64, rng=r) if layer == "conv"
+                  else BatchNorm2D(4, dtype=F64), "input")
+        g.add("sum", Add(dtype=F64), "a", "b")
+        return g
+    x = rng.standard_normal((2, 4, 8, 8))
+    dout = rng.standard_normal(x.shape)
+    runs = [_train_run(make(), x, dout, fuse) for fuse in (True, False)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_containers_return_the_gradient_through_a_relu_on_their_input(rng):
