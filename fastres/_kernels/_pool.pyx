@@ -7,6 +7,7 @@ so nothing is shared between threads: no races in the gradient scatters, and eve
 bit-identical for any ``n_threads``.
 """
 from libc.stdint cimport int32_t
+from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange
 
@@ -169,3 +170,50 @@ def global_avg_pool2d_backward(const floating[::1] dout, floating[:, ::1] dx, in
             fr_plane_fill_f(&dout[lo], &dx[lo, 0], hi - lo, HW)
         else:
             fr_plane_fill_d(&dout[lo], &dx[lo, 0], hi - lo, HW)
+
+
+def subsample2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                        Py_ssize_t SH, Py_ssize_t SW, int n_threads):
+    """out[:, :C] = x[:, :, ::SH, ::SW], out[:, C:] = 0 (a 1x1 window with stride, and the
+    zero channels of the option-A shortcut). IN: x (N, C, H, W).
+    OUT: out (N, C_out >= C, ceil(H/SH), ceil(W/SW))."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3], p, n, c, i, j
+    cdef const floating *src
+    cdef floating *dst
+    if (SH < 1 or SW < 1 or out.shape[0] != N or Co < C or OH != (H + SH - 1) // SH
+            or OW != (W + SW - 1) // SW):
+        raise ValueError("subsample2d_forward: out does not match x and the stride")
+    for p in prange(N * Co, nogil=True, schedule="guided", num_threads=n_threads):
+        n = p // Co
+        c = p % Co
+        dst = &out[n, c, 0, 0]
+        if c >= C:
+            memset(dst, 0, OH * OW * sizeof(floating))
+            continue
+        src = &x[n, c, 0, 0]
+        for i in range(OH):
+            for j in range(OW):
+                dst[i * OW + j] = src[i * SH * W + j * SW]
+
+
+def subsample2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+                         Py_ssize_t SH, Py_ssize_t SW, int n_threads):
+    """dx = 0, dx[:, :, ::SH, ::SW] = dout[:, :C]: the gradient of subsample2d_forward.
+    IN: dout (N, C_out >= C, ceil(H/SH), ceil(W/SW)). OUT: dx (N, C, H, W)."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[2], OW = dout.shape[3], p, n, c, i, j
+    cdef const floating *src
+    cdef floating *dst
+    if (SH < 1 or SW < 1 or dout.shape[0] != N or dout.shape[1] < C
+            or OH != (H + SH - 1) // SH or OW != (W + SW - 1) // SW):
+        raise ValueError("subsample2d_backward: dout does not match dx and the stride")
+    for p in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
+        n = p // C
+        c = p % C
+        dst = &dx[n, c, 0, 0]
+        src = &dout[n, c, 0, 0]
+        memset(dst, 0, H * W * sizeof(floating))
+        for i in range(OH):
+            for j in range(OW):
+                dst[i * SH * W + j * SW] = src[i * OW + j]

@@ -11,6 +11,7 @@ from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _conv as _k
 from fastres.functional.activation import ReluCache, add_forward, relu_backward
+from fastres.functional.pool import Subsample2dCache, subsample2d_backward, subsample2d_forward
 from fastres.functional._validate import (
     float_array, int_pair, out_size, positive_int, same_dtype, shape_is,
 )
@@ -327,8 +328,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     n = resolve_threads(n_threads)
     subsample, in_shape, x_in = (1, 1), x.shape, None
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
-        x_in = x
-        x, subsample, (sh, sw) = np.ascontiguousarray(x[:, :, ::sh, ::sw]), (sh, sw), (1, 1)
+        x_in, subsample = x, (sh, sw)
+        x, (sh, sw) = subsample2d_forward(x, stride=subsample, n_threads=n)[0], (1, 1)
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
         _wino_conv(x, w, b, out, (ph, pw), n, residual, bool(relu))
@@ -455,9 +456,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     if relu_input and not in_kernel and not add_late:
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.subsample != (1, 1):
-        sub, (ssh, ssw) = dx, cache.subsample
-        dx = np.zeros(cache.in_shape, dtype=x.dtype)
-        dx[:, :, ::ssh, ::ssw] = sub
+        dx = subsample2d_backward(dx, Subsample2dCache(cache.in_shape, x.dtype, cache.subsample),
+                                  n_threads=n)
     if add_late:
         x_in = x if cache.x_in is None else cache.x_in
         dx = add_forward(dx, dx_add, gate=x_in if relu_input else None, n_threads=n)[0]

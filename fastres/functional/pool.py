@@ -16,7 +16,9 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
-from fastres.functional._validate import float_array, int_pair, out_size, shape_is
+from fastres.functional._validate import (
+    float_array, int_pair, out_size, positive_int, shape_is,
+)
 
 __all__ = [
     "avg_pool2d_backward",
@@ -25,6 +27,8 @@ __all__ = [
     "global_avg_pool2d_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "subsample2d_backward",
+    "subsample2d_forward",
 ]
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -85,6 +89,13 @@ class AvgPool2dCache:
     kernel_size: tuple
     stride: tuple
     padding: tuple
+
+
+@dataclass(frozen=True)
+class Subsample2dCache:
+    x_shape: tuple
+    dtype: np.dtype
+    stride: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -337,4 +348,56 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
     dx = arena.empty((N, C, H, W), dtype=dout.dtype)
     _k.global_avg_pool2d_backward(dout.reshape(N * C), dx.reshape(N * C, H * W),
                                   _threads(n_threads, dx.size))
+    return dx
+
+
+def subsample2d_forward(x: np.ndarray, *, stride, out_channels: int | None = None,
+                        n_threads: int | None = None) -> tuple[np.ndarray, Subsample2dCache]:
+    """``x[:, :, ::stride_h, ::stride_w]`` with zero channels appended up to ``out_channels``
+    (default: none): He et al.'s option-A shortcut, or a 1x1 window with a stride.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    stride : int or (int, int), >= 1
+    out_channels : int >= C, optional
+
+    Returns
+    -------
+    out : ndarray, shape (N, out_channels, ceil(H/stride_h), ceil(W/stride_w)), dtype of x
+    cache : Subsample2dCache
+    """
+    op = "subsample2d_forward"
+    x = _input(op, x)
+    N, C, H, W = x.shape
+    SH, SW = int_pair(op, "stride", stride, minimum=1)
+    Co = C if out_channels is None else positive_int(op, "out_channels", out_channels)
+    if Co < C:
+        raise ValueError(f"{op}: expected out_channels >= the {C} channels of x {x.shape}, "
+                         f"got {out_channels}")
+    out = arena.empty((N, Co, -(-H // SH), -(-W // SW)), dtype=x.dtype)
+    _k.subsample2d_forward(x, out, SH, SW, _threads(n_threads, out.size))
+    return out, Subsample2dCache(x.shape, x.dtype, (SH, SW))
+
+
+def subsample2d_backward(dout: np.ndarray, cache: Subsample2dCache, *,
+                         n_threads: int | None = None) -> np.ndarray:
+    """Gradient of ``subsample2d_forward``: ``dout[:, :C]`` at the sampled pixels, 0 elsewhere.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    """
+    op = "subsample2d_backward"
+    cache = _cache(op, cache, Subsample2dCache, "subsample2d_forward")
+    N, C, H, W = _x_shape(op, cache.x_shape)
+    SH, SW = cache.stride
+    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
+    if (dout.shape[0] != N or dout.shape[1] < C or dout.shape[2:] != (-(-H // SH), -(-W // SW))):
+        raise ValueError(f"{op}: expected dout of shape ({N}, >= {C}, {-(-H // SH)}, "
+                         f"{-(-W // SW)}), got {dout.shape}")
+    if dout.dtype != cache.dtype:
+        raise TypeError(f"{op}: expected dout of dtype {cache.dtype}, got {dout.dtype}")
+    dx = arena.empty((N, C, H, W), dtype=dout.dtype)
+    _k.subsample2d_backward(dout, dx, SH, SW, _threads(n_threads, dx.size))
     return dx

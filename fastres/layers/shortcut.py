@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 import fastres.functional as F
-from fastres import arena
 from fastres.layers.base import Module
 
 __all__ = ["Add", "Identity", "StochasticDepth", "ZeroPadShortcut"]
@@ -64,25 +63,17 @@ class ZeroPadShortcut(Module):
             raise ValueError(f"ZeroPadShortcut: expected out_channels >= in_channels and "
                              f"stride >= 1, got {in_channels} -> {out_channels}, stride {stride}")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self._shape = None
+        self._cache = None
 
     def forward(self, x):
         self._check_input(x, ndim=4, channels=self.in_channels, what=" (N, C, H, W)")
-        s = self.stride
-        sub = x[:, :, ::s, ::s]
-        out = arena.empty((x.shape[0], self.out_channels, *sub.shape[2:]), x.dtype)
-        out[:, :self.in_channels] = sub
-        out[:, self.in_channels:] = 0
-        self._shape = x.shape
+        out, self._cache = F.subsample2d_forward(x, stride=self.stride,
+                                                 out_channels=self.out_channels)
         return out
 
     def backward(self, dy):
-        self._need_cache(self._shape)
-        s = self.stride
-        dx = arena.empty(self._shape, dy.dtype)
-        dx[...] = 0
-        dx[:, :, ::s, ::s] = dy[:, :self.in_channels]
-        return dx
+        self._need_cache(self._cache)
+        return F.subsample2d_backward(dy, self._cache)
 
     def output_shape(self, *shapes):
         _C, H, W = shapes[0]

@@ -21,6 +21,8 @@ __all__ = [
     "global_avg_pool2d_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "subsample2d_backward",
+    "subsample2d_forward",
 ]
 
 
@@ -144,3 +146,28 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache) ->
     """dout (N, C) -> dx (N, C, H, W) = dout / (H*W) everywhere."""
     N, C, H, W = cache.x_shape
     return np.broadcast_to((dout / (H * W))[:, :, None, None], (N, C, H, W)).copy()
+
+
+@dataclass(frozen=True)
+class Subsample2dCache:
+    x_shape: tuple
+    stride: tuple
+
+
+def subsample2d_forward(x: np.ndarray, *, stride, out_channels=None
+                        ) -> tuple[np.ndarray, Subsample2dCache]:
+    """x (N, C, H, W) -> x[:, :, ::sh, ::sw] with zero channels appended up to out_channels."""
+    sh, sw = pair(stride)
+    sub = x[:, :, ::sh, ::sw]
+    N, C = x.shape[:2]
+    out = np.zeros((N, C if out_channels is None else out_channels, *sub.shape[2:]), x.dtype)
+    out[:, :C] = sub
+    return out, Subsample2dCache(x.shape, (sh, sw))
+
+
+def subsample2d_backward(dout: np.ndarray, cache: Subsample2dCache) -> np.ndarray:
+    """dout (N, C_out, H_out, W_out) -> dx (N, C, H, W): dout[:, :C] at the sampled pixels."""
+    sh, sw = cache.stride
+    dx = np.zeros(cache.x_shape, dout.dtype)
+    dx[:, :, ::sh, ::sw] = dout[:, :cache.x_shape[1]]
+    return dx

@@ -424,3 +424,51 @@ def test_backward_rejects_tampered_caches():
     junk = np.full_like(c2.argmax, -(2**31))
     dx = F.max_pool2d_backward(np.ones((2, 3, 4, 4)), replace(c2, argmax=junk))
     np.testing.assert_array_equal(dx, 0)
+
+
+def test_reference_subsample_by_hand():
+    x = np.arange(2 * 1 * 3 * 4, dtype=np.float64).reshape(2, 1, 3, 4)
+    out, cache = R.subsample2d_forward(x, stride=2, out_channels=2)
+    np.testing.assert_array_equal(out[0, 0], [[0, 2], [8, 10]])
+    np.testing.assert_array_equal(out[:, 1], 0)
+    dx = R.subsample2d_backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(dx[0, 0], [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, stride, out_channels", [
+    ((2, 3, 8, 8), 2, None), ((2, 3, 7, 9), 2, 5), ((1, 4, 10, 11), (3, 2), 4),
+    ((3, 2, 5, 5), 1, 3), ((128, 16, 32, 32), 2, 32),  # ResNet-20's option-A shortcut
+])
+def test_subsample_matches_reference(shape, stride, out_channels, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    out, cache = F.subsample2d_forward(x, stride=stride, out_channels=out_channels)
+    want, rcache = R.subsample2d_forward(x, stride=stride, out_channels=out_channels)
+    np.testing.assert_array_equal(out, want)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    runs = [F.subsample2d_backward(dout, cache, n_threads=t) for t in (1, 2)]
+    np.testing.assert_array_equal(runs[0], R.subsample2d_backward(dout, rcache))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(F.subsample2d_forward(x, stride=stride, n_threads=1)[0],
+                                  F.subsample2d_forward(x, stride=stride, n_threads=2)[0])
+
+
+def test_subsample_bad_input(rng):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="subsample2d_forward: expected stride >= 1, got 0"):
+        F.subsample2d_forward(x, stride=0)
+    with pytest.raises(ValueError, match=r"subsample2d_forward: expected out_channels >= the 3 "
+                                         r"channels of x \(2, 3, 8, 8\), got 2"):
+        F.subsample2d_forward(x, stride=2, out_channels=2)
+    with pytest.raises(ValueError, match=r"subsample2d_forward: expected 4-D x \(N, C, H, W\), "
+                                         r"got shape \(3, 8, 8\)"):
+        F.subsample2d_forward(x[0], stride=2)
+    out, cache = F.subsample2d_forward(x, stride=2, out_channels=4)
+    with pytest.raises(ValueError, match=r"subsample2d_backward: expected dout of shape "
+                                         r"\(2, >= 3, 4, 4\), got \(2, 4, 4, 3\)"):
+        F.subsample2d_backward(out[..., :3], cache)
+    with pytest.raises(TypeError, match="subsample2d_backward: expected dout of dtype float32"):
+        F.subsample2d_backward(out.astype(np.float64), cache)
+    with pytest.raises(TypeError, match="subsample2d_backward: expected cache to be a "
+                                        "Subsample2dCache"):
+        F.subsample2d_backward(out, None)
