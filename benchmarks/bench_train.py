@@ -1,8 +1,8 @@
 """Whole training steps and inference: fastres vs PyTorch on the same cores.
 
     python -m benchmarks.bench_train [--models resnet20,resnet56,minimodel] [--threads 1,2]
-                                     [--batch 128] [--repeats 5] [--breakdown] [--memory]
-                                     [--json PATH]
+                                     [--batch 128] [--repeats 5] [--breakdown] [--scaling]
+                                     [--memory] [--json PATH]
 
 A training step is forward (train mode), softmax cross-entropy, backward and an SGD update
 (momentum 0.9) of every parameter; inference is an eval-mode forward. Reported: median images/s
@@ -28,7 +28,9 @@ import numpy as np
 
 import fastres
 import fastres.functional as F
-from benchmarks._common import machine_info, print_table, rounds_ms, try_torch, write_json
+from benchmarks._common import (
+    machine_info, median_ms, print_table, rounds_ms, try_torch, write_json,
+)
 from fastres import models
 from fastres.layers.fused import BatchNormAct, ConvAdd
 
@@ -345,6 +347,41 @@ def run(names, threads_list, batch, repeats, show_breakdown, json_path):
     return results
 
 
+def scaling_table(names, threads_list, batch, repeats) -> list[dict]:
+    """Training steps back to back, as in a training loop (the comparison table above pauses
+    before every call so that the runtimes do not disturb each other, which leaves the second
+    core idle in between): median images/s at each thread count and the speed-up over the
+    first, for fastres and PyTorch channels_last."""
+    torch = try_torch()
+    tmodels = torch_models(torch) if torch else {}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    rows = []
+    for name in names:
+        runs = {"fastres": fastres_step(getattr(models, name)(seed=0), x, y)}
+        if torch:
+            net = tmodels[name]().to(memory_format=torch.channels_last)
+            runs["torch CL"] = torch_step(
+                torch, net, torch.from_numpy(x).contiguous(memory_format=torch.channels_last),
+                torch.from_numpy(y))
+        for who, step in runs.items():
+            img_s = []
+            for t in threads_list:
+                fastres.set_num_threads(t)
+                if torch:
+                    torch.set_num_threads(t)
+                img_s.append(batch / median_ms(step, repeats, warmup=2) * 1e3)
+            rows.append({"model": name, "runtime": who, "threads": list(threads_list),
+                         "img_s": img_s, "speedup": [v / img_s[0] for v in img_s]})
+    print(f"\nthread scaling, training steps back to back (median of {repeats}):")
+    print_table(["model", "runtime"] + [f"{t} thr img/s" for t in threads_list]
+                + [f"{t} thr speed-up" for t in threads_list[1:]],
+                [[r["model"], r["runtime"]] + [f"{v:.0f}" for v in r["img_s"]]
+                 + [f"{v:.2f}" for v in r["speedup"][1:]] for r in rows])
+    return rows
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="resnet20,resnet56,minimodel")
@@ -353,6 +390,8 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--breakdown", action="store_true")
+    p.add_argument("--scaling", action="store_true",
+                   help="then the thread scaling of steps run back to back")
     p.add_argument("--memory", action="store_true",
                    help="only the per-process peak-RSS table")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -362,8 +401,15 @@ def main(argv=None) -> None:
         return _rss_child(a.rss_child, a.batch)
     if a.memory:
         return memory_table(a.models.split(","), a.batch, max(map(int, a.threads.split(","))))
-    run(a.models.split(","), [int(t) for t in a.threads.split(",")], a.batch, a.repeats,
-        a.breakdown, a.json)
+    threads = [int(t) for t in a.threads.split(",")]
+    results = run(a.models.split(","), threads, a.batch, a.repeats, a.breakdown, a.json)
+    if a.scaling:
+        scaling = scaling_table(a.models.split(","), threads, a.batch, a.repeats)
+        if a.json:
+            with open(a.json) as f:
+                payload = json.load(f)
+            write_json(a.json, {**payload, "scaling": scaling})
+    return results
 
 
 if __name__ == "__main__":
