@@ -284,12 +284,16 @@ def memory_table(names, batch, threads) -> dict:
     return found
 
 
-def run(names, threads_list, batch, repeats, show_breakdown, json_path):
+def _setup(batch):
+    """torch (or None), its models, and one batch of inputs and labels."""
     torch = try_torch()
-    tmodels = torch_models(torch) if torch else {}
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, batch)
+    return torch, torch_models(torch) if torch else {}, x, rng.integers(0, 10, batch)
+
+
+def run(names, threads_list, batch, repeats, show_breakdown, json_path):
+    torch, tmodels, x, y = _setup(batch)
     results = []
     for name in names:
         model = getattr(models, name)(seed=0)
@@ -352,11 +356,7 @@ def scaling_table(names, threads_list, batch, repeats) -> list[dict]:
     before every call so that the runtimes do not disturb each other, which leaves the second
     core idle in between): median images/s at each thread count and the speed-up over the
     first, for fastres and PyTorch channels_last."""
-    torch = try_torch()
-    tmodels = torch_models(torch) if torch else {}
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, batch)
+    torch, tmodels, x, y = _setup(batch)
     rows = []
     for name in names:
         runs = {"fastres": fastres_step(getattr(models, name)(seed=0), x, y)}
