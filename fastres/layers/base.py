@@ -316,8 +316,8 @@ class Module:
 # steps (a residual block's input: the branch's first conv or batch norm, and the shortcut),
 # the gradients from the others are handed to the last one when it is a Conv2D or a batch norm
 # (``dx_add``), which adds them (a conv also applies the ReLU's gradient) as it stores dx,
-# instead of a separate pass. Only the
-# library's own backward methods are asked (a subclass overriding backward is called plainly).
+# instead of a separate pass. Only the library's own backward methods are asked (a subclass
+# overriding backward is called plainly).
 
 
 def takes_relu_input(step) -> bool:
