@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+import fastres
 import fastres.functional as F
 from fastres import io
 from fastres.gradcheck import directional_check, rel_error
@@ -298,6 +299,33 @@ def test_fused_training_step_is_bit_identical(make):
         dx = m.backward(dlogits)
         runs.append([logits, dx] + [p.grad.copy() for p in m.parameters()]
                     + [b.copy() for _, b in m.named_buffers()])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: resnet_cifar(8),
+    lambda: minimodel(base_filters=16, units_per_stage=1),
+], ids=["resnet8", "minimodel"])
+def test_training_step_is_thread_invariant(make):
+    # a whole fused training step (Winograd, stride-2 and fused kernels, gradient fan-in sums)
+    # gives the same bits on 1 and 2 threads
+    x = np.random.default_rng(3).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    y = np.array([1, 0, 3, 9, 2, 2, 7, 5])
+    runs, before = [], fastres.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastres.set_num_threads(threads)
+            m = make()
+            m.train()
+            logits = m.forward(x)
+            _, dlogits = F.softmax_cross_entropy(logits, y)
+            m.zero_grad()
+            dx = m.backward(dlogits)
+            runs.append([logits, dx] + [p.grad.copy() for p in m.parameters()]
+                        + [b.copy() for _, b in m.named_buffers()])
+    finally:
+        fastres.set_num_threads(before)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 
