@@ -202,6 +202,14 @@ FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, in
                             FN(fr_st_)(dst + q, __builtin_shufflevector(
                                 FN(fr_ld_)(src), FN(fr_ld_)(src + L), FR_EVEN_LANES));
                         }
+                        /* a group that ends on the row's last element: the odd lanes of the two
+                         * vectors one element earlier (never reading past the row) */
+                        for (; q + L <= hi && 2 * q + b - pw >= 1 && 2 * q + b - pw - 1 + 2 * L <= W;
+                             q += L) {
+                            const T *src = row + 2 * q + b - pw - 1;
+                            FN(fr_st_)(dst + q, __builtin_shufflevector(
+                                FN(fr_ld_)(src), FN(fr_ld_)(src + L), FR_ODD_LANES));
+                        }
                     }
                     for (; q < hi; q++) dst[q] = row[q * sw + b - pw];
                     for (int q = hi; q < Wq; q++) dst[q] = 0;
