@@ -157,6 +157,31 @@ def test_dx_add(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_backward_by_gemm(dtype, rng, monkeypatch):
+    # 1x1 convolutions (grouped, strided, on a 4x4 map, a 16x16 one): dx and dw by BLAS, with
+    # the ReLU mask and dx_add applied after it, against the direct / batch-lane kernels (which
+    # the grouped one, 2 channels a group, cannot take)
+    import fastres.functional.conv as fc
+    calls = []
+    real = fc._gemm_backward
+    monkeypatch.setattr(fc, "_gemm_backward", lambda *a: calls.append(1) or real(*a))
+    cfgs = [CONFIGS[6], CONFIGS[7], BATCHED[6], (2, 8, 16, 16, 16, 1, 1, 1, 0, 1)]
+    for cfg in cfgs:
+        x, w, b, kw = _run(cfg, dtype, rng)
+        x = np.maximum(x, 0)
+        out, cache = F.conv2d_forward(x, w, b, **kw)
+        other = rng.standard_normal(x.shape).astype(dtype)
+        runs = []
+        for gemm in (True, False):
+            monkeypatch.setattr(fc, "_POINTWISE_GEMM", gemm)
+            runs.append(F.conv2d_backward(np.cos(out), cache, relu_input=True, dx_add=other))
+        for a, g in zip(*runs):
+            scale = np.abs(g).max()
+            np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
+    assert len(calls) == len(cfgs) + 1  # the grouped one (2 channels a group) takes BLAS anyway
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
     # 4x4 and 6x6 maps: forward, dx and dw by the batch-lane kernels, against the other paths
     # (im2col + GEMM, the per-image direct kernel) on the same data
