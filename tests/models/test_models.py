@@ -275,6 +275,17 @@ def test_fused_inference_equals_unfused(make):
     assert rel_error(fused, unfused) < 1e-5
 
 
+def _training_step(m, x, y) -> list:
+    """Logits, input gradient, every parameter gradient and running statistic of one step."""
+    m.train()
+    logits = m.forward(x)
+    _, dlogits = F.softmax_cross_entropy(logits, y)
+    m.zero_grad()
+    dx = m.backward(dlogits)
+    return ([logits, dx] + [p.grad.copy() for p in m.parameters()]
+            + [b.copy() for _, b in m.named_buffers()])
+
+
 @pytest.mark.parametrize("make", [
     lambda: resnet_cifar(8),
     lambda: resnet_cifar(8, shortcut="B", preact=True),
@@ -292,13 +303,7 @@ def test_fused_training_step_is_bit_identical(make):
         for mod in m.modules():
             if hasattr(mod, "fuse"):
                 mod.fuse = fuse
-        m.train()
-        logits = m.forward(x)
-        _, dlogits = F.softmax_cross_entropy(logits, y)
-        m.zero_grad()
-        dx = m.backward(dlogits)
-        runs.append([logits, dx] + [p.grad.copy() for p in m.parameters()]
-                    + [b.copy() for _, b in m.named_buffers()])
+        runs.append(_training_step(m, x, y))
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 
@@ -316,14 +321,7 @@ def test_training_step_is_thread_invariant(make):
     try:
         for threads in (1, 2):
             fastres.set_num_threads(threads)
-            m = make()
-            m.train()
-            logits = m.forward(x)
-            _, dlogits = F.softmax_cross_entropy(logits, y)
-            m.zero_grad()
-            dx = m.backward(dlogits)
-            runs.append([logits, dx] + [p.grad.copy() for p in m.parameters()]
-                        + [b.copy() for _, b in m.named_buffers()])
+            runs.append(_training_step(make(), x, y))
     finally:
         fastres.set_num_threads(before)
     for a, b in zip(*runs):
