@@ -32,7 +32,7 @@ from benchmarks._common import (
     machine_info, median_ms, print_table, rounds_ms, try_torch, write_json,
 )
 from fastres import models
-from fastres.layers.fused import BatchNormAct, ConvAdd
+from fastres.layers.fused import BatchNormAct
 
 
 def fastres_step(model, x, y, lr=0.01, momentum=0.9):
@@ -205,8 +205,6 @@ def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
                 runner = s[1] if isinstance(s, tuple) else s
                 if isinstance(runner, BatchNormAct):
                     wrapped.append(wrap(runner, "BatchNorm2D+act"))
-                elif isinstance(runner, ConvAdd):
-                    wrapped.append(wrap(runner, "Conv2D"))
     step()
     times.clear()
     t0 = time.perf_counter()

@@ -321,9 +321,9 @@ cdef extern from "fr_direct.h" nogil:
                             const double *dout, int F, double *xp, double *V, double *DY,
                             int Ho, int Wo)
     void fr_wino_wgrad_sum_f(const float *V, Py_ssize_t vs, const float *DY, Py_ssize_t ds,
-                             int nimg, int C, int F, int NT, float *dwt)
+                             int nimg, int C, int F, int NT, int add, float *dwt)
     void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
-                             int nimg, int C, int F, int NT, double *dwt)
+                             int nimg, int C, int F, int NT, int add, double *dwt)
     void fr_wino_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
                            float *upk)
     void fr_wino_weights_d(const double *w, int O, int K, int flip, int ob0, int ob1,
@@ -388,12 +388,12 @@ cdef inline void wino_wgrad_in(const floating *x, int C, int H, int W, int ph, i
 
 
 cdef inline void wino_wgrad_sum(const floating *V, Py_ssize_t vs, const floating *DY,
-                                Py_ssize_t ds, int nimg, int C, int F, int NT,
+                                Py_ssize_t ds, int nimg, int C, int F, int NT, int add,
                                 floating *dwt) noexcept nogil:
     if floating is float:
-        fr_wino_wgrad_sum_f(V, vs, DY, ds, nimg, C, F, NT, dwt)
+        fr_wino_wgrad_sum_f(V, vs, DY, ds, nimg, C, F, NT, add, dwt)
     else:
-        fr_wino_wgrad_sum_d(V, vs, DY, ds, nimg, C, F, NT, dwt)
+        fr_wino_wgrad_sum_d(V, vs, DY, ds, nimg, C, F, NT, add, dwt)
 
 
 cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,
@@ -521,7 +521,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     group: images transformed and summed together. OUT: dw (F, C, 3, 3), db (F,) or
     None. SCRATCH: dwt (16, F*C), the gradient before G^T . G (fr_winograd_impl.h); dwt_part,
     db_part (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
-    (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP) + 16*F*C).
+    (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)).
     """
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -533,7 +533,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     if group < 1:
         raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
     check_scratch("winograd_weight_grad", scratch, n_threads,
-                  size_x + group * (size_v + size_m) + wsize)
+                  size_x + group * (size_v + size_m))
     if (dout.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
             or (Wo // 2) % (L // 2) or NT % L or F % 4 or dwt.shape[0] != 16
             or dwt.shape[1] != F * C or dwt_part.shape[1] < wsize or db_part.shape[1] < F
@@ -546,30 +546,24 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef floating *xp
     cdef floating *V
     cdef floating *DY
-    cdef floating *tmp
-    cdef floating *part
-    cdef int blk, n, g, m, n0, n1, i
+    cdef int blk, n, g, m, n0, n1
     with nogil, parallel(num_threads=n_threads):
         xp = &scratch[threadid(), 0]
         V = xp + size_x
         DY = V + group * size_v
-        tmp = DY + group * size_m
         for blk in prange(n_blocks, schedule="guided"):
             n0 = block_start(blk, N, n_blocks)
             n1 = block_start(blk + 1, N, n_blocks)
             if want_db:
                 bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
-            part = dwq + <size_t>blk * wsize
             g = n0
-            while g < n1:  # the block's images in groups, in order
+            while g < n1:  # the block's images in groups, in order, added to its partial
                 m = min(group, n1 - g)
                 for n in range(m):
                     wino_wgrad_in(&x[g + n, 0, 0, 0], C, H, W, ph, pw, &dout[g + n, 0, 0, 0],
                                   F, xp, V + n * size_v, DY + n * size_m, Ho, Wo)
-                wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, part if g == n0 else tmp)
-                if g > n0:
-                    for i in range(wsize):
-                        part[i] += tmp[i]
+                wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, g > n0,
+                               dwq + <size_t>blk * wsize)
                 g = g + group
     sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
     cdef Py_ssize_t ch, n_chunks = (F * C + SUM_CHUNK - 1) // SUM_CHUNK

@@ -22,13 +22,14 @@ typedef IT IVEC __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) VEC FN(fr_ld_)(const T *p) { VEC v; memcpy(&v, p, sizeof v); return v; }
 static inline __attribute__((always_inline)) void FN(fr_st_)(T *p, VEC v) { memcpy(p, &v, sizeof v); }
-/* out[r * stride] = the sum of the lanes of a_r, r = 0..3: halves added, then a 4x4 (float) or 4x2
- * (double) transpose-and-add, so four sums cost a few shuffles instead of four serial chains of
- * L - 1 scalar adds (on 8x8 maps, where a weight-gradient tile sums only 64 vectors, the serial
+/* out[r * stride] = the sum of the lanes of a_r (added to out[r * stride] with add), r = 0..3:
+ * halves added, then a 4x4 (float) or 4x2 (double) transpose-and-add, so four sums cost a few
+ * shuffles instead of four serial chains of L - 1 scalar adds (on 8x8 maps, where a weight-gradient tile sums only 64 vectors, the serial
  * sums took ~10% of the kernel). */
 typedef T FR_CAT(fr_half_, S) __attribute__((vector_size(16)));
 static inline __attribute__((always_inline)) void FN(fr_hsum4_)(VEC a0, VEC a1, VEC a2, VEC a3,
-                                                                T *out, ptrdiff_t stride) {
+                                                                T *out, ptrdiff_t stride,
+                                                                int add) {
     typedef FR_CAT(fr_half_, S) H;
 #define SH __builtin_shufflevector
 #if L == 8
@@ -38,14 +39,15 @@ static inline __attribute__((always_inline)) void FN(fr_hsum4_)(VEC a0, VEC a1, 
     H h3 = SH(a3, a3, 0, 1, 2, 3) + SH(a3, a3, 4, 5, 6, 7);
     H u0 = SH(h0, h1, 0, 4, 1, 5) + SH(h0, h1, 2, 6, 3, 7);
     H u1 = SH(h2, h3, 0, 4, 1, 5) + SH(h2, h3, 2, 6, 3, 7);
-    H s = SH(u0, u1, 0, 1, 4, 5) + SH(u0, u1, 2, 3, 6, 7);
-    for (int r = 0; r < 4; r++) out[r * stride] = s[r];
+    H sv = SH(u0, u1, 0, 1, 4, 5) + SH(u0, u1, 2, 3, 6, 7);
+    const T s[4] = {sv[0], sv[1], sv[2], sv[3]};
 #else
     H h0 = SH(a0, a0, 0, 1) + SH(a0, a0, 2, 3), h1 = SH(a1, a1, 0, 1) + SH(a1, a1, 2, 3);
     H h2 = SH(a2, a2, 0, 1) + SH(a2, a2, 2, 3), h3 = SH(a3, a3, 0, 1) + SH(a3, a3, 2, 3);
     H s01 = SH(h0, h1, 0, 2) + SH(h0, h1, 1, 3), s23 = SH(h2, h3, 0, 2) + SH(h2, h3, 1, 3);
-    out[0] = s01[0], out[stride] = s01[1], out[2 * stride] = s23[0], out[3 * stride] = s23[1];
+    const T s[4] = {s01[0], s01[1], s23[0], s23[1]};
 #endif
+    for (int r = 0; r < 4; r++) out[r * stride] = add ? out[r * stride] + s[r] : s[r];
 #undef SH
 }
 
@@ -140,7 +142,7 @@ static inline __attribute__((always_inline)) void FN(fr_wgrad_tile_)(
         }
     }
     for (int t = 0; t < NK; t++)
-        FN(fr_hsum4_)(acc[0][t], acc[1][t], acc[2][t], acc[3][t], dw + k + t, K);
+        FN(fr_hsum4_)(acc[0][t], acc[1][t], acc[2][t], acc[3][t], dw + k + t, K, 0);
 }
 
 /* dw (F, K) = sum over nimg images and their pixels of dout (F, P) x shifted xin. F % 4 == 0.

@@ -10,6 +10,13 @@
  * Vectors hold L consecutive tiles, two halves of L/2 each inside one tile row (TW % (L/2) == 0);
  * a half's 2x2 outputs interleave into one vector of L outputs of one output row.
  */
+/* Where tile q starts in a plane of rows `row` elements apart: tile (s, t) = (q / TW, q % TW)
+ * covers rows 2s.., columns 2t.. (the two halves of a vector of tiles start at q and q + L/2). */
+static inline __attribute__((always_inline)) ptrdiff_t FN(fr_wino_at_)(int q, int TW,
+                                                                      ptrdiff_t row) {
+    return 2 * (q / TW) * row + 2 * (q % TW);
+}
+
 /* V (16 planes es apart, each (C, NT)) = B^T d B for every tile of x (C, H, W) zero-padded
  * by ph, pw to Hp = 2TH + 2 rows and Wp = 2TW + 2 columns, one channel at a time through xp
  * (Hp*Wp, so that the transform reads it from L1). A half of a vector is tiles t..t+L/2-1 of
@@ -21,9 +28,8 @@ FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, 
     for (int c = 0; c < C; c++) {
         FN(fr_pad_)(x + (ptrdiff_t)c * H * W, xp, 1, H, W, ph, pw, 1, 1, Hp, Wp);
         for (int q = 0; q < NT; q += L) {
-            const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
-            const T *a0 = xp + (ptrdiff_t)2 * s0 * Wp + 2 * t0;
-            const T *a1 = xp + (ptrdiff_t)2 * s1 * Wp + 2 * t1;
+            const T *a0 = xp + FN(fr_wino_at_)(q, TW, Wp);
+            const T *a1 = xp + FN(fr_wino_at_)(q + L / 2, TW, Wp);
             VEC d[4][4];
             for (int i = 0; i < 4; i++) {
                 const VEC A0 = FN(fr_ld_)(a0 + i * Wp), A1 = FN(fr_ld_)(a1 + i * Wp);
@@ -72,9 +78,8 @@ FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F,
             const VEC y00 = r0[0] + r0[1] + r0[2] + b, y01 = r0[1] - r0[2] - r0[3] + b;
             const VEC y10 = r1[0] + r1[1] + r1[2] + b, y11 = r1[1] - r1[2] - r1[3] + b;
             /* half h of the vector: tiles (s, t..t+L/2-1) -> outputs (2s + i, 2t..2t+L-1) */
-            const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
-            const ptrdiff_t o0 = fo + (ptrdiff_t)2 * s0 * Wo + 2 * t0;
-            const ptrdiff_t o1 = fo + (ptrdiff_t)2 * s1 * Wo + 2 * t1;
+            const ptrdiff_t o0 = fo + FN(fr_wino_at_)(q, TW, Wo);
+            const ptrdiff_t o1 = fo + FN(fr_wino_at_)(q + L / 2, TW, Wo);
 #define SH __builtin_shufflevector
             FN(fr_store_)(out, o0, SH(y00, y01, FR_LO_LANES), res, relu, gate);
             FN(fr_store_)(out, o0 + Wo, SH(y10, y11, FR_LO_LANES), res, relu, gate);
@@ -156,9 +161,8 @@ FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int
     for (int f = 0; f < F; f++) {
         const T *df = dout + (ptrdiff_t)f * P;
         for (int q = 0; q < NT; q += L) {
-            const int s0 = q / TW, t0 = q % TW, s1 = (q + L / 2) / TW, t1 = (q + L / 2) % TW;
-            const T *a0 = df + (ptrdiff_t)2 * s0 * Wo + 2 * t0;
-            const T *a1 = df + (ptrdiff_t)2 * s1 * Wo + 2 * t1;
+            const T *a0 = df + FN(fr_wino_at_)(q, TW, Wo);
+            const T *a1 = df + FN(fr_wino_at_)(q + L / 2, TW, Wo);
             const VEC A0 = FN(fr_ld_)(a0), A1 = FN(fr_ld_)(a1);
             const VEC B0 = FN(fr_ld_)(a0 + Wo), B1 = FN(fr_ld_)(a1 + Wo);
             const VEC y00 = __builtin_shufflevector(A0, A1, FR_EVEN_LANES);
@@ -191,11 +195,11 @@ FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int
 
 /* dwt (F, C) of one element = sum over nimg images (vs and ds apart) and their NT tiles of
  * DY (F, NT) x V (C, NT)^T: register tiles of 4 output channels x 3 input channels, each summed
- * over all the images before its horizontal sums (stored, not added): fr_wgrad_tile_ with a
- * constant row stride instead of its offset tables. */
+ * over all the images before its horizontal sums (stored, or added to dwt with add):
+ * fr_wgrad_tile_ with a constant row stride instead of its offset tables. */
 static inline __attribute__((always_inline)) void FN(fr_wino_wgsum_tile_)(
     const T *restrict V, ptrdiff_t vs, const T *restrict DY, ptrdiff_t ds, int nimg, int NT,
-    int c, T *restrict dwt, int C, const int NK) {
+    int c, T *restrict dwt, int C, int add, const int NK) {
     VEC acc[4][3];
     for (int r = 0; r < 4; r++)
         for (int t = 0; t < NK; t++) acc[r][t] = (VEC){0};
@@ -214,13 +218,13 @@ static inline __attribute__((always_inline)) void FN(fr_wino_wgsum_tile_)(
         }
     }
     for (int t = 0; t < NK; t++)
-        FN(fr_hsum4_)(acc[0][t], acc[1][t], acc[2][t], acc[3][t], dwt + c + t, C);
+        FN(fr_hsum4_)(acc[0][t], acc[1][t], acc[2][t], acc[3][t], dwt + c + t, C, add);
 }
 
 /* dwt (16, F, C) = the sums over nimg transformed images, their V and DY vs and ds elements
- * apart (stored, not added), per element e. */
+ * apart, per element e (stored, or added to dwt with add). */
 FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *DY, ptrdiff_t ds,
-                                             int nimg, int C, int F, int NT, T *dwt) {
+                                             int nimg, int C, int F, int NT, int add, T *dwt) {
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
     for (int e = 0; e < 16; e++)
         for (int ft = 0; ft < F / 4; ft++) {
@@ -228,9 +232,11 @@ FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *
             T *g = dwt + ((ptrdiff_t)e * F + 4 * ft) * C;
             int c = 0;
             for (; c + 3 <= C; c += 3)
-                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, 3);
-            if (C - c == 2) FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, 2);
-            if (C - c == 1) FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, 1);
+                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 3);
+            if (C - c == 2)
+                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 2);
+            if (C - c == 1)
+                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 1);
         }
 }
 

@@ -34,11 +34,10 @@ class ConvCache:
     padding: tuple[int, int]
     groups: int
     out_shape: tuple[int, int, int, int]
+    x_in: np.ndarray  # the input as given: x, or what x was subsampled from
     # A strided 1x1 convolution without padding runs as a stride-1 one on the subsampled input
-    # x = x_in[:, :, ::sh, ::sw]; dx is then scattered back into a zero array of x_in's shape.
-    subsample: tuple[int, int] = (1, 1)
-    in_shape: tuple[int, ...] = ()
-    x_in: np.ndarray | None = None  # the input before subsampling (None: x is it)
+    # x = x_in[:, :, ::sh, ::sw] (this subsampling's cache); dx is then scattered back.
+    sub: Subsample2dCache | None = None
 
 
 # The im2col + GEMM path multiplies this many output pixels at once (several images of a small
@@ -148,7 +147,7 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     per_image = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
     group = max(1, min(-(-_WINO_DW_TILES // NT), -(-x.shape[0] // blocks),
                        _WINO_DW_GROUP_ELEMS // per_image))
-    size = (Ho + 2) * (Wo + 2) + group * per_image + 16 * F * C
+    size = (Ho + 2) * (Wo + 2) + group * per_image
     _k.winograd_weight_grad(x, dout, dw, db, arena.empty((16, F * C), x.dtype),
                             arena.empty((blocks, 16 * F * C), x.dtype), db_part,
                             arena.empty((n, size), x.dtype), *padding, group, n)
@@ -333,10 +332,10 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
                          f"(an image's unfolded columns must stay below 2**30 elements)")
     n = resolve_threads(n_threads)
-    subsample, in_shape, x_in = (1, 1), x.shape, None
+    x_in, sub = x, None
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):
-        x_in, subsample = x, (sh, sw)
-        x, (sh, sw) = subsample2d_forward(x, stride=subsample, n_threads=n)[0], (1, 1)
+        x, sub = subsample2d_forward(x_in, stride=(sh, sw), n_threads=n)
+        sh, sw = 1, 1
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
         _wino_conv(x, w, b, out, (ph, pw), n, residual, bool(relu))
@@ -356,8 +355,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
             out += residual
         if relu:
             np.copyto(out, 0, where=~(out > 0))  # x > 0 ? x : 0, like the kernels' ReLU
-    return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, subsample,
-                          in_shape, x_in)
+    return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, x_in, sub)
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = True,
@@ -390,7 +388,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
             raise ValueError(f"{op}: dx_add needs input_grad=True")
         dx_add = float_array(op, "dx_add", dx_add, ndim=4, layout="(N, C_in, H, W)")
         same_dtype(op, dout=dout, dx_add=dx_add)
-        shape_is(op, "dx_add", dx_add, cache.in_shape)
+        shape_is(op, "dx_add", dx_add, cache.x_in.shape)
     (sh, sw), (ph, pw) = cache.stride, cache.padding
     groups = cache.groups
     N, C, H, W = x.shape
@@ -410,15 +408,14 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     # store dx; after the other paths (and around a subsampled input) they are a pass of their own.
     qh, qw = KH - 1 - ph, KW - 1 - pw
     gate = x if relu_input else None
-    res = dx_add if cache.subsample == (1, 1) else None
+    res = dx_add if cache.sub is None else None
     pointwise = _POINTWISE_GEMM and (KH, KW, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
     dx_path = "gemm" if input_grad else None
-    if pointwise:
-        pass
-    elif input_grad and _s2_dx_ok(KH, KW, (sh, sw), (ph, pw), groups, C, H, W, x.dtype):
+    kernels = input_grad and not pointwise  # pointwise: dx (and dw) by BLAS
+    if kernels and _s2_dx_ok(KH, KW, (sh, sw), (ph, pw), groups, C, H, W, x.dtype):
         dx_path = "s2"
         _s2_input_grad(dout, w, dx, res, gate, n)
-    elif input_grad and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
+    elif kernels and (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
         if _wino_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
             dx_path = "winograd"
             _wino_conv(dout, w, None, dx, (qh, qw), n, residual=res, gate=gate, flip=True)
@@ -465,10 +462,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     add_late = dx_add is not None and (res is None or not in_kernel)
     if relu_input and not in_kernel and not add_late:
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
-    if input_grad and cache.subsample != (1, 1):
-        dx = subsample2d_backward(dx, Subsample2dCache(cache.in_shape, x.dtype, cache.subsample),
-                                  n_threads=n)
+    if input_grad and cache.sub is not None:
+        dx = subsample2d_backward(dx, cache.sub, n_threads=n)
     if add_late:
-        x_in = x if cache.x_in is None else cache.x_in
-        dx = add_forward(dx, dx_add, gate=x_in if relu_input else None, n_threads=n)[0]
+        dx = add_forward(dx, dx_add, gate=cache.x_in if relu_input else None, n_threads=n)[0]
     return dx, dw, db

@@ -69,11 +69,14 @@ class Conv2D(Module):
         if self.bias is not None:
             self.bias.data[...] = 0
 
-    def forward(self, x):
+    def forward(self, x, *, residual=None):
+        """``residual`` (shaped like the output): added as the output is stored (the fused
+        ``conv -> add`` of ``fastres.layers.fused.ConvAdd``); the cache is the conv's alone."""
         self._check_input(x, ndim=4, channels=self.in_channels, what=" (N, C, H, W)")
         b = None if self.bias is None else self.bias.data
         out, self._cache = F.conv2d_forward(x, self.weight.data, b, stride=self.stride,
-                                            padding=self.padding, groups=self.groups)
+                                            padding=self.padding, groups=self.groups,
+                                            residual=residual)
         return out
 
     def backward(self, dy, *, relu_input: bool = False, dx_add=None):

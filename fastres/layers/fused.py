@@ -143,12 +143,7 @@ class ConvAdd:
         self.conv = conv
 
     def forward(self, x, residual):
-        c = self.conv
-        c._check_input(x, ndim=4, channels=c.in_channels, what=" (N, C, H, W)")
-        out, c._cache = F.conv2d_forward(x, c.weight.data, None if c.bias is None else c.bias.data,
-                                         stride=c.stride, padding=c.padding, groups=c.groups,
-                                         residual=residual)
-        return out
+        return self.conv.forward(x, residual=residual)
 
     def backward(self, dy):
         return self.conv.backward(dy), dy
@@ -198,6 +193,13 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
         u = users.get(n, [])
         return u[0] if consumers[n] == 1 and len(u) == 1 else None
 
+    def free_add(n):
+        """(add, other input) when n's only user is a two-input Add no chain has taken yet."""
+        a = sole_user(n)
+        if a is None or a in deferred or not _is(modules[a], Add) or len(inputs[a]) != 2:
+            return None
+        return a, next(i for i in inputs[a] if i != n)
+
     steps, absorbed, deferred = [], set(), {}
     for name, ins in inputs.items():
         if name in deferred:
@@ -212,24 +214,21 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
             if not (bn is not None and _is(modules[bn], BatchNorm2D)
                     and modules[bn].num_features == m.out_channels):
                 bn = None
-        if bn is None and _is(m, Conv2D):
-            add = sole_user(name)
-            if (add is not None and add not in deferred and _is(modules[add], Add)
-                    and len(inputs[add]) == 2 and inputs[add].count(name) == 1):
-                other = next(i for i in inputs[add] if i != name)
+        if bn is None:
+            found = free_add(name) if _is(m, Conv2D) else None
+            if found is None:
+                steps.append(((name,), m, ins))
+            else:
+                add, other = found
                 deferred[add] = ((name, add), ConvAdd(m), (*ins, other))
                 absorbed.add(add)
-                continue
-        if bn is None:
-            steps.append(((name,), m, ins))
             continue
         names, runner_ins, add, relu = list(dict.fromkeys((name, bn))), tuple(ins), None, None
-        nxt = sole_user(bn)
-        if (nxt is not None and nxt not in deferred and _is(modules[nxt], Add)
-                and len(inputs[nxt]) == 2):
-            add = nxt
+        nxt, found = sole_user(bn), free_add(bn)
+        if found is not None:
+            add, other = found
             names.append(add)
-            runner_ins += tuple(i for i in inputs[add] if i != bn)
+            runner_ins += (other,)
             nxt = sole_user(add)
         if nxt is not None and _is(modules[nxt], ReLU):
             relu = modules[nxt]
