@@ -134,7 +134,8 @@ def test_matches_reference(op, shape, k, s, p, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 1, 1, 1), (3, 5, 7, 3), (1, 2, 1, 13)])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 1, 1, 1), (3, 5, 7, 3), (1, 2, 1, 13),
+                                   (2, 4, 7, 7), (1, 3, 32, 33)])
 def test_global_avg_pool_matches_reference(shape, dtype, rng):
     x = rng.standard_normal(shape).astype(dtype)
     out, cache = F.global_avg_pool2d_forward(x)
