@@ -309,11 +309,12 @@ cdef extern from "fr_direct.h" nogil:
                            int nimg, const int *off, int K, const int *vin, const int *vout,
                            int nv, Py_ssize_t P, int F, double *dw)
     void fr_wino_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
-                       int F, float *xp, float *V, float *M, float *out, int Ho, int Wo,
-                       const float *bias, const float *res, int relu, const float *gate)
+                       int F, float *xp, float *V, float *M, float *out, int Ho, int Wo, int q0,
+                       int q1, const float *bias, const float *res, int relu, const float *gate)
     void fr_wino_fwd_d(const double *x, int C, int H, int W, int ph, int pw, const double *upk,
                        int F, double *xp, double *V, double *M, double *out, int Ho, int Wo,
-                       const double *bias, const double *res, int relu, const double *gate)
+                       int q0, int q1, const double *bias, const double *res, int relu,
+                       const double *gate)
     void fr_wino_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
                             const float *dout, int F, float *xp, float *V, float *DY, int Ho,
                             int Wo)
@@ -370,12 +371,14 @@ cdef inline void direct_wgrad(const floating *xin, Py_ssize_t xs, const floating
 
 cdef inline void wino_fwd(const floating *x, int C, int H, int W, int ph, int pw,
                           const floating *upk, int F, floating *xp, floating *V, floating *M,
-                          floating *out, int Ho, int Wo, const floating *bias,
+                          floating *out, int Ho, int Wo, int q0, int q1, const floating *bias,
                           const floating *res, int relu, const floating *gate) noexcept nogil:
     if floating is float:
-        fr_wino_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, bias, res, relu, gate)
+        fr_wino_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res, relu,
+                      gate)
     else:
-        fr_wino_fwd_d(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, bias, res, relu, gate)
+        fr_wino_fwd_d(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res, relu,
+                      gate)
 
 
 cdef inline void wino_wgrad_in(const floating *x, int C, int H, int W, int ph, int pw,
@@ -501,14 +504,21 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     cdef const floating *gp = _like_out("gate", gate, out)
     cdef size_t img = <size_t>F * Ho * Wo
     cdef floating *xq
-    cdef int n
+    cdef int n, band, q0, q1
+    # Fewer images than threads: each image is cut into n_threads bands of tiles.
+    cdef int bands = n_threads if N < n_threads else 1
+    cdef int vecs = NT // L
     with nogil, parallel(num_threads=n_threads):
         xq = &scratch[threadid(), 0]
-        for n in prange(N, schedule="guided"):
-            wino_fwd(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, xq, xq + size_x,
-                     xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo, bp,
-                     rp + n * img if rp != NULL else NULL, relu,
-                     gp + n * img if gp != NULL else NULL)
+        for band in prange(N * bands, schedule="guided"):
+            n = band // bands
+            q0 = L * (vecs * (band % bands) // bands)
+            q1 = L * (vecs * (band % bands + 1) // bands)
+            if q0 < q1:
+                wino_fwd(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, xq, xq + size_x,
+                         xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo, q0, q1, bp,
+                         rp + n * img if rp != NULL else NULL, relu,
+                         gp + n * img if gp != NULL else NULL)
 
 
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,

@@ -23,11 +23,11 @@ static inline __attribute__((always_inline)) ptrdiff_t FN(fr_wino_at_)(int q, in
  * tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1 interleaved) and 2t + 2..
  * (columns 2, 3); the even and odd lanes of the two halves' loads are the four columns. */
 FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, int ph, int pw,
-                                      T *restrict xp, int Hp, int Wp, int TW, int NT,
-                                      T *restrict V, ptrdiff_t es) {
+                                      T *restrict xp, int Hp, int Wp, int TW, int NT, int q0,
+                                      int q1, T *restrict V, ptrdiff_t es) {
     for (int c = 0; c < C; c++) {
         FN(fr_pad_)(x + (ptrdiff_t)c * H * W, xp, 1, H, W, ph, pw, 1, 1, Hp, Wp);
-        for (int q = 0; q < NT; q += L) {
+        for (int q = q0; q < q1; q += L) {
             const T *a0 = xp + FN(fr_wino_at_)(q, TW, Wp);
             const T *a1 = xp + FN(fr_wino_at_)(q + L / 2, TW, Wp);
             VEC d[4][4];
@@ -60,14 +60,14 @@ FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, 
 /* out (F, 2*TH, Wo) = A^T M A (+ bias) (+ res) (relu) (gate) from M (16 planes ms apart, each
  * (F, NT)). */
 FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F, int TW, int NT,
-                                       int Wo, T *out, const T *bias, const T *res, int relu,
-                                       const T *gate) {
+                                       int q0, int q1, int Wo, T *out, const T *bias,
+                                       const T *res, int relu, const T *gate) {
     const ptrdiff_t P = (ptrdiff_t)2 * (NT / TW) * Wo;
     for (int f = 0; f < F; f++) {
         const T b = bias ? bias[f] : (T)0;
         const T *mf = M + (ptrdiff_t)f * NT;
         const ptrdiff_t fo = (ptrdiff_t)f * P;
-        for (int q = 0; q < NT; q += L) {
+        for (int q = q0; q < q1; q += L) {
             VEC m[16];
             for (int e = 0; e < 16; e++) m[e] = FN(fr_ld_)(mf + e * ms + q);
             VEC r0[4], r1[4];
@@ -115,38 +115,40 @@ static inline __attribute__((always_inline)) void FN(fr_wino_gemm_tile_)(
         for (int u = 0; u < NV; u++) FN(fr_st_)(M + (ptrdiff_t)r * NT + q + u * L, acc[r][u]);
 }
 
-FR_CLONES static void FN(fr_wino_gemm_)(const T *V, const T *upk, int C, int NT, int F, T *M) {
+FR_CLONES static void FN(fr_wino_gemm_)(const T *V, const T *upk, int C, int NT, int q0, int q1,
+                                        int F, T *M) {
     for (int ft = 0; ft < F / 4; ft++) {
         const T *wt = upk + (ptrdiff_t)ft * C * 4;
         T *m = M + (ptrdiff_t)ft * 4 * NT;
-        int q = 0;
-        for (; q + 3 * L <= NT; q += 3 * L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 3);
-        if (NT - q == 2 * L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 2);
-        if (NT - q == L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 1);
+        int q = q0;
+        for (; q + 3 * L <= q1; q += 3 * L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 3);
+        if (q1 - q == 2 * L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 2);
+        if (q1 - q == L) FN(fr_wino_gemm_tile_)(V, wt, C, NT, q, m, 1);
     }
 }
 
-/* One image: out (F, Ho, Wo) = conv3x3(x (C, H, W), padding ph, pw) (+ bias) (+ res) (relu)
- * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 even, TW = Wo/2 a multiple of L/2, NT =
- * Ho*Wo/4 a multiple of L, F % 4 == 0. upk (16, F/4, C, 4): U packed per element as for the
- * direct kernel. Scratch: xp
- * ((Ho + 2)*(Wo + 2)), V (16 planes of C*NT + FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP):
- * the gap keeps the 16 planes off the same cache sets. */
+/* Scratch between Winograd's 16 planes: keeps them off the same cache sets. */
 #ifndef FR_WINO_GAP
 #define FR_WINO_GAP 16
 #endif
+/* One image: out (F, Ho, Wo) = conv3x3(x (C, H, W), padding ph, pw) (+ bias) (+ res) (relu)
+ * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 even, TW = Wo/2 a multiple of L/2, NT =
+ * Ho*Wo/4 a multiple of L, F % 4 == 0. upk (16, F/4, C, 4): U packed per element as for the
+ * direct kernel. Only the tiles [q0, q1) (multiples of L): threads that share an image take a
+ * band of tiles each, and every output element is computed by the same code on the same data
+ * however the tiles are cut. Scratch: xp ((Ho + 2)*(Wo + 2)), V (16 planes of C*NT +
+ * FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP), of which the band's columns are used. */
 FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
                                        const T *upk, int F, T *xp, T *V, T *M, T *out,
-                                       int Ho, int Wo, const T *bias, const T *res, int relu,
-                                       const T *gate) {
+                                       int Ho, int Wo, int q0, int q1, const T *bias,
+                                       const T *res, int relu, const T *gate) {
     const int TW = Wo / 2, NT = Ho * Wo / 4;
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
-    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, V, es);
+    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, q0, q1, V, es);
     for (int e = 0; e < 16; e++)
-        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, F, M + e * ms);
-    FN(fr_wino_out_)(M, ms, F, TW, NT, Wo, out, bias, res, relu, gate);
+        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, q0, q1, F, M + e * ms);
+    FN(fr_wino_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate);
 }
-
 
 /* The weight gradient. With dy the 2x2 output-gradient tile and d the 4x4 input patch of a
  * tile, dW = G^T [sum over tiles and images of (A dy A^T) .* (B^T d B)] G (the forward read
@@ -188,7 +190,7 @@ FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int
                                             const T *dout, int F, T *xp, T *V, T *DY, int Ho,
                                             int Wo) {
     const int NT = Ho * Wo / 4;
-    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 2, NT, V,
+    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 2, NT, 0, NT, V,
                     (ptrdiff_t)C * NT + FR_WINO_GAP);
     FN(fr_wino_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
 }

@@ -321,6 +321,28 @@ def test_thread_invariance(cfg, rng):
             np.testing.assert_array_equal(a, b_)
 
 
+@pytest.mark.parametrize("N", [1, 2])
+@pytest.mark.parametrize("cfg", [WINOGRAD[0], WINOGRAD[1], WINOGRAD[3]])
+def test_small_batch_thread_invariance(cfg, N, rng):
+    # fewer images than threads: Winograd cuts each image into bands of tiles, one per thread
+    # (64 tiles for 3 and 5 threads: uneven and empty bands), with the residual and ReLU epilogue
+    x, w, b, kw = _run((N, *cfg[1:]), np.float32, rng)
+    x = np.maximum(x, 0)
+    res = np.sin(F.conv2d_forward(x, w, **kw)[0])
+    runs = []
+    for t in (1, 2, 3, 5):
+        out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, n_threads=t, **kw)
+        runs.append((out, *F.conv2d_backward(np.cos(out), cache, relu_input=True, n_threads=t)))
+    ref = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                           **kw)[0]
+    expected = np.maximum(ref + res, 0)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(runs[0][0] / scale, expected / scale, **TOL[np.float32])
+    for run in runs[1:]:
+        for a, b_ in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b_)
+
+
 def test_non_contiguous_input(rng):
     x = rng.standard_normal((2, 8, 8, 4)).transpose(0, 3, 1, 2)  # NHWC memory
     w = rng.standard_normal((4, 4, 3, 3))
