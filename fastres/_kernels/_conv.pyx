@@ -315,6 +315,24 @@ cdef extern from "fr_direct.h" nogil:
                        int F, double *xp, double *V, double *M, double *out, int Ho, int Wo,
                        int q0, int q1, const double *bias, const double *res, int relu,
                        const double *gate)
+    void fr_wino_gemm_f(const float *V, const float *upk, int C, int NT, int q0, int q1, int F,
+                        float *M)
+    void fr_wino_gemm_d(const double *V, const double *upk, int C, int NT, int q0, int q1, int F,
+                        double *M)
+    void fr_wino_lanes_in_f(const float *xl, int C, int TH, int TW, float *V, Py_ssize_t es)
+    void fr_wino_lanes_in_d(const double *xl, int C, int TH, int TW, double *V, Py_ssize_t es)
+    void fr_wino_lanes_out_f(const float *M, Py_ssize_t ms, int F, int TH, int TW,
+                             const float *bias, float *ol)
+    void fr_wino_lanes_out_d(const double *M, Py_ssize_t ms, int F, int TH, int TW,
+                             const double *bias, double *ol)
+    void fr_wino_lanes_dy_f(const float *dl, int F, int TH, int TW, float *DY, Py_ssize_t es)
+    void fr_wino_lanes_dy_d(const double *dl, int F, int TH, int TW, double *DY, Py_ssize_t es)
+    void fr_wino_lanes_wgrad_in_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
+                                  int ph, int pw, const float *dout, Py_ssize_t ds, int F,
+                                  float *xl, float *dl, float *V, float *DY, int Ho, int Wo)
+    void fr_wino_lanes_wgrad_in_d(const double *x, Py_ssize_t xs, int nimg, int C, int H, int W,
+                                  int ph, int pw, const double *dout, Py_ssize_t ds, int F,
+                                  double *xl, double *dl, double *V, double *DY, int Ho, int Wo)
     void fr_wino_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
                             const float *dout, int F, float *xp, float *V, float *DY, int Ho,
                             int Wo)
@@ -524,54 +542,77 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                          floating[:, :, :, ::1] dw, floating[::1] db, floating[:, ::1] dwt,
                          floating[:, ::1] dwt_part, floating[:, ::1] db_part,
-                         floating[:, ::1] scratch, int ph, int pw, int group, int n_threads):
+                         floating[:, ::1] scratch, int ph, int pw, int group, bint lanes,
+                         int n_threads):
     """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
-    IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward;
-    group: images transformed and summed together. OUT: dw (F, C, 3, 3), db (F,) or
-    None. SCRATCH: dwt (16, F*C), the gradient before G^T . G (fr_winograd_impl.h); dwt_part,
-    db_part (n_blocks, ...): fixed batch blocks summed in block order; scratch (n_threads,
-    (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)).
+    IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward, or with
+    lanes of winograd_lanes_forward, where groups of L images (the batch-lane layout; the last
+    one short) take the place of single images; group: images (lane groups) transformed and
+    summed together. OUT: dw (F, C, 3, 3), db (F,) or None. SCRATCH: dwt (16, F*C), the
+    gradient before G^T . G (fr_winograd_impl.h); dwt_part, db_part (n_blocks, ...): fixed
+    batch blocks (of images, or lane groups) summed in block order; scratch (n_threads,
+    (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)), NT = H_out*W_out/4, or with
+    lanes (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L + group*16*((C + F)*NT*L + 2*WINO_GAP).
     """
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
-    cdef int NT = Ho * Wo // 4, n_blocks = dwt_part.shape[0], wsize = 16 * F * C
-    cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2)
+    cdef int per = L if lanes else 1  # images per item (an image, or a lane group)
+    cdef int items = (N + per - 1) // per
+    cdef int NT = Ho * Wo // 4 * per, n_blocks = dwt_part.shape[0], wsize = 16 * F * C
+    cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2) * (C * L if lanes else 1)
+    cdef size_t size_d = <size_t>F * Ho * Wo * L if lanes else 0
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
     cdef size_t size_m = <size_t>16 * (F * NT + WINO_GAP)
     if group < 1:
         raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
     check_scratch("winograd_weight_grad", scratch, n_threads,
-                  size_x + group * (size_v + size_m))
+                  size_x + size_d + group * (size_v + size_m))
     if (dout.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
-            or (Wo // 2) % (L // 2) or NT % L or F % 4 or dwt.shape[0] != 16
+            or (not lanes and ((Wo // 2) % (L // 2) or NT % L)) or F % 4 or dwt.shape[0] != 16
             or dwt.shape[1] != F * C or dwt_part.shape[1] < wsize or db_part.shape[1] < F
             or dw.shape[0] != F or dw.shape[1] != C or dw.shape[2] != 3 or dw.shape[3] != 3
-            or n_blocks > N):
+            or n_blocks > items or db_part.shape[0] < n_blocks):
         raise ValueError("winograd_weight_grad: dout, dw or dwt do not match x")
     cdef bint want_db = db is not None
     cdef floating *dwq = &dwt_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xp
+    cdef floating *dl
     cdef floating *V
     cdef floating *DY
-    cdef int blk, n, g, m, n0, n1
+    cdef int blk, n, g, m, n0, n1, first
     with nogil, parallel(num_threads=n_threads):
         xp = &scratch[threadid(), 0]
-        V = xp + size_x
+        dl = xp + size_x
+        V = dl + size_d
         DY = V + group * size_v
         for blk in prange(n_blocks, schedule="guided"):
-            n0 = block_start(blk, N, n_blocks)
-            n1 = block_start(blk + 1, N, n_blocks)
+            n0 = block_start(blk, items, n_blocks)
+            n1 = block_start(blk + 1, items, n_blocks)
             if want_db:
-                bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
+                bias_partial(dout, n0 * per, min(n1 * per, N), dbq + <size_t>blk * F)
             g = n0
-            while g < n1:  # the block's images in groups, in order, added to its partial
+            while g < n1:  # the block's items in groups, in order, added to its partial
                 m = min(group, n1 - g)
                 for n in range(m):
-                    wino_wgrad_in(&x[g + n, 0, 0, 0], C, H, W, ph, pw, &dout[g + n, 0, 0, 0],
-                                  F, xp, V + n * size_v, DY + n * size_m, Ho, Wo)
+                    first = (g + n) * per
+                    if not lanes:
+                        wino_wgrad_in(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0],
+                                      F, xp, V + n * size_v, DY + n * size_m, Ho, Wo)
+                    elif floating is float:
+                        fr_wino_lanes_wgrad_in_f(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W,
+                                                 min(L, N - first), C, H, W, ph, pw,
+                                                 &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo,
+                                                 F, xp, dl, V + n * size_v, DY + n * size_m, Ho,
+                                                 Wo)
+                    else:
+                        fr_wino_lanes_wgrad_in_d(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W,
+                                                 min(L, N - first), C, H, W, ph, pw,
+                                                 &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo,
+                                                 F, xp, dl, V + n * size_v, DY + n * size_m, Ho,
+                                                 Wo)
                 wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, g > n0,
                                dwq + <size_t>blk * wsize)
                 g = g + group
@@ -694,6 +735,53 @@ cdef inline void lanes_in(const floating *x, Py_ssize_t xs, int nimg, floating *
         fr_lanes_in_f(x, xs, nimg, xq, C, H, W, ph, pw)
     else:
         fr_lanes_in_d(x, xs, nimg, xq, C, H, W, ph, pw)
+
+
+def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
+                           const floating[::1] b, floating[:, :, :, ::1] out,
+                           floating[:, ::1] scratch, int ph, int pw, int n_threads):
+    """3x3 stride-1 convolution out = conv(x) [+ b] by Winograd F(2x2, 3x3) on the batch-lane
+    layout (L images in the lanes of a vector; fr_winograd_impl.h), for maps whose tile rows are
+    narrower than a vector. IN: x (N, C, H, W); upk as for winograd_forward. OUT: out (N, F,
+    H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 even, F % 4 == 0.
+    SCRATCH: (n_threads, (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L
+    + 16*((C + F)*NTL + 2*WINO_GAP)), NTL = H_out*W_out/4*L."""
+    cdef int L = 8 if floating is float else 4
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
+    cdef int TH = Ho // 2, TW = Wo // 2, NTL = TH * TW * L
+    cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2) * L, size_o = <size_t>F * Ho * Wo * L
+    cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
+    check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + 16 * (es + ms))
+    if (out.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
+            or F % 4 or upk.shape[0] != 16 or upk.shape[1] != F * C):
+        raise ValueError("winograd_lanes_forward: out or weights do not match x")
+    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef floating *xl
+    cdef floating *ol
+    cdef floating *V
+    cdef floating *M
+    cdef int blk, m, e
+    with nogil, parallel(num_threads=n_threads):
+        xl = &scratch[threadid(), 0]
+        ol = xl + size_x
+        V = ol + size_o
+        M = V + 16 * es
+        for blk in prange((N + L - 1) // L, schedule="guided"):
+            m = min(L, N - blk * L)
+            lanes_in(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, m, xl, C, H, W, ph, pw)
+            if floating is float:
+                fr_wino_lanes_in_f(xl, C, TH, TW, V, es)
+                for e in range(16):
+                    fr_wino_gemm_f(V + e * es, &upk[e, 0], C, NTL, 0, NTL, F, M + e * ms)
+                fr_wino_lanes_out_f(M, ms, F, TH, TW, bp, ol)
+                fr_lanes_out_f(ol, F, Ho * Wo, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * Ho * Wo)
+            else:
+                fr_wino_lanes_in_d(xl, C, TH, TW, V, es)
+                for e in range(16):
+                    fr_wino_gemm_d(V + e * es, &upk[e, 0], C, NTL, 0, NTL, F, M + e * ms)
+                fr_wino_lanes_out_d(M, ms, F, TH, TW, bp, ol)
+                fr_lanes_out_d(ol, F, Ho * Wo, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * Ho * Wo)
 
 
 def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,

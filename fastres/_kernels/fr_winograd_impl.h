@@ -17,6 +17,50 @@ static inline __attribute__((always_inline)) ptrdiff_t FN(fr_wino_at_)(int q, in
     return 2 * (q / TW) * row + 2 * (q % TW);
 }
 
+/* The 16 elements of B^T d B for one vector of 4x4 patches d, stored es apart from v. */
+static inline __attribute__((always_inline)) void FN(fr_wino_btdb_)(const VEC d[4][4], T *v,
+                                                                   ptrdiff_t es) {
+    VEC u[4][4];
+    for (int j = 0; j < 4; j++) {
+        u[0][j] = d[0][j] - d[2][j];
+        u[1][j] = d[1][j] + d[2][j];
+        u[2][j] = d[2][j] - d[1][j];
+        u[3][j] = d[1][j] - d[3][j];
+    }
+    for (int r = 0; r < 4; r++) {
+        FN(fr_st_)(v + (4 * r + 0) * es, u[r][0] - u[r][2]);
+        FN(fr_st_)(v + (4 * r + 1) * es, u[r][1] + u[r][2]);
+        FN(fr_st_)(v + (4 * r + 2) * es, u[r][2] - u[r][1]);
+        FN(fr_st_)(v + (4 * r + 3) * es, u[r][1] - u[r][3]);
+    }
+}
+
+/* The 2x2 outputs A^T m A + b of one vector of tiles from its 16 elements m. */
+static inline __attribute__((always_inline)) void FN(fr_wino_atma_)(const VEC m[16], T b,
+                                                                   VEC y[2][2]) {
+    VEC r0[4], r1[4];
+    for (int j = 0; j < 4; j++) {
+        r0[j] = m[j] + m[4 + j] + m[8 + j];
+        r1[j] = m[4 + j] - m[8 + j] - m[12 + j];
+    }
+    y[0][0] = r0[0] + r0[1] + r0[2] + b, y[0][1] = r0[1] - r0[2] - r0[3] + b;
+    y[1][0] = r1[0] + r1[1] + r1[2] + b, y[1][1] = r1[1] - r1[2] - r1[3] + b;
+}
+
+/* The 16 elements of A dy A^T for one vector of 2x2 output-gradient tiles y, stored es apart
+ * from v; A = [1 0; 1 1; 1 -1; 0 -1]. */
+static inline __attribute__((always_inline)) void FN(fr_wino_adya_)(const VEC y[2][2], T *v,
+                                                                   ptrdiff_t es) {
+    const VEC p[4][2] = {{y[0][0], y[0][1]}, {y[0][0] + y[1][0], y[0][1] + y[1][1]},
+                         {y[0][0] - y[1][0], y[0][1] - y[1][1]}, {-y[1][0], -y[1][1]}};
+    for (int r = 0; r < 4; r++) {
+        FN(fr_st_)(v + (4 * r + 0) * es, p[r][0]);
+        FN(fr_st_)(v + (4 * r + 1) * es, p[r][0] + p[r][1]);
+        FN(fr_st_)(v + (4 * r + 2) * es, p[r][0] - p[r][1]);
+        FN(fr_st_)(v + (4 * r + 3) * es, -p[r][1]);
+    }
+}
+
 /* V (16 planes es apart, each (C, NT)) = B^T d B for every tile of x (C, H, W) zero-padded
  * by ph, pw to Hp = 2TH + 2 rows and Wp = 2TW + 2 columns, one channel at a time through xp
  * (Hp*Wp, so that the transform reads it from L1). A half of a vector is tiles t..t+L/2-1 of
@@ -39,20 +83,7 @@ FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, 
                 d[i][2] = __builtin_shufflevector(B0, B1, FR_EVEN_LANES);
                 d[i][3] = __builtin_shufflevector(B0, B1, FR_ODD_LANES);
             }
-            VEC u[4][4];
-            for (int j = 0; j < 4; j++) {
-                u[0][j] = d[0][j] - d[2][j];
-                u[1][j] = d[1][j] + d[2][j];
-                u[2][j] = d[2][j] - d[1][j];
-                u[3][j] = d[1][j] - d[3][j];
-            }
-            T *v = V + (ptrdiff_t)c * NT + q;
-            for (int r = 0; r < 4; r++) {
-                FN(fr_st_)(v + (4 * r + 0) * es, u[r][0] - u[r][2]);
-                FN(fr_st_)(v + (4 * r + 1) * es, u[r][1] + u[r][2]);
-                FN(fr_st_)(v + (4 * r + 2) * es, u[r][2] - u[r][1]);
-                FN(fr_st_)(v + (4 * r + 3) * es, u[r][1] - u[r][3]);
-            }
+            FN(fr_wino_btdb_)(d, V + (ptrdiff_t)c * NT + q, es);
         }
     }
 }
@@ -68,23 +99,17 @@ FR_CLONES static void FN(fr_wino_out_)(const T *restrict M, ptrdiff_t ms, int F,
         const T *mf = M + (ptrdiff_t)f * NT;
         const ptrdiff_t fo = (ptrdiff_t)f * P;
         for (int q = q0; q < q1; q += L) {
-            VEC m[16];
+            VEC m[16], y[2][2];
             for (int e = 0; e < 16; e++) m[e] = FN(fr_ld_)(mf + e * ms + q);
-            VEC r0[4], r1[4];
-            for (int j = 0; j < 4; j++) {
-                r0[j] = m[j] + m[4 + j] + m[8 + j];
-                r1[j] = m[4 + j] - m[8 + j] - m[12 + j];
-            }
-            const VEC y00 = r0[0] + r0[1] + r0[2] + b, y01 = r0[1] - r0[2] - r0[3] + b;
-            const VEC y10 = r1[0] + r1[1] + r1[2] + b, y11 = r1[1] - r1[2] - r1[3] + b;
+            FN(fr_wino_atma_)(m, b, y);
             /* half h of the vector: tiles (s, t..t+L/2-1) -> outputs (2s + i, 2t..2t+L-1) */
             const ptrdiff_t o0 = fo + FN(fr_wino_at_)(q, TW, Wo);
             const ptrdiff_t o1 = fo + FN(fr_wino_at_)(q + L / 2, TW, Wo);
 #define SH __builtin_shufflevector
-            FN(fr_store_)(out, o0, SH(y00, y01, FR_LO_LANES), res, relu, gate);
-            FN(fr_store_)(out, o0 + Wo, SH(y10, y11, FR_LO_LANES), res, relu, gate);
-            FN(fr_store_)(out, o1, SH(y00, y01, FR_HI_LANES), res, relu, gate);
-            FN(fr_store_)(out, o1 + Wo, SH(y10, y11, FR_HI_LANES), res, relu, gate);
+            FN(fr_store_)(out, o0, SH(y[0][0], y[0][1], FR_LO_LANES), res, relu, gate);
+            FN(fr_store_)(out, o0 + Wo, SH(y[1][0], y[1][1], FR_LO_LANES), res, relu, gate);
+            FN(fr_store_)(out, o1, SH(y[0][0], y[0][1], FR_HI_LANES), res, relu, gate);
+            FN(fr_store_)(out, o1 + Wo, SH(y[1][0], y[1][1], FR_HI_LANES), res, relu, gate);
 #undef SH
         }
     }
@@ -155,7 +180,7 @@ FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, 
  * backwards); the sums are 16 products (F x tiles) by (tiles x C) (fr_wino_wgrad_sum_), then
  * G^T . G (fr_wino_dw_out_).
  * DY (16 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 2TH, Wo), vectors
- * of tiles in halves as in fr_wino_in_; A = [1 0; 1 1; 1 -1; 0 -1]. */
+ * of tiles in halves as in fr_wino_in_. */
 FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int NT,
                                       T *restrict DY, ptrdiff_t es) {
     const int TW = Wo / 2;
@@ -167,19 +192,11 @@ FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int
             const T *a1 = df + FN(fr_wino_at_)(q + L / 2, TW, Wo);
             const VEC A0 = FN(fr_ld_)(a0), A1 = FN(fr_ld_)(a1);
             const VEC B0 = FN(fr_ld_)(a0 + Wo), B1 = FN(fr_ld_)(a1 + Wo);
-            const VEC y00 = __builtin_shufflevector(A0, A1, FR_EVEN_LANES);
-            const VEC y01 = __builtin_shufflevector(A0, A1, FR_ODD_LANES);
-            const VEC y10 = __builtin_shufflevector(B0, B1, FR_EVEN_LANES);
-            const VEC y11 = __builtin_shufflevector(B0, B1, FR_ODD_LANES);
-            const VEC p[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11},
-                                 {-y10, -y11}};
-            T *v = DY + (ptrdiff_t)f * NT + q;
-            for (int r = 0; r < 4; r++) {
-                FN(fr_st_)(v + (4 * r + 0) * es, p[r][0]);
-                FN(fr_st_)(v + (4 * r + 1) * es, p[r][0] + p[r][1]);
-                FN(fr_st_)(v + (4 * r + 2) * es, p[r][0] - p[r][1]);
-                FN(fr_st_)(v + (4 * r + 3) * es, -p[r][1]);
-            }
+            const VEC y[2][2] = {{__builtin_shufflevector(A0, A1, FR_EVEN_LANES),
+                                  __builtin_shufflevector(A0, A1, FR_ODD_LANES)},
+                                 {__builtin_shufflevector(B0, B1, FR_EVEN_LANES),
+                                  __builtin_shufflevector(B0, B1, FR_ODD_LANES)}};
+            FN(fr_wino_adya_)(y, DY + (ptrdiff_t)f * NT + q, es);
         }
     }
 }
@@ -242,6 +259,69 @@ FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *
         }
 }
 
+
+/* Winograd on the batch-lane layout (fr_lanes_in_: maps whose tile rows are narrower than a
+ * vector, 4x4 or 6x6): a vector holds one tile of L images, so the transforms load and store
+ * whole vectors, and V, M and DY hold (C or F) rows of NTL = TH*TW*L, tile-major; the products
+ * and sums above run on them unchanged with NTL in place of NT.
+ * fr_wino_lanes_in_: V = B^T d B of xl (C, 2TH + 2, 2TW + 2, L), padded. */
+FR_CLONES static void FN(fr_wino_lanes_in_)(const T *restrict xl, int C, int TH, int TW,
+                                            T *restrict V, ptrdiff_t es) {
+    const int Hp = 2 * TH + 2, Wp = 2 * TW + 2, NTL = TH * TW * L;
+    for (int c = 0; c < C; c++)
+        for (int s = 0; s < TH; s++)
+            for (int t = 0; t < TW; t++) {
+                const T *a = xl + (((ptrdiff_t)c * Hp + 2 * s) * Wp + 2 * t) * L;
+                VEC d[4][4];
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) d[i][j] = FN(fr_ld_)(a + (i * Wp + j) * L);
+                FN(fr_wino_btdb_)(d, V + (ptrdiff_t)c * NTL + (s * TW + t) * L, es);
+            }
+}
+
+/* ol (F, 2TH, 2TW, L) = A^T M A (+ bias), M (16 planes ms apart, each (F, NTL)). */
+FR_CLONES static void FN(fr_wino_lanes_out_)(const T *restrict M, ptrdiff_t ms, int F, int TH,
+                                             int TW, const T *bias, T *restrict ol) {
+    const int Wo = 2 * TW, NTL = TH * TW * L;
+    for (int f = 0; f < F; f++)
+        for (int s = 0; s < TH; s++)
+            for (int t = 0; t < TW; t++) {
+                const T *mf = M + (ptrdiff_t)f * NTL + (s * TW + t) * L;
+                VEC m[16], y[2][2];
+                for (int e = 0; e < 16; e++) m[e] = FN(fr_ld_)(mf + e * ms);
+                FN(fr_wino_atma_)(m, bias ? bias[f] : (T)0, y);
+                T *o = ol + (((ptrdiff_t)f * 2 * TH + 2 * s) * Wo + 2 * t) * L;
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 2; j++) FN(fr_st_)(o + (i * Wo + j) * L, y[i][j]);
+            }
+}
+
+/* DY (16 planes es apart, each (F, NTL)) = A dy A^T of dl (F, 2TH, 2TW, L). */
+FR_CLONES static void FN(fr_wino_lanes_dy_)(const T *restrict dl, int F, int TH, int TW,
+                                            T *restrict DY, ptrdiff_t es) {
+    const int Wo = 2 * TW, NTL = TH * TW * L;
+    for (int f = 0; f < F; f++)
+        for (int s = 0; s < TH; s++)
+            for (int t = 0; t < TW; t++) {
+                const T *a = dl + (((ptrdiff_t)f * 2 * TH + 2 * s) * Wo + 2 * t) * L;
+                const VEC y[2][2] = {{FN(fr_ld_)(a), FN(fr_ld_)(a + L)},
+                                     {FN(fr_ld_)(a + Wo * L), FN(fr_ld_)(a + (Wo + 1) * L)}};
+                FN(fr_wino_adya_)(y, DY + (ptrdiff_t)f * NTL + (s * TW + t) * L, es);
+            }
+}
+
+/* The weight gradient's transforms of a group of nimg <= L images (xs and ds apart) on the
+ * batch-lane layout, through xl (C, Ho + 2, Wo + 2, L) and dl (F, Ho, Wo, L). */
+FR_CLONES static void FN(fr_wino_lanes_wgrad_in_)(const T *x, ptrdiff_t xs, int nimg, int C,
+                                                  int H, int W, int ph, int pw, const T *dout,
+                                                  ptrdiff_t ds, int F, T *xl, T *dl, T *V,
+                                                  T *DY, int Ho, int Wo) {
+    const int TH = Ho / 2, TW = Wo / 2, NTL = TH * TW * L;
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw);
+    FN(fr_lanes_in_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0);
+    FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, (ptrdiff_t)C * NTL + FR_WINO_GAP);
+    FN(fr_wino_lanes_dy_)(dl, F, TH, TW, DY, (ptrdiff_t)F * NTL + FR_WINO_GAP);
+}
 
 /* upk (16, O/4, K, 4) = G g G^T for output channels 4*ob0 .. 4*ob1 - 1 and every input channel
  * k, packed per element as for the direct kernel (O % 4 == 0), in double before rounding to T.

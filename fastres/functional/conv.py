@@ -139,18 +139,46 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
                         arena.empty((n, size), dtype=x.dtype), *padding, n)
 
 
+def _wino_lanes_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
+                   H_out: int, W_out: int, dtype) -> bool:
+    """Winograd on the batch-lane layout: the maps _wino_ok refuses whose rows are narrower
+    than a vector (4x4, 6x6: the MiniModel's last stage) and would take the batch-lane path."""
+    return (_WINOGRAD and (KH, KW) == (3, 3) and stride == (1, 1) and groups == 1
+            and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0 and H_out % 2 == 0
+            and W_out % 2 == 0 and _lanes_ok(stride, W_out, F, dtype))
+
+
+def _wino_lanes_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray,
+                     padding: tuple[int, int], n: int, flip: bool = False) -> None:
+    """out as by _wino_conv (bias only) on the batch-lane layout."""
+    C, F, Ho, Wo = x.shape[1], *out.shape[1:]
+    L = _lanes(x.dtype)
+    upk = arena.empty((16, F * C), dtype=x.dtype)
+    _k.winograd_weights(w, flip, upk, n)
+    size = ((C * (Ho + 2) * (Wo + 2) + F * Ho * Wo) * L
+            + 16 * ((C + F) * (Ho * Wo // 4) * L + 2 * _k.winograd_gap))
+    _k.winograd_lanes_forward(x, upk, b, out, arena.empty((n, size), dtype=x.dtype), *padding, n)
+
+
 def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_part,
-                      padding: tuple[int, int], blocks: int, n: int) -> None:
-    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3)."""
+                      padding: tuple[int, int], blocks: int, n: int, lanes: bool = False) -> None:
+    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3), with
+    lanes on the batch-lane layout (lane groups of L images in place of images)."""
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
-    NT = Ho * Wo // 4
-    per_image = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
-    group = max(1, min(-(-_WINO_DW_TILES // NT), -(-x.shape[0] // blocks),
-                       _WINO_DW_GROUP_ELEMS // per_image))
-    size = (Ho + 2) * (Wo + 2) + group * per_image
+    per = _lanes(x.dtype) if lanes else 1
+    items = -(-x.shape[0] // per)
+    NT = Ho * Wo // 4 * per
+    # at least _WINO_DW_TILES tiles per block (a lane group of 4x4 maps has only 32)
+    blocks = max(1, min(blocks, items // -(-_WINO_DW_TILES // NT)))
+    per_item = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
+    group = max(1, min(-(-_WINO_DW_TILES // NT), -(-items // blocks),
+                       _WINO_DW_GROUP_ELEMS // per_item))
+    size = (Ho + 2) * (Wo + 2) * (C * per if lanes else 1) + group * per_item
+    if lanes:
+        size += F * Ho * Wo * per
     _k.winograd_weight_grad(x, dout, dw, db, arena.empty((16, F * C), x.dtype),
                             arena.empty((blocks, 16 * F * C), x.dtype), db_part,
-                            arena.empty((n, size), x.dtype), *padding, group, n)
+                            arena.empty((n, size), x.dtype), *padding, group, lanes, n)
 
 
 def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
@@ -343,7 +371,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n, residual, bool(relu))
     else:
-        if _lanes_ok((sh, sw), W_out, F // groups, dtype):
+        if _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
+            _wino_lanes_conv(x, w, b, out, (ph, pw), n)
+        elif _lanes_ok((sh, sw), W_out, F // groups, dtype):
             _lanes_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), groups,
                         n)
         else:
@@ -419,6 +449,9 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         if _wino_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
             dx_path = "winograd"
             _wino_conv(dout, w, None, dx, (qh, qw), n, residual=res, gate=gate, flip=True)
+        elif _wino_lanes_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
+            dx_path = "winograd lanes"
+            _wino_lanes_conv(dout, w, None, dx, (qh, qw), n, flip=True)
         elif _direct_ok(W, Cg, x.dtype):
             dx_path = "direct"
         elif _lanes_ok((1, 1), W, Cg, x.dtype):
@@ -434,9 +467,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
         dw_path = "winograd"
         _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n)
+    elif _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
+        dw_path = "winograd lanes"
+        _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n, lanes=True)
     else:
         dw_path = "gemm" if pointwise else _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
-    if dw_path != "winograd" or dx_path == "gemm":  # the other kernels' per-block partials
+    if not dw_path.startswith("winograd") or dx_path == "gemm":  # the others' block partials
         dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
     if dw_path == "direct":
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,

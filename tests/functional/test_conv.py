@@ -56,6 +56,14 @@ WINOGRAD = [
     (37, 32, 8, 8, 32, 3, 3, 1, 1, 1),  # batch blocks of 2-3 images: dw sums them together
 ]
 
+# Winograd on the batch-lane layout: maps too narrow for the per-image Winograd (4x4, 6x6 out),
+# lane groups with remainders (11 images), padding 0 / 1 / 2 (the input gradient of padding 0)
+WINOGRAD_LANES = [
+    (11, 16, 4, 4, 20, 3, 3, 1, 1, 1),
+    (11, 20, 8, 8, 16, 3, 3, 1, 0, 1),
+    (5, 16, 4, 6, 16, 3, 3, 1, (2, 1), 1),
+]
+
 
 def _run(cfg, dtype, rng, bias=True):
     N, C, H, W, Fo, KH, KW, s, p, g = cfg
@@ -66,7 +74,7 @@ def _run(cfg, dtype, rng, bias=True):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", CONFIGS + BATCHED + WINOGRAD)
+@pytest.mark.parametrize("cfg", CONFIGS + BATCHED + WINOGRAD + WINOGRAD_LANES)
 def test_matches_reference(cfg, dtype, rng):
     x, w, b, kw = _run(cfg, dtype, rng)
     out, cache = F.conv2d_forward(x, w, b, **kw)
@@ -316,6 +324,53 @@ def test_thread_invariance(cfg, rng):
         out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
         dout = np.cos(out)  # same dout in every run
         runs.append((out, *F.conv2d_backward(dout, cache, n_threads=t)))
+    for run in runs[1:]:
+        for a, b_ in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_lanes_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
+    import fastres.functional.conv as fc
+    calls = []
+    real_fwd, real_dw = fc._k.winograd_lanes_forward, fc._k.winograd_weight_grad
+    monkeypatch.setattr(fc._k, "winograd_lanes_forward",
+                        lambda *a: calls.append("forward") or real_fwd(*a))
+    monkeypatch.setattr(fc._k, "winograd_weight_grad",  # its lanes flag is the 13th argument
+                        lambda *a: calls.append("dw" if a[12] else "dw per image") or real_dw(*a))
+    taken = 0
+    for cfg in WINOGRAD_LANES:
+        x, w, b, kw = _run(cfg, dtype, rng)
+        x = np.maximum(x, 0)
+        res = rng.standard_normal(F.conv2d_forward(x, w, **kw)[0].shape).astype(dtype)
+        runs = []
+        for wino in (True, False):
+            monkeypatch.setattr(fc, "_WINOGRAD", wino)
+            calls.clear()
+            out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
+            runs.append((out, *F.conv2d_backward(np.cos(out), cache, relu_input=True)))
+            C, Fo = w.shape[1], w.shape[0]
+            if wino and fc._wino_lanes_ok(3, 3, (1, 1), 1, C, Fo, *out.shape[2:], x.dtype):
+                taken += 1
+                assert calls[0] == "forward" and calls[-1] == "dw"
+        for a, g in zip(*runs):
+            scale = np.abs(g).max()
+            np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
+        ref, _ = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                                  b.astype(np.float64), **kw)
+        expected = np.maximum(ref + res, 0)
+        np.testing.assert_allclose(runs[0][0] / np.abs(expected).max(),
+                                   expected / np.abs(expected).max(), **TOL[dtype])
+    assert taken >= 2
+
+
+@pytest.mark.parametrize("cfg", WINOGRAD_LANES[:2])
+def test_winograd_lanes_thread_invariance(cfg, rng):
+    x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)  # 5 lane groups: uneven blocks
+    runs = []
+    for t in (1, 2, 3):
+        out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
+        runs.append((out, *F.conv2d_backward(np.cos(out), cache, n_threads=t)))
     for run in runs[1:]:
         for a, b_ in zip(run, runs[0]):
             np.testing.assert_array_equal(a, b_)
