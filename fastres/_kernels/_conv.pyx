@@ -166,7 +166,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P, nb)
     cdef int n_chunks = (N + nb - 1) // nb
-    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *bp = _bias("conv2d_forward", b, F)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
@@ -217,6 +217,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
+    _bias("conv2d_backward", db, F)
     check_scratch("conv2d_backward", scratch, n_threads, <Py_ssize_t>(2 * Kg + Fg) * nb * P, nb)
     if n_blocks > N or db_part.shape[0] < n_blocks or dw_part.shape[1] < wsize \
             or db_part.shape[1] < F:
@@ -436,6 +437,15 @@ cdef const floating *_like_out(str name, const floating[:, :, :, ::1] a,
     return &a[0, 0, 0, 0]
 
 
+cdef const floating *_bias(str op, const floating[::1] b, int F) except? NULL:
+    """b's data, or NULL for None; b must hold F values (a bias, or its gradient)."""
+    if b is None:
+        return NULL
+    if b.shape[0] != F:
+        raise ValueError(f"{op}: expected a bias (gradient) of {F} values, got {b.shape[0]}")
+    return &b[0]
+
+
 def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                    const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                    const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
@@ -457,7 +467,7 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
     check_scratch("direct_forward", scratch, n_threads, C * plane)
-    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *bp = _bias("direct_forward", b, F)
     cdef const floating *rp = _like_out("res", res, out)
     cdef const floating *gp = _like_out("gate", gate, out)
     cdef size_t img = <size_t>F * P
@@ -517,7 +527,7 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
             or (Wo // 2) % (L // 2) or NT % L or F % 4 or upk.shape[0] != 16
             or upk.shape[1] != F * C):
         raise ValueError("winograd_forward: out or weights do not match x")
-    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *bp = _bias("winograd_forward", b, F)
     cdef const floating *rp = _like_out("res", res, out)
     cdef const floating *gp = _like_out("gate", gate, out)
     cdef size_t img = <size_t>F * Ho * Wo
@@ -576,6 +586,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
             or n_blocks > items or db_part.shape[0] < n_blocks):
         raise ValueError("winograd_weight_grad: dout, dw or dwt do not match x")
     cdef bint want_db = db is not None
+    _bias("winograd_weight_grad", db, F)
     cdef floating *dwq = &dwt_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xp
@@ -703,6 +714,7 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     check_scratch("direct_weight_grad", scratch, n_threads,
                   (N + n_blocks - 1) // n_blocks * C * plane)
     cdef bint want_db = db is not None
+    _bias("direct_weight_grad", db, F)
     cdef floating *dwq = &dw_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xpad
@@ -756,7 +768,7 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     if (out.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
             or F % 4 or upk.shape[0] != 16 or upk.shape[1] != F * C):
         raise ValueError("winograd_lanes_forward: out or weights do not match x")
-    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
     cdef floating *xl
     cdef floating *ol
     cdef floating *V
@@ -801,7 +813,7 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     check_scratch("lanes_forward", scratch, n_threads, size_in + <size_t>F * P * L)
     if out.shape[0] != N or F % groups or C % groups or vin.shape[0] != P:
         raise ValueError("lanes_forward: out, groups or tables do not match x")
-    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef const floating *bp = _bias("lanes_forward", b, F)
     cdef floating *xl
     cdef floating *ol
     cdef int blk, g, m
@@ -847,6 +859,7 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             or dw.shape[0] != F or dw.shape[1] != K or n_blocks > N):
         raise ValueError("lanes_weight_grad: dout, dw, groups or tables do not match x")
     cdef bint want_db = db is not None
+    _bias("lanes_weight_grad", db, F)
     cdef floating *dwq = &dw_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xl

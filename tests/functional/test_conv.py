@@ -486,3 +486,24 @@ def test_backward_rejects_mismatched_dout():
     with pytest.raises(TypeError, match=r"conv2d_backward: expected dout of dtype float64, got "
                                         r"float32"):
         F.conv2d_backward(out.astype(np.float32), cache)
+
+
+def test_kernels_refuse_a_bias_of_the_wrong_length():
+    # the private kernels check what they index, so that no call from Python reads or writes
+    # past a bias (or bias-gradient) array
+    from fastres._kernels import _conv as k
+    x = np.zeros((2, 16, 4, 4), np.float32)
+    out = np.zeros((2, 16, 4, 4), np.float32)
+    upk = np.zeros((16, 16 * 16), np.float32)
+    scratch = np.zeros((1, 1 << 16), np.float32)
+    with pytest.raises(ValueError, match="winograd_lanes_forward: expected a bias"):
+        k.winograd_lanes_forward(x, upk, np.zeros(3, np.float32), out, scratch, 1, 1, 1)
+    x8, out8 = np.zeros((2, 16, 8, 8), np.float32), np.zeros((2, 16, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="winograd_forward: expected a bias"):
+        k.winograd_forward(x8, upk, np.zeros(15, np.float32), None, False, None, out8, scratch,
+                           1, 1, 1)
+    with pytest.raises(ValueError, match="winograd_weight_grad: expected a bias"):
+        k.winograd_weight_grad(x8, out8, np.zeros((16, 16, 3, 3), np.float32),
+                               np.zeros(2, np.float32), np.zeros((16, 256), np.float32),
+                               np.zeros((1, 4096), np.float32), np.zeros((1, 16), np.float32),
+                               scratch, 1, 1, 1, False, 1)
