@@ -316,18 +316,14 @@ cdef extern from "fr_direct.h" nogil:
                        int F, double *xp, double *V, double *M, double *out, int Ho, int Wo,
                        int q0, int q1, const double *bias, const double *res, int relu,
                        const double *gate)
-    void fr_wino_gemm_f(const float *V, const float *upk, int C, int NT, int q0, int q1, int F,
-                        float *M)
-    void fr_wino_gemm_d(const double *V, const double *upk, int C, int NT, int q0, int q1, int F,
-                        double *M)
-    void fr_wino_lanes_in_f(const float *xl, int C, int TH, int TW, float *V, Py_ssize_t es)
-    void fr_wino_lanes_in_d(const double *xl, int C, int TH, int TW, double *V, Py_ssize_t es)
-    void fr_wino_lanes_out_f(const float *M, Py_ssize_t ms, int F, int TH, int TW,
-                             const float *bias, float *ol)
-    void fr_wino_lanes_out_d(const double *M, Py_ssize_t ms, int F, int TH, int TW,
-                             const double *bias, double *ol)
-    void fr_wino_lanes_dy_f(const float *dl, int F, int TH, int TW, float *DY, Py_ssize_t es)
-    void fr_wino_lanes_dy_d(const double *dl, int F, int TH, int TW, double *DY, Py_ssize_t es)
+    void fr_wino_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
+                             int ph, int pw, const float *upk, int F, float *xl, float *V,
+                             float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
+                             const float *bias)
+    void fr_wino_lanes_fwd_d(const double *x, Py_ssize_t xs, int nimg, int C, int H, int W,
+                             int ph, int pw, const double *upk, int F, double *xl, double *V,
+                             double *M, double *ol, double *out, Py_ssize_t os, int Ho, int Wo,
+                             const double *bias)
     void fr_wino_lanes_wgrad_in_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                                   int ph, int pw, const float *dout, Py_ssize_t ds, int F,
                                   float *xl, float *dl, float *V, float *DY, int Ho, int Wo)
@@ -761,7 +757,7 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
-    cdef int TH = Ho // 2, TW = Wo // 2, NTL = TH * TW * L
+    cdef int NTL = (Ho // 2) * (Wo // 2) * L
     cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2) * L, size_o = <size_t>F * Ho * Wo * L
     cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
     check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + 16 * (es + ms))
@@ -770,30 +766,22 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
         raise ValueError("winograd_lanes_forward: out or weights do not match x")
     cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
     cdef floating *xl
-    cdef floating *ol
-    cdef floating *V
-    cdef floating *M
-    cdef int blk, m, e
+    cdef int blk
     with nogil, parallel(num_threads=n_threads):
         xl = &scratch[threadid(), 0]
-        ol = xl + size_x
-        V = ol + size_o
-        M = V + 16 * es
         for blk in prange((N + L - 1) // L, schedule="guided"):
-            m = min(L, N - blk * L)
-            lanes_in(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, m, xl, C, H, W, ph, pw)
             if floating is float:
-                fr_wino_lanes_in_f(xl, C, TH, TW, V, es)
-                for e in range(16):
-                    fr_wino_gemm_f(V + e * es, &upk[e, 0], C, NTL, 0, NTL, F, M + e * ms)
-                fr_wino_lanes_out_f(M, ms, F, TH, TW, bp, ol)
-                fr_lanes_out_f(ol, F, Ho * Wo, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * Ho * Wo)
+                fr_wino_lanes_fwd_f(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W,
+                                    min(L, N - blk * L), C, H, W, ph, pw, &upk[0, 0], F, xl,
+                                    xl + size_x + size_o, xl + size_x + size_o + 16 * es,
+                                    xl + size_x, &out[blk * L, 0, 0, 0],
+                                    <Py_ssize_t>F * Ho * Wo, Ho, Wo, bp)
             else:
-                fr_wino_lanes_in_d(xl, C, TH, TW, V, es)
-                for e in range(16):
-                    fr_wino_gemm_d(V + e * es, &upk[e, 0], C, NTL, 0, NTL, F, M + e * ms)
-                fr_wino_lanes_out_d(M, ms, F, TH, TW, bp, ol)
-                fr_lanes_out_d(ol, F, Ho * Wo, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * Ho * Wo)
+                fr_wino_lanes_fwd_d(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W,
+                                    min(L, N - blk * L), C, H, W, ph, pw, &upk[0, 0], F, xl,
+                                    xl + size_x + size_o, xl + size_x + size_o + 16 * es,
+                                    xl + size_x, &out[blk * L, 0, 0, 0],
+                                    <Py_ssize_t>F * Ho * Wo, Ho, Wo, bp)
 
 
 def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
