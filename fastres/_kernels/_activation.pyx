@@ -5,6 +5,7 @@ each take one contiguous chunk (elementwise results do not depend on the split).
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_elementwise.h" nogil:
     void fr_relu_f(const float *x, float *y, Py_ssize_t n)
@@ -28,9 +29,18 @@ cdef inline Py_ssize_t _n_chunks(Py_ssize_t n) noexcept nogil:
     return (n + CHUNK - 1) // CHUNK
 
 
+cdef int _length(str op, str name, Py_ssize_t got, Py_ssize_t n) except -1:
+    """Every operand is indexed over the first operand's n elements."""
+    if got != n:
+        raise ValueError(f"{op}: expected {name} of length {n}, got {got}")
+    return 0
+
+
 def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
     """out = max(x, 0).  IN: x.  OUT: out (same length)."""
+    check_threads("relu_forward", n_threads)
     cdef Py_ssize_t n = x.shape[0], c, lo, hi
+    _length("relu_forward", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -42,7 +52,10 @@ def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
 
 def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1] dx, int n_threads):
     """dx = dout where y > 0 else 0 (y is the forward output).  IN: dout, y.  OUT: dx."""
+    check_threads("relu_backward", n_threads)
     cdef Py_ssize_t n = dout.shape[0], c, lo, hi
+    _length("relu_backward", "y", y.shape[0], n)
+    _length("relu_backward", "dx", dx.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -54,7 +67,10 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
 
 def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
     """out = a + b.  IN: a, b.  OUT: out (may alias a or b)."""
+    check_threads("add", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
+    _length("add", "b", b.shape[0], n)
+    _length("add", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -68,9 +84,11 @@ def add_gated(const floating[::1] a, const floating[::1] b, const floating[::1] 
               floating[::1] out, int n_threads):
     """out = a + b where gate > 0, else 0 (a gradient sum through a ReLU whose output is gate).
     IN: a, b, gate.  OUT: out (a fresh array: the loop is restrict-qualified)."""
+    check_threads("add_gated", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
-    if b.shape[0] != n or gate.shape[0] != n or out.shape[0] != n:
-        raise ValueError("add_gated: a, b, gate and out must have one length")
+    _length("add_gated", "b", b.shape[0], n)
+    _length("add_gated", "gate", gate.shape[0], n)
+    _length("add_gated", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -82,7 +100,10 @@ def add_gated(const floating[::1] a, const floating[::1] b, const floating[::1] 
 
 def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
     """out = a * b.  IN: a, b.  OUT: out (may alias a or b)."""
+    check_threads("multiply", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
+    _length("multiply", "b", b.shape[0], n)
+    _length("multiply", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)

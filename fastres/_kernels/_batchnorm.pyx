@@ -1,7 +1,9 @@
 """Batch-norm kernels (NCHW, statistics per channel over N, H, W).
 
 x, dout, out, dx arrive as C-contiguous (N, C, HW) views; per-channel vectors are (C,).
-Everything is validated and allocated by ``fastres.functional.batchnorm``.
+Everything is validated and allocated by ``fastres.functional.batchnorm``; the kernels check
+again every extent they index (cheap shape comparisons), so no call from Python reaches past an
+array.
 
 Schedule: a parallel region over the items (c, b), b a block of ``block`` samples of channel c;
 the serial combine; a parallel region over the N * C contiguous rows for the elementwise pass.
@@ -17,6 +19,7 @@ on the shapes only, never on the thread count.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_batchnorm.h" nogil:
     void fr_bn_sums_f(const float *x, Py_ssize_t runs, Py_ssize_t len, Py_ssize_t stride,
@@ -156,14 +159,78 @@ cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::
                    coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4])
 
 
-cdef const floating *_residual(const floating[:, :, ::1] res,
+# --- shape checks: the kernels index every operand with x's (N, C, HW) extents ---------------
+
+cdef int _like_x(str op, str name, const floating[:, :, ::1] a,
+                 const floating[:, :, ::1] x) except -1:
+    """a must have x's shape (N, C, HW)."""
+    if a.shape[0] != x.shape[0] or a.shape[1] != x.shape[1] or a.shape[2] != x.shape[2]:
+        raise ValueError(f"{op}: expected {name} of shape ({x.shape[0]}, {x.shape[1]}, "
+                         f"{x.shape[2]}), got ({a.shape[0]}, {a.shape[1]}, {a.shape[2]})")
+    return 0
+
+
+cdef const floating *_residual(str op, str name, const floating[:, :, ::1] res,
                                const floating[:, :, ::1] x) except? NULL:
     """res's data, or NULL for None; res must have x's shape."""
     if res is None:
         return NULL
-    if res.shape[0] != x.shape[0] or res.shape[1] != x.shape[1] or res.shape[2] != x.shape[2]:
-        raise ValueError("batch norm: res / add must have the shape of x")
+    _like_x(op, name, res, x)
     return &res[0, 0, 0]
+
+
+cdef int _vec(str op, str name, Py_ssize_t got, Py_ssize_t C) except -1:
+    """A per-channel vector, indexed [c] for c < C."""
+    if got != C:
+        raise ValueError(f"{op}: expected {name} of shape ({C},), got ({got},)")
+    return 0
+
+
+cdef int _forward_vecs(str op, const floating[::1] gamma, const floating[::1] beta,
+                       const floating[::1] running_mean, const floating[::1] running_var,
+                       double[::1] mean, double[::1] inv_std, Py_ssize_t C) except -1:
+    """The per-channel vectors of the forward kernels."""
+    _vec(op, "gamma", gamma.shape[0], C)
+    _vec(op, "beta", beta.shape[0], C)
+    _vec(op, "running_mean", running_mean.shape[0], C)
+    _vec(op, "running_var", running_var.shape[0], C)
+    _vec(op, "mean", mean.shape[0], C)
+    _vec(op, "inv_std", inv_std.shape[0], C)
+    return 0
+
+
+cdef int _backward_vecs(str op, const double[::1] mean, const double[::1] inv_std,
+                        const floating[::1] gamma, floating[::1] dgamma, floating[::1] dbeta,
+                        Py_ssize_t C) except -1:
+    """The per-channel vectors of the backward kernels."""
+    _vec(op, "mean", mean.shape[0], C)
+    _vec(op, "inv_std", inv_std.shape[0], C)
+    _vec(op, "gamma", gamma.shape[0], C)
+    _vec(op, "dgamma", dgamma.shape[0], C)
+    _vec(op, "dbeta", dbeta.shape[0], C)
+    return 0
+
+
+cdef int _coef(str op, const floating[:, ::1] coef, Py_ssize_t C, Py_ssize_t k) except -1:
+    """The per-channel coefficients, indexed [c, :k]."""
+    if coef.shape[0] != C or coef.shape[1] != k:
+        raise ValueError(f"{op}: expected coef of shape ({C}, {k}), got "
+                         f"({coef.shape[0]}, {coef.shape[1]})")
+    return 0
+
+
+cdef int _partial(str op, const double[:, :, ::1] partial, Py_ssize_t N, Py_ssize_t C,
+                  Py_ssize_t block) except -1:
+    """The item sums partial (C, n_blocks, 2): item (c, b) reads samples from b * block on, so
+    n_blocks must be ceil(N / block) (no block starting past the batch) and block >= 1."""
+    if block < 1:
+        raise ValueError(f"{op}: expected block >= 1, got {block}")
+    cdef Py_ssize_t n_blocks = (N - 1) // block + 1 if N > 0 else 0
+    if partial.shape[0] != C or partial.shape[1] != n_blocks or partial.shape[2] != 2:
+        raise ValueError(f"{op}: expected partial of shape ({C}, {n_blocks}, 2) for N = {N} "
+                         f"and block = {block}, got ({partial.shape[0]}, {partial.shape[1]}, "
+                         f"{partial.shape[2]})")
+    return 0
 
 
 # --- kernels ------------------------------------------------------------------------------
@@ -182,9 +249,18 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
     SCRATCH: partial (C, n_blocks, 2) with n_blocks = ceil(N / block); coef (C, 4).
     OUT: mean, inv_std (C,) float64 (the batch statistics), out (N, C, HW).
     """
+    check_threads("forward_train", n_threads)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
-    cdef const floating *rp = _residual(res, x)
+    cdef str op = "forward_train"
+    if N < 1 or x.shape[2] < 1:  # each channel's shift is its first element x[0, c, 0]
+        raise ValueError(f"{op}: expected x with N >= 1 and HW >= 1, got shape "
+                         f"({N}, {C}, {x.shape[2]})")
+    _forward_vecs(op, gamma, beta, running_mean, running_var, mean, inv_std, C)
+    _partial(op, partial, N, C, block)
+    _coef(op, coef, C, 4)
+    _like_x(op, "out", out, x)
+    cdef const floating *rp = _residual(op, "res", res, x)
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _sums_item(x, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
@@ -205,8 +281,13 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
     SCRATCH: coef (C, 4).
     OUT: mean, inv_std (C,) float64 (from the running statistics), out (N, C, HW).
     """
+    check_threads("forward_eval", n_threads)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], c, r
-    cdef const floating *rp = _residual(res, x)
+    cdef str op = "forward_eval"
+    _forward_vecs(op, gamma, beta, running_mean, running_var, mean, inv_std, C)
+    _coef(op, coef, C, 4)
+    _like_x(op, "out", out, x)
+    cdef const floating *rp = _residual(op, "res", res, x)
     for c in range(C):
         mean[c] = running_mean[c]
         inv_std[c] = 1.0 / sqrt(<double>running_var[c] + eps)
@@ -227,10 +308,17 @@ def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     IN: dout, x (N, C, HW), mean, inv_std (C,) float64, gamma (C,), add like x or None.
     SCRATCH: partial (C, n_blocks, 2), coef (C, 5).  OUT: dx (N, C, HW), dgamma, dbeta (C,).
     """
+    check_threads("backward_train", n_threads)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
     cdef double M = <double>(N * x.shape[2])
-    cdef const floating *ap = _residual(add, x)
+    cdef str op = "backward_train"
+    _backward_vecs(op, mean, inv_std, gamma, dgamma, dbeta, C)
+    _partial(op, partial, N, C, block)
+    _coef(op, coef, C, 5)
+    _like_x(op, "dout", dout, x)
+    _like_x(op, "dx", dx, x)
+    cdef const floating *ap = _residual(op, "add", add, x)
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _dsums_item(dout, x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
@@ -250,9 +338,15 @@ def backward_eval(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     IN: dout, x (N, C, HW), mean, inv_std (C,) float64, gamma (C,).
     SCRATCH: partial (C, n_blocks, 2).  OUT: dx (N, C, HW), dgamma, dbeta (C,).
     """
+    check_threads("backward_eval", n_threads)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2]
     cdef Py_ssize_t n_blocks = partial.shape[1], item, c, b, n0
     cdef double g, h
+    cdef str op = "backward_eval"
+    _backward_vecs(op, mean, inv_std, gamma, dgamma, dbeta, C)
+    _partial(op, partial, N, C, block)
+    _like_x(op, "dout", dout, x)
+    _like_x(op, "dx", dx, x)
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         c = item // n_blocks
         b = item % n_blocks

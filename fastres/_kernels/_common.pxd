@@ -4,3 +4,10 @@ cdef extern from "fr_common.h" nogil:
     int fr_omp_max_threads()
     int fr_isa_level()
     int FR_HAVE_CLONES
+
+
+cdef inline int check_threads(str op, int n_threads) except -1:
+    """OpenMP takes num_threads=0 for "all" and aborts on a negative count: refuse both."""
+    if n_threads < 1:
+        raise ValueError(f"{op}: expected n_threads >= 1, got {n_threads}")
+    return 0

@@ -20,6 +20,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_conv.h" nogil:
     void fr_im2col_f(const float *x, float *col, int C, int H, int W, int KH, int KW,
@@ -159,6 +160,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     """out = conv(x, w) + b.  IN: x (N, C, H, W), w (F, C/groups, KH, KW), b (F,) or None.
     OUT: out (N, F, H_out, W_out).  nb: images per product.  SCRATCH: (n_threads,
     (C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column and product matrices."""
+    check_threads("conv2d_forward", n_threads)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
     cdef int H_out = out.shape[2], W_out = out.shape[3]
@@ -210,6 +212,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     (2*C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column, column-gradient and
     output-gradient matrices.
     """
+    check_threads("conv2d_backward", n_threads)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
     cdef int H_out = dout.shape[2], W_out = dout.shape[3]
@@ -457,6 +460,7 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     SCRATCH: (n_threads, C*sh*sw*Hq*Wq), each thread's padded polyphase image, Hq =
     ceil((H+2ph)/sh) and Wq = ceil((W+2pw)/sw).
     """
+    check_threads("direct_forward", n_threads)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
@@ -486,6 +490,7 @@ def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1]
     """upk (16, O*K) = G g G^T of 3x3 weights w (O, K, 3, 3), packed per element as for
     direct_forward (O % 4 == 0); with flip, of w (K, O, 3, 3) rotated by 180 degrees with its
     channel axes swapped (the input gradient's weights)."""
+    check_threads("winograd_weights", n_threads)
     if w.shape[2] != 3 or w.shape[3] != 3:
         raise ValueError("winograd_weights: expected 3x3 weights")
     cdef int O = w.shape[1] if flip else w.shape[0], K = w.shape[0] if flip else w.shape[1]
@@ -511,6 +516,7 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     NT = H_out*W_out/4 (the tiles) a multiple of L, F % 4 == 0.
     SCRATCH: (n_threads, (H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP)).
     """
+    check_threads("winograd_forward", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
@@ -561,6 +567,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)), NT = H_out*W_out/4, or with
     lanes (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L + group*16*((C + F)*NT*L + 2*WINO_GAP).
     """
+    check_threads("winograd_weight_grad", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
@@ -652,6 +659,7 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
     res (like dx) or None: added to dx; gate (like dx) or None: dx is then 0 where gate is not
     > 0. OUT: dx (N, C, H, W). SCRATCH: (n_threads, F*(H/2 + 2)*(W/2 + 2) + 4*C*(H/2)*(W/2)).
     """
+    check_threads("direct_input_grad_s2", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = dout.shape[0], F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
     cdef int C = dx.shape[1], P = Ho * Wo, nv = vin.shape[0], p
@@ -701,6 +709,7 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     as in conv2d_backward (fixed batch blocks, summed in block order); scratch
     (n_threads, ceil(N/n_blocks)*C*sh*sw*Hq*Wq): each thread pads a whole block.
     """
+    check_threads("direct_weight_grad", n_threads)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3]
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
@@ -754,6 +763,7 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 even, F % 4 == 0.
     SCRATCH: (n_threads, (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L
     + 16*((C + F)*NTL + 2*WINO_GAP)), NTL = H_out*W_out/4*L."""
+    check_threads("winograd_lanes_forward", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
@@ -793,6 +803,7 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     vector. IN: x (N, C, H, W); wpk, b as for direct_forward; off/vin/vout in units of L elements
     for the (C, H + 2ph, W + 2pw, L) layout. OUT: out (N, F, H_out, W_out).
     SCRATCH: (n_threads, (C*(H + 2ph)*(W + 2pw) + F*H_out*W_out) * L)."""
+    check_threads("lanes_forward", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
@@ -834,6 +845,7 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     ceil(ceil(N/n_blocks)/L) * (C*(H + 2ph)*(W + 2pw) + F*H_out*W_out) * L): each thread lays
     out a whole block, x padded and dout unpadded.
     """
+    check_threads("lanes_weight_grad", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3], P = Ho * Wo

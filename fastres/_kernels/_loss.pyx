@@ -1,12 +1,14 @@
 """Softmax cross-entropy kernel: per-row losses and the gradient with respect to the logits.
 
 Arrays are C-contiguous and preallocated by ``fastres.functional``; labels are validated to lie
-in [0, K). Rows are independent, so the split over threads cannot change any result; the mean
-over the batch is taken by the caller from ``row_loss`` in a fixed order.
+in [0, K) there, and again here (one comparison per row), since each row indexes with its label.
+Rows are independent, so the split over threads cannot change any result; the mean over the
+batch is taken by the caller from ``row_loss`` in a fixed order.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
+from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_loss.h" nogil:
     double fr_xent_row_f(const float *z, Py_ssize_t K, Py_ssize_t y, double eps, double scale,
@@ -23,11 +25,34 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
                           double[::1] row_loss, int n_threads):
     """IN: logits (N, K), labels (N,) in [0, K).  OUT: dlogits (N, K) = (softmax - target) / N,
     row_loss (N,) = each row's smoothed cross-entropy."""
+    check_threads("softmax_cross_entropy", n_threads)
     cdef Py_ssize_t N = logits.shape[0], K = logits.shape[1]
-    cdef Py_ssize_t rows_per_item = max(1, ITEM_ELEMS // K)
-    cdef Py_ssize_t n_items = (N + rows_per_item - 1) // rows_per_item
-    cdef Py_ssize_t it, n
+    cdef Py_ssize_t rows_per_item, n_items, it, n, bad = -1
     cdef double scale = 1.0 / N
+    if K < 1:  # every row reads z[0] (and ITEM_ELEMS // K below)
+        raise ValueError(f"softmax_cross_entropy: expected logits with K >= 1 classes, got "
+                         f"shape ({N}, {K})")
+    if labels.shape[0] != N:
+        raise ValueError(f"softmax_cross_entropy: expected labels of shape ({N},), got "
+                         f"({labels.shape[0]},)")
+    if row_loss.shape[0] != N:
+        raise ValueError(f"softmax_cross_entropy: expected row_loss of shape ({N},), got "
+                         f"({row_loss.shape[0]},)")
+    if dlogits.shape[0] != N or dlogits.shape[1] != K:
+        raise ValueError(f"softmax_cross_entropy: expected dlogits of shape ({N}, {K}), got "
+                         f"({dlogits.shape[0]}, {dlogits.shape[1]})")
+    # Each row reads z[y] and writes g[y]: a label outside [0, K) would reach past the row.
+    # One comparison per row (the row itself costs K exponentials).
+    with nogil:
+        for n in range(N):
+            if labels[n] < 0 or labels[n] >= K:
+                bad = n
+                break
+    if bad >= 0:
+        raise ValueError(f"softmax_cross_entropy: expected labels in [0, {K}), got "
+                         f"{labels[bad]} at index {bad}")
+    rows_per_item = max(1, ITEM_ELEMS // K)
+    n_items = (N + rows_per_item - 1) // rows_per_item
     for it in prange(n_items, nogil=True, schedule="guided",
                      num_threads=min(n_threads, n_items)):
         for n in range(it * rows_per_item, min((it + 1) * rows_per_item, N)):

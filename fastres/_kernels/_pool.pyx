@@ -6,10 +6,11 @@ merged into one axis of P = N*C planes. Each plane is owned by exactly one threa
 so nothing is shared between threads: no races in the gradient scatters, and every result is
 bit-identical for any ``n_threads``.
 """
-from libc.stdint cimport int32_t
+from libc.stdint cimport INT32_MAX, int32_t
 from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange
+from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_pool.h" nogil:
     void fr_maxpool_plane_f(const float *x, float *y, int32_t *idx, Py_ssize_t H, Py_ssize_t W,
@@ -22,10 +23,10 @@ cdef extern from "fr_pool.h" nogil:
                                Py_ssize_t OH, Py_ssize_t OW)
     void fr_maxpool2x2_plane_d(const double *x, double *y, int32_t *idx, Py_ssize_t W,
                                Py_ssize_t OH, Py_ssize_t OW)
-    void fr_maxpool_grad_plane_f(const float *dy, const int32_t *idx, float *dx, Py_ssize_t HW,
-                                 Py_ssize_t OHW)
-    void fr_maxpool_grad_plane_d(const double *dy, const int32_t *idx, double *dx, Py_ssize_t HW,
-                                 Py_ssize_t OHW)
+    Py_ssize_t fr_maxpool_grad_plane_f(const float *dy, const int32_t *idx, float *dx,
+                                       Py_ssize_t HW, Py_ssize_t OHW)
+    Py_ssize_t fr_maxpool_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
+                                       Py_ssize_t HW, Py_ssize_t OHW)
     void fr_maxpool2x2_grad_plane_f(const float *dy, const int32_t *idx, float *dx, Py_ssize_t H,
                                     Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
     void fr_maxpool2x2_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
@@ -61,14 +62,65 @@ cdef inline bint _is_2x2(Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t
     return KH == 2 and KW == 2 and SH == 2 and SW == 2 and PH == 0 and PW == 0
 
 
+# --- checks: the kernels index every plane with the extents and window below ---------------
+
+cdef int _planes(str op, str name, Py_ssize_t got, Py_ssize_t P) except -1:
+    """Every array holds the same P planes."""
+    if got != P:
+        raise ValueError(f"{op}: expected {name} with {P} planes, got {got}")
+    return 0
+
+
+cdef int _geometry(str op, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH,
+                   Py_ssize_t PW) except -1:
+    """A valid window (as fastres.functional.pool checks it) whose output is (OH, OW). The
+    general loops clip their windows to the plane, but the 2x2 ones rely on 2*OH <= H and
+    2*OW <= W, fr_valid_outputs on a positive stride, and the int32 offsets of fr_pool.h on
+    H + 2*PH and W + 2*PW fitting int32."""
+    if KH < 1 or KW < 1 or SH < 1 or SW < 1 or PH < 0 or PW < 0 or PH > KH // 2 \
+            or PW > KW // 2:
+        raise ValueError(f"{op}: expected kernel >= 1, stride >= 1 and 0 <= padding <= "
+                         f"kernel // 2, got kernel ({KH}, {KW}), stride ({SH}, {SW}), padding "
+                         f"({PH}, {PW})")
+    if H > INT32_MAX or W > INT32_MAX or PH > (INT32_MAX - H) // 2 \
+            or PW > (INT32_MAX - W) // 2:
+        raise ValueError(f"{op}: expected H + 2*padding and W + 2*padding <= {INT32_MAX}, got "
+                         f"({H}, {W}) with padding ({PH}, {PW})")
+    if KH > H + 2 * PH or KW > W + 2 * PW:
+        raise ValueError(f"{op}: expected kernel <= the padded plane, got kernel ({KH}, {KW}) "
+                         f"for ({H}, {W}) with padding ({PH}, {PW})")
+    cdef Py_ssize_t oh = (H + 2 * PH - KH) // SH + 1, ow = (W + 2 * PW - KW) // SW + 1
+    if OH != oh or OW != ow:
+        raise ValueError(f"{op}: expected output planes of ({oh}, {ow}) for ({H}, {W}), got "
+                         f"({OH}, {OW})")
+    return 0
+
+
+cdef int _argmax(str op, const int32_t[:, :, ::1] argmax, Py_ssize_t P, Py_ssize_t OH,
+                 Py_ssize_t OW, str like) except -1:
+    """argmax has the shape (P, OH, OW) of out / dout."""
+    if argmax.shape[0] != P or argmax.shape[1] != OH or argmax.shape[2] != OW:
+        raise ValueError(f"{op}: expected argmax of shape ({P}, {OH}, {OW}) (as {like}), got "
+                         f"({argmax.shape[0]}, {argmax.shape[1]}, {argmax.shape[2]})")
+    return 0
+
+
 def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                        int32_t[:, :, ::1] argmax, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
                        Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, int n_threads):
     """Max over each window.  IN: x (P, H, W).  OUT: out (P, OH, OW) and argmax (P, OH, OW),
     the flat index within the plane of the first maximum (NaN wins, as in PyTorch)."""
+    check_threads("max_pool2d_forward", n_threads)
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
     cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
+    cdef str op = "max_pool2d_forward"
+    _planes(op, "out", out.shape[0], P)
+    _argmax(op, argmax, P, OH, OW, "out")
+    _geometry(op, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+    if H * W > INT32_MAX:
+        raise ValueError(f"{op}: expected H*W <= {INT32_MAX} (int32 argmax), got ({H}, {W})")
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             if fast:
@@ -89,24 +141,34 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
                         Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, int n_threads):
     """dx[argmax] += dout per plane, in output order.  IN: dout, argmax (P, OH, OW), every
     index in [0, H*W).  OUT: dx (P, H, W), fully overwritten."""
+    check_threads("max_pool2d_backward", n_threads)
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
-    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p, n_bad = 0
     cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
+    cdef str op = "max_pool2d_backward"
+    _planes(op, "dout", dout.shape[0], P)
+    _argmax(op, argmax, P, OH, OW, "dout")
+    _geometry(op, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+    # The general kernel skips (and counts) indices outside [0, H*W) as it scatters; the 2x2
+    # kernel only compares indices with its window's four offsets, so any value is memory-safe
+    # there (fr_pool.h).
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
-        if floating is float:
-            if fast:
+        if fast:
+            if floating is float:
                 fr_maxpool2x2_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
                                            H, W, OH, OW)
             else:
-                fr_maxpool_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                        H * W, OH * OW)
-        else:
-            if fast:
                 fr_maxpool2x2_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
                                            H, W, OH, OW)
-            else:
-                fr_maxpool_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                        H * W, OH * OW)
+        elif floating is float:
+            n_bad += fr_maxpool_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                             H * W, OH * OW)
+        else:
+            n_bad += fr_maxpool_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                             H * W, OH * OW)
+    if n_bad:
+        raise ValueError(f"{op}: expected argmax values in [0, {H * W}), got {n_bad} outside it "
+                         f"(skipped)")
 
 
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, Py_ssize_t KH,
@@ -114,8 +176,11 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, Py_
                        int n_threads):
     """Window mean, zero padding counted in the divisor.  IN: x (P, H, W).
     OUT: out (P, OH, OW)."""
+    check_threads("avg_pool2d_forward", n_threads)
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
+    _planes("avg_pool2d_forward", "out", out.shape[0], P)
+    _geometry("avg_pool2d_forward", H, W, OH, OW, KH, KW, SH, SW, PH, PW)
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             fr_avgpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW, PH, PW)
@@ -128,9 +193,12 @@ def avg_pool2d_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx, 
                         Py_ssize_t PW, int n_threads):
     """Spread dout / divisor over each window, in output order.  IN: dout (P, OH, OW).
     OUT: dx (P, H, W), fully overwritten."""
+    check_threads("avg_pool2d_backward", n_threads)
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
     cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
+    _planes("avg_pool2d_backward", "dout", dout.shape[0], P)
+    _geometry("avg_pool2d_backward", H, W, OH, OW, KH, KW, SH, SW, PH, PW)
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
             if fast:
@@ -148,7 +216,11 @@ def avg_pool2d_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx, 
 
 def global_avg_pool2d_forward(const floating[:, ::1] x, floating[::1] out, int n_threads):
     """Mean of each plane.  IN: x (P, H*W).  OUT: out (P,)."""
+    check_threads("global_avg_pool2d_forward", n_threads)
     cdef Py_ssize_t P = x.shape[0], HW = x.shape[1], per, b, lo, hi
+    _planes("global_avg_pool2d_forward", "out", out.shape[0], P)
+    if HW < 1:
+        raise ValueError(f"global_avg_pool2d_forward: expected planes of H*W >= 1, got {HW}")
     per = max(1, BLOCK // HW)  # planes per work item
     for b in prange((P + per - 1) // per, nogil=True, schedule="guided", num_threads=n_threads):
         lo = b * per
@@ -161,7 +233,11 @@ def global_avg_pool2d_forward(const floating[:, ::1] x, floating[::1] out, int n
 
 def global_avg_pool2d_backward(const floating[::1] dout, floating[:, ::1] dx, int n_threads):
     """dx[p, :] = dout[p] / (H*W).  IN: dout (P,).  OUT: dx (P, H*W)."""
+    check_threads("global_avg_pool2d_backward", n_threads)
     cdef Py_ssize_t P = dx.shape[0], HW = dx.shape[1], per, b, lo, hi
+    _planes("global_avg_pool2d_backward", "dout", dout.shape[0], P)
+    if HW < 1:
+        raise ValueError(f"global_avg_pool2d_backward: expected planes of H*W >= 1, got {HW}")
     per = max(1, BLOCK // HW)
     for b in prange((P + per - 1) // per, nogil=True, schedule="guided", num_threads=n_threads):
         lo = b * per
@@ -177,6 +253,7 @@ def subsample2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] o
     """out[:, :C] = x[:, :, ::SH, ::SW], out[:, C:] = 0 (a 1x1 window with stride, and the
     zero channels of the option-A shortcut). IN: x (N, C, H, W).
     OUT: out (N, C_out >= C, ceil(H/SH), ceil(W/SW))."""
+    check_threads("subsample2d_forward", n_threads)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3], p, n, c, i, j
     cdef const floating *src
@@ -201,6 +278,7 @@ def subsample2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::
                          Py_ssize_t SH, Py_ssize_t SW, int n_threads):
     """dx = 0, dx[:, :, ::SH, ::SW] = dout[:, :C]: the gradient of subsample2d_forward.
     IN: dout (N, C_out >= C, ceil(H/SH), ceil(W/SW)). OUT: dx (N, C, H, W)."""
+    check_threads("subsample2d_backward", n_threads)
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[2], OW = dout.shape[3], p, n, c, i, j
     cdef const floating *src

@@ -175,12 +175,22 @@ FR_CLONES static void FR_FN(fr_maxpool2x2_plane)(const T *restrict x, T *restric
     }
 }
 
-/* dx = 0, then dx[idx[o]] += dy[o] in output order (overlapping windows accumulate). */
-FR_CLONES static void FR_FN(fr_maxpool_grad_plane)(const T *restrict dy,
-                                                   const int32_t *restrict idx, T *restrict dx,
-                                                   ptrdiff_t HW, ptrdiff_t OHW) {
+/* dx = 0, then dx[idx[o]] += dy[o] in output order (overlapping windows accumulate). An index
+ * outside [0, HW) is skipped and counted (the return value), so no idx writes out of bounds. */
+FR_CLONES static ptrdiff_t FR_FN(fr_maxpool_grad_plane)(const T *restrict dy,
+                                                        const int32_t *restrict idx,
+                                                        T *restrict dx, ptrdiff_t HW,
+                                                        ptrdiff_t OHW) {
+    ptrdiff_t bad = 0;
     memset(dx, 0, (size_t)HW * sizeof(T));
-    for (ptrdiff_t o = 0; o < OHW; o++) dx[idx[o]] += dy[o];
+    for (ptrdiff_t o = 0; o < OHW; o++) {
+        size_t i = (size_t)(ptrdiff_t)idx[o];  /* a negative index wraps to a huge one */
+        if (i < (size_t)HW)
+            dx[i] += dy[o];
+        else
+            bad++;
+    }
+    return bad;
 }
 
 /* 2x2/stride 2/no padding: the windows tile the plane, so each dx element is written once

@@ -1,0 +1,279 @@
+"""The private kernels check every extent they index: called straight from Python with arrays of
+the wrong shape (or index arrays with values out of range), they raise a ValueError naming the
+kernel instead of reading or writing past an array."""
+
+import numpy as np
+import pytest
+
+from fastres._kernels import _activation, _batchnorm, _linear, _loss, _pool
+
+f32 = np.float32
+
+
+def z(*shape, dtype=f32):
+    return np.zeros(shape, dtype)
+
+
+# ---- linear ------------------------------------------------------------------------------
+
+def _linear_fwd(x=None, w=None, b=None, has_bias=True, out=None):
+    x = z(3, 4) if x is None else x
+    w = z(2, 4) if w is None else w
+    b = z(2) if b is None else b
+    out = z(3, 2) if out is None else out
+    return lambda: _linear.linear_forward(x, w, b, has_bias, out, 1)
+
+
+def _linear_bwd(dout=None, dx=None, dw=None, db=None, has_bias=True):
+    dout = z(3, 2) if dout is None else dout
+    dx = z(3, 4) if dx is None else dx
+    dw = z(2, 4) if dw is None else dw
+    db = z(2) if db is None else db
+    return lambda: _linear.linear_backward(dout, z(3, 4), z(2, 4), dx, dw, db, has_bias, 1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (_linear_fwd(w=z(2, 5)), r"linear_forward: expected w of shape \(2, 4\), got \(2, 5\)"),
+    (_linear_fwd(out=z(4, 2)), r"linear_forward: expected out of shape \(3, 2\), got \(4, 2\)"),
+    (_linear_fwd(out=z(3, 1)), "linear_forward: expected out"),
+    (_linear_fwd(b=z(1)), r"linear_forward: expected b of shape \(2,\), got \(1,\)"),
+    (lambda: _linear.linear_forward(z(3, 4), z(2, 4), None, True, z(3, 2), 1),
+     "linear_forward: expected b .* got None"),
+    (_linear_bwd(dout=z(3, 3)), r"linear_backward: expected dout of shape \(3, 2\)"),
+    (_linear_bwd(dx=z(2, 4)), r"linear_backward: expected dx of shape \(3, 4\)"),
+    (_linear_bwd(dw=z(2, 3)), r"linear_backward: expected dw of shape \(2, 4\)"),
+    (_linear_bwd(db=z(1)), r"linear_backward: expected db of shape \(2,\)"),
+])
+def test_linear_kernels_refuse_wrong_shapes(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_linear_kernels_ignore_b_without_bias():
+    out = z(3, 2)
+    _linear.linear_forward(np.ones((3, 4), f32), np.ones((2, 4), f32), z(0), False, out, 1)
+    np.testing.assert_array_equal(out, 4)
+    db = np.full(7, 5, f32)  # never written without a bias
+    _linear.linear_backward(z(3, 2), z(3, 4), z(2, 4), z(3, 4), z(2, 4), db, False, 1)
+    np.testing.assert_array_equal(db, 5)
+
+
+# ---- loss --------------------------------------------------------------------------------
+
+def _xent(logits=None, labels=None, dlogits=None, row_loss=None):
+    logits = z(3, 4) if logits is None else logits
+    labels = np.array([0, 3, 1]) if labels is None else labels
+    dlogits = z(*logits.shape) if dlogits is None else dlogits
+    row_loss = z(3, dtype=np.float64) if row_loss is None else row_loss
+    return lambda: _loss.softmax_cross_entropy(logits, labels, 0.0, dlogits, row_loss, 1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (_xent(labels=np.array([0, 3])), r"expected labels of shape \(3,\), got \(2,\)"),
+    (_xent(labels=np.array([0, 4, 1])), r"expected labels in \[0, 4\), got 4 at index 1"),
+    (_xent(labels=np.array([0, 1, -1])), r"expected labels in \[0, 4\), got -1 at index 2"),
+    (_xent(dlogits=z(3, 3)), r"expected dlogits of shape \(3, 4\), got \(3, 3\)"),
+    (_xent(row_loss=z(2, dtype=np.float64)), r"expected row_loss of shape \(3,\)"),
+    (_xent(logits=z(3, 0)), "expected logits with K >= 1"),
+])
+def test_loss_kernel_refuses_wrong_shapes_and_labels(call, message):
+    with pytest.raises(ValueError, match="softmax_cross_entropy: " + message):
+        call()
+
+
+# ---- batch norm --------------------------------------------------------------------------
+
+N, C, HW, BLOCK = 3, 2, 5, 2  # two blocks of samples: [0, 2) and [2, 3)
+
+
+def _bn_args(kernel, **over):
+    x = z(N, C, HW)
+    a = dict(
+        x=x, dout=z(N, C, HW), gamma=z(C), beta=z(C), running_mean=z(C), running_var=z(C),
+        mean=z(C, dtype=np.float64), inv_std=z(C, dtype=np.float64),
+        partial=z(C, 2, 2, dtype=np.float64), res=None, add=None, out=z(N, C, HW),
+        dx=z(N, C, HW), dgamma=z(C), dbeta=z(C), block=BLOCK,
+        coef=z(C, 5 if kernel == "backward_train" else 4),
+    )
+    a.update(over)
+    if kernel == "forward_train":
+        args = (a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], 0.1, 1e-5,
+                a["partial"], a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"],
+                a["block"], 1)
+    elif kernel == "forward_eval":
+        args = (a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], 1e-5,
+                a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"], 1)
+    elif kernel == "backward_train":
+        args = (a["dout"], a["x"], a["mean"], a["inv_std"], a["gamma"], a["partial"], a["coef"],
+                a["add"], a["dx"], a["dgamma"], a["dbeta"], a["block"], 1)
+    else:
+        args = (a["dout"], a["x"], a["mean"], a["inv_std"], a["gamma"], a["partial"], a["dx"],
+                a["dgamma"], a["dbeta"], a["block"], 1)
+    return getattr(_batchnorm, kernel), args
+
+
+@pytest.mark.parametrize("kernel", ["forward_train", "forward_eval", "backward_train",
+                                    "backward_eval"])
+def test_batchnorm_kernels_accept_consistent_shapes(kernel):
+    fn, args = _bn_args(kernel)
+    fn(*args)
+
+
+@pytest.mark.parametrize("kernel, over, message", [
+    ("forward_train", dict(gamma=z(C + 1)), r"expected gamma of shape \(2,\), got \(3,\)"),
+    ("forward_train", dict(running_var=z(1)), "expected running_var of shape"),
+    ("forward_train", dict(inv_std=z(1, dtype=np.float64)), "expected inv_std of shape"),
+    ("forward_train", dict(partial=z(C, 1, 2, dtype=np.float64)),
+     r"expected partial of shape \(2, 2, 2\)"),
+    ("forward_train", dict(block=0), "expected block >= 1, got 0"),
+    ("forward_train", dict(coef=z(C, 3)), r"expected coef of shape \(2, 4\), got \(2, 3\)"),
+    ("forward_train", dict(out=z(N, C, HW - 1)), r"expected out of shape \(3, 2, 5\)"),
+    ("forward_train", dict(res=z(N - 1, C, HW)), r"expected res of shape \(3, 2, 5\)"),
+    ("forward_train", dict(x=z(0, C, HW), partial=z(C, 0, 2, dtype=np.float64)),
+     "expected x with N >= 1 and HW >= 1"),
+    ("forward_eval", dict(beta=z(1)), "expected beta of shape"),
+    ("forward_eval", dict(running_mean=z(3)), "expected running_mean of shape"),
+    ("forward_eval", dict(mean=z(1, dtype=np.float64)), "expected mean of shape"),
+    ("forward_eval", dict(coef=z(1, 4)), "expected coef of shape"),
+    ("forward_eval", dict(out=z(N, C + 1, HW)), "expected out of shape"),
+    ("forward_eval", dict(res=z(N, C, HW + 1)), "expected res of shape"),
+    ("backward_train", dict(dout=z(N + 1, C, HW)), "expected dout of shape"),
+    ("backward_train", dict(dx=z(N, C, 1)), "expected dx of shape"),
+    ("backward_train", dict(add=z(1, 1, 1)), "expected add of shape"),
+    ("backward_train", dict(coef=z(C, 4)), r"expected coef of shape \(2, 5\)"),
+    ("backward_train", dict(gamma=z(1)), "expected gamma of shape"),
+    ("backward_train", dict(dgamma=z(1)), "expected dgamma of shape"),
+    ("backward_train", dict(partial=z(C, 3, 2, dtype=np.float64)), "expected partial of shape"),
+    ("backward_eval", dict(partial=z(C, 2, 1, dtype=np.float64)), "expected partial of shape"),
+    ("backward_eval", dict(block=-1), "expected block >= 1"),
+    ("backward_eval", dict(dx=z(N, C, HW + 1)), "expected dx of shape"),
+    ("backward_eval", dict(dbeta=z(C + 1)), "expected dbeta of shape"),
+    ("backward_eval", dict(inv_std=z(C + 1, dtype=np.float64)), "expected inv_std of shape"),
+])
+def test_batchnorm_kernels_refuse_wrong_shapes(kernel, over, message):
+    fn, args = _bn_args(kernel, **over)
+    with pytest.raises(ValueError, match=f"{kernel}: {message}"):
+        fn(*args)
+
+
+# ---- elementwise -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: _activation.relu_forward(z(5), z(4), 1), "relu_forward: expected out of length 5"),
+    (lambda: _activation.relu_backward(z(5), z(4), z(5), 1),
+     "relu_backward: expected y of length 5, got 4"),
+    (lambda: _activation.relu_backward(z(5), z(5), z(6), 1), "relu_backward: expected dx"),
+    (lambda: _activation.add(z(5), z(4), z(5), 1), "add: expected b of length 5"),
+    (lambda: _activation.add(z(5), z(5), z(3), 1), "add: expected out of length 5"),
+    (lambda: _activation.add_gated(z(5), z(5), z(4), z(5), 1), "add_gated: expected gate"),
+    (lambda: _activation.add_gated(z(5), z(6), z(5), z(5), 1), "add_gated: expected b"),
+    (lambda: _activation.add_gated(z(5), z(5), z(5), z(4), 1), "add_gated: expected out"),
+    (lambda: _activation.multiply(z(5), z(4), z(5), 1), "multiply: expected b of length 5"),
+    (lambda: _activation.multiply(z(5), z(5), z(4), 1), "multiply: expected out of length 5"),
+])
+def test_elementwise_kernels_refuse_wrong_lengths(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ---- pooling -----------------------------------------------------------------------------
+
+def _maxfwd(x, out, argmax, *params):
+    return lambda: _pool.max_pool2d_forward(x, out, argmax, *params, 1)
+
+
+def _maxbwd(dout, argmax, dx, *params):
+    return lambda: _pool.max_pool2d_backward(dout, argmax, dx, *params, 1)
+
+
+I32 = np.int32
+K2 = (2, 2, 2, 2, 0, 0)  # the 2x2 fast path
+K3 = (3, 3, 2, 2, 1, 1)  # a general window: 6x6 -> 3x3
+
+
+@pytest.mark.parametrize("call, message", [
+    (_maxfwd(z(2, 6, 6), z(1, 3, 3), z(2, 3, 3, dtype=I32), *K2), "expected out with 2 planes"),
+    (_maxfwd(z(2, 6, 6), z(2, 3, 3), z(2, 3, 2, dtype=I32), *K3),
+     r"expected argmax of shape \(2, 3, 3\)"),
+    (_maxfwd(z(2, 5, 5), z(2, 3, 3), z(2, 3, 3, dtype=I32), *K2),
+     r"expected output planes of \(2, 2\) for \(5, 5\), got \(3, 3\)"),
+    (_maxfwd(z(2, 6, 6), z(2, 4, 3), z(2, 4, 3, dtype=I32), *K3), "expected output planes"),
+    (_maxfwd(z(2, 6, 6), z(2, 3, 3), z(2, 3, 3, dtype=I32), 3, 3, 2, -2, 1, 1),
+     "expected kernel >= 1, stride >= 1"),
+    (_maxfwd(z(2, 6, 6), z(2, 3, 3), z(2, 3, 3, dtype=I32), 2, 2, 2, 2, 2, 0),
+     r"expected kernel >= 1, .* padding \(2, 0\)"),
+    (_maxfwd(z(2, 2, 2), z(2, 1, 1), z(2, 1, 1, dtype=I32), 3, 3, 1, 1, 0, 0),
+     "expected kernel <= the padded plane"),
+    (_maxbwd(z(1, 3, 3), z(2, 3, 3, dtype=I32), z(2, 6, 6), *K3), "expected dout with 2 planes"),
+    (_maxbwd(z(2, 3, 3), z(2, 3, 3, dtype=I32), z(2, 4, 4), *K2), "expected output planes"),
+    (_maxbwd(z(2, 3, 3), z(2, 2, 3, dtype=I32), z(2, 6, 6), *K3),
+     r"expected argmax of shape \(2, 3, 3\)"),
+    (_maxbwd(z(2, 3, 3), np.full((2, 3, 3), 36, I32), z(2, 6, 6), *K3),
+     r"expected argmax values in \[0, 36\), got 18 outside it"),
+    (_maxbwd(z(2, 3, 3), np.full((2, 3, 3), -1, I32), z(2, 6, 6), *K3),
+     r"expected argmax values in \[0, 36\)"),
+])
+def test_max_pool_kernels_refuse_wrong_shapes_and_indices(call, message):
+    with pytest.raises(ValueError, match=r"max_pool2d_(forward|backward): " + message):
+        call()
+
+
+def test_max_pool_2x2_backward_is_safe_for_any_index():
+    # fr_maxpool2x2_grad_plane only compares an index with its window's four offsets: one that
+    # is none of them (here each is outside its window, two outside the plane) writes zeros
+    dout = np.ones((1, 2, 2), f32)
+    dx = np.full((1, 4, 4), np.nan, f32)
+    _pool.max_pool2d_backward(dout, np.array([[[-7, 10**9], [5, 3]]], I32), dx, *K2, 1)
+    np.testing.assert_array_equal(dx, 0)
+    _pool.max_pool2d_backward(dout, np.array([[[5, 3], [8, 15]]], I32), dx, *K2, 1)
+    want = np.zeros((1, 4, 4), f32)
+    want[0, 1, 1] = want[0, 0, 3] = want[0, 2, 0] = want[0, 3, 3] = 1
+    np.testing.assert_array_equal(dx, want)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: _pool.avg_pool2d_forward(z(2, 6, 6), z(3, 3, 3), *K3, 1),
+     "avg_pool2d_forward: expected out with 2 planes, got 3"),
+    (lambda: _pool.avg_pool2d_forward(z(2, 6, 6), z(2, 3, 4), *K3, 1),
+     r"avg_pool2d_forward: expected output planes of \(3, 3\)"),
+    (lambda: _pool.avg_pool2d_forward(z(2, 6, 6), z(2, 3, 3), 3, 3, 2, 0, 1, 1, 1),
+     "avg_pool2d_forward: expected kernel >= 1, stride >= 1"),
+    (lambda: _pool.avg_pool2d_backward(z(1, 3, 3), z(2, 6, 6), *K3, 1),
+     "avg_pool2d_backward: expected dout with 2 planes, got 1"),
+    (lambda: _pool.avg_pool2d_backward(z(2, 4, 4), z(2, 6, 6), *K2, 1),
+     r"avg_pool2d_backward: expected output planes of \(3, 3\) for \(6, 6\), got \(4, 4\)"),
+    (lambda: _pool.avg_pool2d_backward(z(2, 3, 3), z(2, 6, 6), 3, 3, 0, 2, 1, 1, 1),
+     "avg_pool2d_backward: expected kernel >= 1, stride >= 1"),
+    (lambda: _pool.global_avg_pool2d_forward(z(4, 9), z(3), 1),
+     "global_avg_pool2d_forward: expected out with 4 planes, got 3"),
+    (lambda: _pool.global_avg_pool2d_forward(z(4, 0), z(4), 1),
+     "global_avg_pool2d_forward: expected planes of H.W >= 1, got 0"),
+    (lambda: _pool.global_avg_pool2d_backward(z(5), z(4, 9), 1),
+     "global_avg_pool2d_backward: expected dout with 4 planes, got 5"),
+    (lambda: _pool.global_avg_pool2d_backward(z(4), z(4, 0), 1),
+     "global_avg_pool2d_backward: expected planes of H.W >= 1"),
+])
+def test_avg_pool_kernels_refuse_wrong_shapes(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ---- thread counts -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_threads", [0, -1])
+def test_kernels_refuse_a_thread_count_below_one(n_threads):
+    # OpenMP reads num_threads=0 as "all" (more threads than scratch rows) and aborts the process
+    # on a negative count
+    from fastres._kernels import _conv
+    calls = [
+        ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), n_threads)),
+        ("linear_forward", lambda: _linear.linear_forward(z(3, 4), z(2, 4), z(2), True, z(3, 2),
+                                                          n_threads)),
+        ("global_avg_pool2d_forward",
+         lambda: _pool.global_avg_pool2d_forward(z(2, 4), z(2), n_threads)),
+        ("winograd_weights",
+         lambda: _conv.winograd_weights(z(4, 4, 3, 3), False, z(16, 16), n_threads)),
+    ]
+    for name, call in calls:
+        with pytest.raises(ValueError, match=f"{name}: expected n_threads >= 1, got {n_threads}"):
+            call()
