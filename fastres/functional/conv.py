@@ -112,9 +112,10 @@ _WINO_MIN_CHANNELS = 16
 # horizontal sums and the partials' additions cost more than Winograd saves (measured 1.4x
 # slower than 8 images at once at 64@8x8); more images than needed stream more data per
 # register tile through L2 (16@32x32: 1 image 12% faster than 8). At most this many elements
-# of transforms per thread:
+# of transforms per thread (16 MB of float32: a batch-lane group of 4x4 maps with 512 channels
+# takes 2 MB, and 8 of them made the weight gradient 2x faster than 2; 256 channels 1.2x):
 _WINO_DW_TILES = 256
-_WINO_DW_GROUP_ELEMS = 1 << 20
+_WINO_DW_GROUP_ELEMS = 1 << 22
 
 
 def _wino_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
