@@ -408,6 +408,31 @@ cdef inline void wino_wgrad_in(const floating *x, int C, int H, int W, int ph, i
         fr_wino_wgrad_in_d(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo)
 
 
+cdef inline void wino_lanes_fwd(const floating *x, Py_ssize_t xs, int nimg, int C, int H, int W,
+                                int ph, int pw, const floating *upk, int F, floating *xl,
+                                floating *V, floating *M, floating *ol, floating *out,
+                                Py_ssize_t os, int Ho, int Wo,
+                                const floating *bias) noexcept nogil:
+    if floating is float:
+        fr_wino_lanes_fwd_f(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
+                            bias)
+    else:
+        fr_wino_lanes_fwd_d(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
+                            bias)
+
+
+cdef inline void wino_lanes_wgrad_in(const floating *x, Py_ssize_t xs, int nimg, int C, int H,
+                                     int W, int ph, int pw, const floating *dout, Py_ssize_t ds,
+                                     int F, floating *xl, floating *dl, floating *V,
+                                     floating *DY, int Ho, int Wo) noexcept nogil:
+    if floating is float:
+        fr_wino_lanes_wgrad_in_f(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
+                                 Wo)
+    else:
+        fr_wino_lanes_wgrad_in_d(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
+                                 Wo)
+
+
 cdef inline void wino_wgrad_sum(const floating *V, Py_ssize_t vs, const floating *DY,
                                 Py_ssize_t ds, int nimg, int C, int F, int NT, int add,
                                 floating *dwt) noexcept nogil:
@@ -612,21 +637,14 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                 m = min(group, n1 - g)
                 for n in range(m):
                     first = (g + n) * per
-                    if not lanes:
+                    if lanes:
+                        wino_lanes_wgrad_in(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W,
+                                            min(L, N - first), C, H, W, ph, pw,
+                                            &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo, F,
+                                            xp, dl, V + n * size_v, DY + n * size_m, Ho, Wo)
+                    else:
                         wino_wgrad_in(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0],
                                       F, xp, V + n * size_v, DY + n * size_m, Ho, Wo)
-                    elif floating is float:
-                        fr_wino_lanes_wgrad_in_f(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W,
-                                                 min(L, N - first), C, H, W, ph, pw,
-                                                 &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo,
-                                                 F, xp, dl, V + n * size_v, DY + n * size_m, Ho,
-                                                 Wo)
-                    else:
-                        fr_wino_lanes_wgrad_in_d(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W,
-                                                 min(L, N - first), C, H, W, ph, pw,
-                                                 &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo,
-                                                 F, xp, dl, V + n * size_v, DY + n * size_m, Ho,
-                                                 Wo)
                 wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, g > n0,
                                dwq + <size_t>blk * wsize)
                 g = g + group
@@ -780,18 +798,10 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     with nogil, parallel(num_threads=n_threads):
         xl = &scratch[threadid(), 0]
         for blk in prange((N + L - 1) // L, schedule="guided"):
-            if floating is float:
-                fr_wino_lanes_fwd_f(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W,
-                                    min(L, N - blk * L), C, H, W, ph, pw, &upk[0, 0], F, xl,
-                                    xl + size_x + size_o, xl + size_x + size_o + 16 * es,
-                                    xl + size_x, &out[blk * L, 0, 0, 0],
-                                    <Py_ssize_t>F * Ho * Wo, Ho, Wo, bp)
-            else:
-                fr_wino_lanes_fwd_d(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W,
-                                    min(L, N - blk * L), C, H, W, ph, pw, &upk[0, 0], F, xl,
-                                    xl + size_x + size_o, xl + size_x + size_o + 16 * es,
-                                    xl + size_x, &out[blk * L, 0, 0, 0],
-                                    <Py_ssize_t>F * Ho * Wo, Ho, Wo, bp)
+            wino_lanes_fwd(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - blk * L), C,
+                           H, W, ph, pw, &upk[0, 0], F, xl, xl + size_x + size_o,
+                           xl + size_x + size_o + 16 * es, xl + size_x, &out[blk * L, 0, 0, 0],
+                           <Py_ssize_t>F * Ho * Wo, Ho, Wo, bp)
 
 
 def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
