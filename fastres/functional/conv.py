@@ -118,47 +118,51 @@ _WINO_DW_TILES = 256
 _WINO_DW_GROUP_ELEMS = 1 << 22
 
 
-def _wino_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
-             H_out: int, W_out: int, dtype) -> bool:
-    half = _lanes(dtype) // 2
+def _wino_shape_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
+                   H_out: int, W_out: int) -> bool:
+    """A 3x3 stride-1 convolution Winograd F(2x2, 3x3) can run, on one layout or the other."""
     return (_WINOGRAD and (KH, KW) == (3, 3) and stride == (1, 1) and groups == 1
             and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0 and H_out % 2 == 0
-            and W_out % 2 == 0 and (W_out // 2) % half == 0
-            and (H_out * W_out // 4) % (2 * half) == 0)
+            and W_out % 2 == 0)
 
 
-def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
-               n: int, residual=None, relu: bool = False, gate=None, flip: bool = False) -> None:
-    """out as by _direct_conv for a 3x3 stride-1 convolution with weights w (C_out, C_in, 3, 3),
-    or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
-    3)."""
-    C, F, Ho, Wo = x.shape[1], *out.shape[1:]
-    upk = arena.empty((16, F * C), dtype=x.dtype)
-    _k.winograd_weights(w, flip, upk, n)
-    size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * (Ho * Wo // 4) + 2 * _k.winograd_gap)
-    _k.winograd_forward(x, upk, b, residual, relu, gate, out,
-                        arena.empty((n, size), dtype=x.dtype), *padding, n)
+def _wino_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
+             H_out: int, W_out: int, dtype) -> bool:
+    """Winograd image by image: output rows are whole pairs of half vectors of tiles."""
+    half = _lanes(dtype) // 2
+    return (_wino_shape_ok(KH, KW, stride, groups, C, F, H_out, W_out)
+            and (W_out // 2) % half == 0 and (H_out * W_out // 4) % (2 * half) == 0)
 
 
 def _wino_lanes_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
                    H_out: int, W_out: int, dtype) -> bool:
     """Winograd on the batch-lane layout: the maps _wino_ok refuses whose rows are narrower
     than a vector (4x4, 6x6: the MiniModel's last stage) and would take the batch-lane path."""
-    return (_WINOGRAD and (KH, KW) == (3, 3) and stride == (1, 1) and groups == 1
-            and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0 and H_out % 2 == 0
-            and W_out % 2 == 0 and _lanes_ok(stride, W_out, F, dtype))
+    return (_wino_shape_ok(KH, KW, stride, groups, C, F, H_out, W_out)
+            and _lanes_ok(stride, W_out, F, dtype))
 
 
-def _wino_lanes_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray,
-                     padding: tuple[int, int], n: int, flip: bool = False) -> None:
-    """out as by _wino_conv (bias only) on the batch-lane layout."""
+def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
+               n: int, residual=None, relu: bool = False, gate=None, flip: bool = False,
+               lanes: bool = False) -> None:
+    """out as by _direct_conv for a 3x3 stride-1 convolution with weights w (C_out, C_in, 3, 3),
+    or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
+    3); with lanes on the batch-lane layout, which has no epilogue but the bias."""
     C, F, Ho, Wo = x.shape[1], *out.shape[1:]
-    L = _lanes(x.dtype)
     upk = arena.empty((16, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk, n)
-    size = ((C * (Ho + 2) * (Wo + 2) + F * Ho * Wo) * L
-            + 16 * ((C + F) * (Ho * Wo // 4) * L + 2 * _k.winograd_gap))
-    _k.winograd_lanes_forward(x, upk, b, out, arena.empty((n, size), dtype=x.dtype), *padding, n)
+    NT = Ho * Wo // 4
+    if lanes:
+        assert residual is None and not relu and gate is None
+        L = _lanes(x.dtype)
+        size = ((C * (Ho + 2) * (Wo + 2) + F * Ho * Wo) * L
+                + 16 * ((C + F) * NT * L + 2 * _k.winograd_gap))
+        _k.winograd_lanes_forward(x, upk, b, out, arena.empty((n, size), dtype=x.dtype),
+                                  *padding, n)
+    else:
+        size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * NT + 2 * _k.winograd_gap)
+        _k.winograd_forward(x, upk, b, residual, relu, gate, out,
+                            arena.empty((n, size), dtype=x.dtype), *padding, n)
 
 
 def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_part,
@@ -174,9 +178,9 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     per_item = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
     group = max(1, min(-(-_WINO_DW_TILES // NT), -(-items // blocks),
                        _WINO_DW_GROUP_ELEMS // per_item))
-    size = (Ho + 2) * (Wo + 2) * (C * per if lanes else 1) + group * per_item
-    if lanes:
-        size += F * Ho * Wo * per
+    # each thread's padded image (lanes: and its dout) and the group's transforms
+    pads = (C * (Ho + 2) * (Wo + 2) + F * Ho * Wo) * per if lanes else (Ho + 2) * (Wo + 2)
+    size = pads + group * per_item
     _k.winograd_weight_grad(x, dout, dw, db, arena.empty((16, F * C), x.dtype),
                             arena.empty((blocks, 16 * F * C), x.dtype), db_part,
                             arena.empty((n, size), x.dtype), *padding, group, lanes, n)
@@ -373,7 +377,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
                      groups, n, residual, bool(relu))
     else:
         if _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
-            _wino_lanes_conv(x, w, b, out, (ph, pw), n)
+            _wino_conv(x, w, b, out, (ph, pw), n, lanes=True)
         elif _lanes_ok((sh, sw), W_out, F // groups, dtype):
             _lanes_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), groups,
                         n)
@@ -452,7 +456,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
             _wino_conv(dout, w, None, dx, (qh, qw), n, residual=res, gate=gate, flip=True)
         elif _wino_lanes_ok(KH, KW, (1, 1), groups, F, C, H, W, x.dtype):
             dx_path = "winograd lanes"
-            _wino_lanes_conv(dout, w, None, dx, (qh, qw), n, flip=True)
+            _wino_conv(dout, w, None, dx, (qh, qw), n, flip=True, lanes=True)
         elif _direct_ok(W, Cg, x.dtype):
             dx_path = "direct"
         elif _lanes_ok((1, 1), W, Cg, x.dtype):
@@ -473,7 +477,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
         _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n, lanes=True)
     else:
         dw_path = "gemm" if pointwise else _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
-    if not dw_path.startswith("winograd") or dx_path == "gemm":  # the others' block partials
+    if dw_path not in ("winograd", "winograd lanes") or dx_path == "gemm":  # block partials
         dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
     if dw_path == "direct":
         off, vin, vout = _direct_plan(Cg, H, W, KH, KW, ph, pw, sh, sw, H_out, W_out,
