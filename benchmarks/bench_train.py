@@ -175,8 +175,7 @@ def breakdown(model, x, y, repeats=3) -> list[tuple[str, float, float]]:
     """(layer type, forward ms, backward ms) per step, summed over the leaf layers and the fused
     runners of the training plan (a BatchNorm2D fused with its add and ReLU counts as
     "BatchNorm2D+act"; a conv that adds a residual or applies a ReLU's gradient stays
-    "Conv2D"). Nested timed calls
-    count once, in the outermost."""
+    "Conv2D"). Nested timed calls count once, in the outermost."""
     times = defaultdict(lambda: [0.0, 0.0])
     depth = [0]
 

@@ -24,8 +24,8 @@ static inline __attribute__((always_inline)) VEC FN(fr_ld_)(const T *p) { VEC v;
 static inline __attribute__((always_inline)) void FN(fr_st_)(T *p, VEC v) { memcpy(p, &v, sizeof v); }
 /* out[r * stride] = the sum of the lanes of a_r (added to out[r * stride] with add), r = 0..3:
  * halves added, then a 4x4 (float) or 4x2 (double) transpose-and-add, so four sums cost a few
- * shuffles instead of four serial chains of L - 1 scalar adds (on 8x8 maps, where a weight-gradient tile sums only 64 vectors, the serial
- * sums took ~10% of the kernel). */
+ * shuffles instead of four serial chains of L - 1 scalar adds (on 8x8 maps, where a
+ * weight-gradient tile sums only 64 vectors, the serial sums took ~10% of the kernel). */
 typedef T FR_CAT(fr_half_, S) __attribute__((vector_size(16)));
 static inline __attribute__((always_inline)) void FN(fr_hsum4_)(VEC a0, VEC a1, VEC a2, VEC a3,
                                                                 T *out, ptrdiff_t stride,
@@ -199,16 +199,17 @@ FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, in
                         memcpy(dst + lo, row + (lo + b - pw), sizeof(T) * (hi - lo));
                         q = hi;
                     } else if (sw == 2) { /* the even lanes of two vectors, L at a time */
-                        for (; q + L <= hi && 2 * q + b - pw + 2 * L <= W; q += L) {
-                            const T *src = row + 2 * q + b - pw;
+                        const int s0 = b - pw;  /* where output q = 0 reads in the row */
+                        for (; q + L <= hi && 2 * q + s0 + 2 * L <= W; q += L) {
+                            const T *src = row + 2 * q + s0;
                             FN(fr_st_)(dst + q, __builtin_shufflevector(
                                 FN(fr_ld_)(src), FN(fr_ld_)(src + L), FR_EVEN_LANES));
                         }
                         /* a group that ends on the row's last element: the odd lanes of the two
                          * vectors one element earlier (never reading past the row) */
-                        for (; q + L <= hi && 2 * q + b - pw >= 1 && 2 * q + b - pw - 1 + 2 * L <= W;
+                        for (; q + L <= hi && 2 * q + s0 >= 1 && 2 * q + s0 - 1 + 2 * L <= W;
                              q += L) {
-                            const T *src = row + 2 * q + b - pw - 1;
+                            const T *src = row + 2 * q + s0 - 1;
                             FN(fr_st_)(dst + q, __builtin_shufflevector(
                                 FN(fr_ld_)(src), FN(fr_ld_)(src + L), FR_ODD_LANES));
                         }
