@@ -119,6 +119,116 @@ def check_scratch(str op, scratch, Py_ssize_t rows, Py_ssize_t cols, int nb=1):
                          f"{tuple(scratch.shape)}")
 
 
+# ---- checks: the kernels below index every array with the extents checked here ------------
+# (shape comparisons and one pass over each small int32 table, never over float data; run
+# before any division by groups, a stride or n_blocks, which are C divisions here)
+
+cdef tuple _dims(const Py_ssize_t *shape, int ndim):
+    return tuple([shape[i] for i in range(ndim)])
+
+
+cdef int _expect(str op, str name, tuple got, tuple want) except -1:
+    if got != want:
+        raise ValueError(f"{op}: expected {name} of shape {want}, got {got}")
+    return 0
+
+
+cdef int _groups(str op, int groups, int C, int F, bint by4) except -1:
+    """C input and F output channels in groups (the kernels tile F/groups by 4 with by4)."""
+    if C < 1 or F < 1 or groups < 1 or C % groups or F % groups or (by4 and (F // groups) % 4):
+        raise ValueError(f"{op}: expected C >= 1 and F >= 1 channels and groups >= 1 dividing "
+                         f"both{' (F/groups a multiple of 4)' if by4 else ''}, got C = {C}, "
+                         f"F = {F} and groups = {groups}")
+    return 0
+
+
+cdef int _stride_pad(str op, int sh, int sw, int ph, int pw) except -1:
+    """fr_pad_ / fr_valid_range divide by the stride, fr_lanes_in_ writes at the padding."""
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"{op}: expected stride >= 1 and padding >= 0, got stride ({sh}, {sw}) "
+                         f"and padding ({ph}, {pw})")
+    return 0
+
+
+cdef int _conv_geometry(str op, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
+                        int sh, int sw, int ph, int pw, Py_ssize_t H_out,
+                        Py_ssize_t W_out) except -1:
+    """The output planes of an im2col convolution: im2col / col2im clip every index to x, but
+    the products read and write (C/groups*KH*KW, H_out*W_out) columns, and a pointwise one
+    reads x itself as its column matrix."""
+    _stride_pad(op, sh, sw, ph, pw)
+    cdef Py_ssize_t Hp = H + 2 * <Py_ssize_t>ph, Wp = W + 2 * <Py_ssize_t>pw
+    if KH < 1 or KW < 1 or KH > Hp or KW > Wp:
+        raise ValueError(f"{op}: expected a kernel of at least 1x1 inside the padded input "
+                         f"({Hp}, {Wp}), got ({KH}, {KW})")
+    cdef Py_ssize_t ho = (Hp - KH) // sh + 1, wo = (Wp - KW) // sw + 1
+    if H_out != ho or W_out != wo:
+        raise ValueError(f"{op}: expected output planes of ({ho}, {wo}) for input ({H}, {W}), "
+                         f"kernel ({KH}, {KW}), stride ({sh}, {sw}) and padding ({ph}, {pw}), "
+                         f"got ({H_out}, {W_out})")
+    return 0
+
+
+cdef int _partials(str op, str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t items,
+                   Py_ssize_t wsize, Py_ssize_t db_rows, Py_ssize_t db_cols,
+                   Py_ssize_t F) except -1:
+    """Weight-gradient partials name (n_blocks, >= wsize) and db_part (>= n_blocks, >= F), one
+    row per fixed block of the items: fr_sum_blocks_ reads row 0 even of n_blocks = 0."""
+    if not 1 <= rows <= items:
+        raise ValueError(f"{op}: expected {name} with 1 <= n_blocks <= {items} rows (the "
+                         f"batch blocks), got {rows}")
+    if cols < wsize:
+        raise ValueError(f"{op}: expected {name} of at least ({rows}, {wsize}), got "
+                         f"({rows}, {cols})")
+    if db_rows < rows or db_cols < F:
+        raise ValueError(f"{op}: expected db_part of at least ({rows}, {F}), got "
+                         f"({db_rows}, {db_cols})")
+    return 0
+
+
+cdef int _vectors(str op, Py_ssize_t nv, Py_ssize_t P, int per) except -1:
+    """vin covers the P output pixels, per of them a vector."""
+    if P % per or nv * per != P:
+        raise ValueError(f"{op}: expected output planes of a multiple of {per} pixels and vin "
+                         f"of shape ({P // per},), got {P} pixels and vin ({nv},)")
+    return 0
+
+
+cdef int _tables(str op, const int[::1] off, const int[::1] vin, const int[::1] vout,
+                 Py_ssize_t region, Py_ssize_t row, int L) except -1:
+    """The direct tiles (fr_fwd_tile_, fr_wgrad_tile_ in fr_direct_impl.h) load L elements at
+    xin + vin[v] + off[k] and load or store L at out + r*row + vout[v] (r < 4, the tile's rows):
+    off + vin must stay in the region of `region` elements xin points to (per image), and vout
+    in an output row of `row` elements. One pass over each table (min and max)."""
+    cdef Py_ssize_t K = off.shape[0], nv = vin.shape[0], i
+    if vout.shape[0] != nv:
+        raise ValueError(f"{op}: expected vout of shape ({nv},) like vin, got "
+                         f"({vout.shape[0]},)")
+    if nv == 0:
+        return 0
+    cdef int olo = 0, ohi = 0, ilo = vin[0], ihi = vin[0], vlo = vout[0], vhi = vout[0]
+    with nogil:
+        for i in range(nv):
+            ilo = min(ilo, vin[i])
+            ihi = max(ihi, vin[i])
+            vlo = min(vlo, vout[i])
+            vhi = max(vhi, vout[i])
+        if K > 0:
+            olo = off[0]
+            ohi = off[0]
+            for i in range(K):
+                olo = min(olo, off[i])
+                ohi = max(ohi, off[i])
+    cdef Py_ssize_t lo = <Py_ssize_t>olo + ilo, hi = <Py_ssize_t>ohi + ihi
+    if K > 0 and (lo < 0 or hi + L > region):
+        raise ValueError(f"{op}: expected off[k] + vin[v] in [0, {region - L}] (runs of {L} "
+                         f"inside the {region} input elements), got [{lo}, {hi}]")
+    if vlo < 0 or <Py_ssize_t>vhi + L > row:
+        raise ValueError(f"{op}: expected vout in [0, {row - L}] (runs of {L} inside output "
+                         f"rows of {row}), got [{vlo}, {vhi}]")
+    return 0
+
+
 cdef inline void bias_partial(const floating[:, :, :, ::1] dout, int n0, int n1,
                               floating *dst) noexcept nogil:
     """dst (F,) = the bias gradient of images [n0, n1): row sums of dout in image order."""
@@ -164,6 +274,10 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
     cdef int H_out = out.shape[2], W_out = out.shape[3]
+    _groups("conv2d_forward", groups, C, F, False)
+    _expect("conv2d_forward", "w", _dims(w.shape, 4), (F, C // groups, KH, KW))
+    _conv_geometry("conv2d_forward", H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    _expect("conv2d_forward", "out", _dims(out.shape, 4), (N, F, H_out, W_out))
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P, nb)
@@ -216,15 +330,22 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
     cdef int H_out = dout.shape[2], W_out = dout.shape[3]
+    cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
+    _groups("conv2d_backward", groups, C, F, False)
+    _expect("conv2d_backward", "w", _dims(w.shape, 4), (F, C // groups, KH, KW))
+    _conv_geometry("conv2d_backward", H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    _expect("conv2d_backward", "dout", _dims(dout.shape, 4), (N, F, H_out, W_out))
+    if want_dx:
+        _expect("conv2d_backward", "dx", _dims(dx.shape, 4), (N, C, H, W))
+    if want_dw:
+        _expect("conv2d_backward", "dw", _dims(dw.shape, 4), (F, Cg, KH, KW))
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
-    cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
     _bias("conv2d_backward", db, F)
     check_scratch("conv2d_backward", scratch, n_threads, <Py_ssize_t>(2 * Kg + Fg) * nb * P, nb)
-    if n_blocks > N or db_part.shape[0] < n_blocks or dw_part.shape[1] < wsize \
-            or db_part.shape[1] < F:
-        raise ValueError("conv2d_backward: partial buffers do not fit the batch and weights")
+    _partials("conv2d_backward", "dw_part", n_blocks, dw_part.shape[1], N, wsize,
+              db_part.shape[0], db_part.shape[1], F)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef const floating *dp = &dout[0, 0, 0, 0]
@@ -450,14 +571,12 @@ cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int p
         fr_pad_d(x, xq, C, H, W, ph, pw, sh, sw, Hq, Wq)
 
 
-cdef const floating *_like_out(str name, const floating[:, :, :, ::1] a,
+cdef const floating *_like_out(str op, str name, const floating[:, :, :, ::1] a,
                                floating[:, :, :, ::1] out) except? NULL:
     """a's data, or NULL for None; a must have out's shape."""
     if a is None:
         return NULL
-    if (a.shape[0] != out.shape[0] or a.shape[1] != out.shape[1] or a.shape[2] != out.shape[2]
-            or a.shape[3] != out.shape[3]):
-        raise ValueError(f"direct_forward: {name} must have the shape of out")
+    _expect(op, name, _dims(a.shape, 4), _dims(out.shape, 4))
     return &a[0, 0, 0, 0]
 
 
@@ -486,15 +605,25 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     ceil((H+2ph)/sh) and Wq = ceil((W+2pw)/sw).
     """
     check_threads("direct_forward", n_threads)
+    cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
+    _groups("direct_forward", groups, C, F, True)
+    _stride_pad("direct_forward", sh, sw, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
     check_scratch("direct_forward", scratch, n_threads, C * plane)
+    if out.shape[0] != N:
+        raise ValueError(f"direct_forward: expected out of N = {N} images like x, got "
+                         f"{out.shape[0]}")
+    _expect("direct_forward", "wpk", _dims(wpk.shape, 2), (groups, <Py_ssize_t>Fg * K))
+    _vectors("direct_forward", nv, P, L)
+    # group g reads its Cg channels of the padded image: xpad + g*Cg*plane
+    _tables("direct_forward", off, vin, vout, Cg * plane, P, L)
     cdef const floating *bp = _bias("direct_forward", b, F)
-    cdef const floating *rp = _like_out("res", res, out)
-    cdef const floating *gp = _like_out("gate", gate, out)
+    cdef const floating *rp = _like_out("direct_forward", "res", res, out)
+    cdef const floating *gp = _like_out("direct_forward", "gate", gate, out)
     cdef size_t img = <size_t>F * P
     cdef floating *xpad
     cdef int n, g
@@ -517,7 +646,8 @@ def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1]
     channel axes swapped (the input gradient's weights)."""
     check_threads("winograd_weights", n_threads)
     if w.shape[2] != 3 or w.shape[3] != 3:
-        raise ValueError("winograd_weights: expected 3x3 weights")
+        raise ValueError(f"winograd_weights: expected 3x3 weights, got w of shape "
+                         f"{_dims(w.shape, 4)}")
     cdef int O = w.shape[1] if flip else w.shape[0], K = w.shape[0] if flip else w.shape[1]
     if O % 4 or upk.shape[0] != 16 or upk.shape[1] != O * K:
         raise ValueError(f"winograd_weights: expected upk of shape (16, {O * K}) and output "
@@ -550,13 +680,17 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
     check_scratch("winograd_forward", scratch, n_threads,
                   size_x + size_v + <size_t>16 * (F * NT + WINO_GAP))
-    if (out.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
-            or (Wo // 2) % (L // 2) or NT % L or F % 4 or upk.shape[0] != 16
-            or upk.shape[1] != F * C):
-        raise ValueError("winograd_forward: out or weights do not match x")
+    _stride_pad("winograd_forward", 1, 1, ph, pw)
+    _expect("winograd_forward", "out", _dims(out.shape, 4),
+            (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
+    if Ho % 2 or Wo % 2 or (Wo // 2) % (L // 2) or NT % L or F % 4:
+        raise ValueError(f"winograd_forward: expected even output planes with W_out/2 a "
+                         f"multiple of {L // 2} and H_out*W_out/4 of {L}, and F % 4 == 0, got "
+                         f"({Ho}, {Wo}) and F = {F}")
+    _expect("winograd_forward", "upk", _dims(upk.shape, 2), (16, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_forward", b, F)
-    cdef const floating *rp = _like_out("res", res, out)
-    cdef const floating *gp = _like_out("gate", gate, out)
+    cdef const floating *rp = _like_out("winograd_forward", "res", res, out)
+    cdef const floating *gp = _like_out("winograd_forward", "gate", gate, out)
     cdef size_t img = <size_t>F * Ho * Wo
     cdef floating *xq
     cdef int n, band, q0, q1
@@ -607,12 +741,17 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
         raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
     check_scratch("winograd_weight_grad", scratch, n_threads,
                   size_x + size_d + group * (size_v + size_m))
-    if (dout.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
-            or (not lanes and ((Wo // 2) % (L // 2) or NT % L)) or F % 4 or dwt.shape[0] != 16
-            or dwt.shape[1] != F * C or dwt_part.shape[1] < wsize or db_part.shape[1] < F
-            or dw.shape[0] != F or dw.shape[1] != C or dw.shape[2] != 3 or dw.shape[3] != 3
-            or n_blocks > items or db_part.shape[0] < n_blocks):
-        raise ValueError("winograd_weight_grad: dout, dw or dwt do not match x")
+    _stride_pad("winograd_weight_grad", 1, 1, ph, pw)
+    _expect("winograd_weight_grad", "dout", _dims(dout.shape, 4),
+            (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
+    if Ho % 2 or Wo % 2 or (not lanes and ((Wo // 2) % (L // 2) or NT % L)) or F % 4:
+        raise ValueError(f"winograd_weight_grad: expected even output planes (without lanes "
+                         f"with W_out/2 a multiple of {L // 2} and H_out*W_out/4 of {L}), and "
+                         f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
+    _expect("winograd_weight_grad", "dw", _dims(dw.shape, 4), (F, C, 3, 3))
+    _expect("winograd_weight_grad", "dwt", _dims(dwt.shape, 2), (16, <Py_ssize_t>F * C))
+    _partials("winograd_weight_grad", "dwt_part", n_blocks, dwt_part.shape[1], items, wsize,
+              db_part.shape[0], db_part.shape[1], F)
     cdef bint want_db = db is not None
     _bias("winograd_weight_grad", db, F)
     cdef floating *dwq = &dwt_part[0, 0]
@@ -683,15 +822,21 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
     cdef int C = dx.shape[1], P = Ho * Wo, nv = vin.shape[0], p
     cdef size_t size_d = <size_t>F * (Ho + 2) * (Wo + 2)
     check_scratch("direct_input_grad_s2", scratch, n_threads, size_d + <size_t>4 * C * P)
-    if (dx.shape[0] != N or dx.shape[2] != 2 * Ho or dx.shape[3] != 2 * Wo or C % 4 or Wo % L
-            or kstart.shape[0] != 5 or kstart[0] != 0 or kstart[4] != off.shape[0]
-            or wpk.shape[0] != C * kstart[4] or nv * L != P or vout.shape[0] != nv):
-        raise ValueError("direct_input_grad_s2: dx, weights or tables do not match dout")
+    _expect("direct_input_grad_s2", "dx", _dims(dx.shape, 4), (N, C, 2 * Ho, 2 * Wo))
+    if C % 4 or Wo % L:
+        raise ValueError(f"direct_input_grad_s2: expected C % 4 == 0 and W_out % {L} == 0, got "
+                         f"C = {C} and W_out = {Wo}")
+    _expect("direct_input_grad_s2", "kstart", (kstart.shape[0],), (5,))
     for p in range(4):
-        if not 0 <= kstart[p] <= kstart[p + 1]:
-            raise ValueError("direct_input_grad_s2: kstart must be non-decreasing")
-    cdef const floating *rp = _like_out("res", res, dx)
-    cdef const floating *gp = _like_out("gate", gate, dx)
+        if kstart[0] != 0 or kstart[p] > kstart[p + 1] or kstart[4] != off.shape[0]:
+            raise ValueError(f"direct_input_grad_s2: expected kstart non-decreasing from 0 to "
+                             f"len(off) = {off.shape[0]}, got {list(kstart)}")
+    _expect("direct_input_grad_s2", "wpk", (wpk.shape[0],), (<Py_ssize_t>C * kstart[4],))
+    _vectors("direct_input_grad_s2", nv, P, L)
+    # every phase reads the padded dout (F, Ho + 2, Wo + 2) and writes a (C, P) phase
+    _tables("direct_input_grad_s2", off, vin, vout, size_d, P, L)
+    cdef const floating *rp = _like_out("direct_input_grad_s2", "res", res, dx)
+    cdef const floating *gp = _like_out("direct_input_grad_s2", "gate", gate, dx)
     cdef size_t img = <size_t>C * 4 * P
     cdef floating *dpad
     cdef floating *phases
@@ -728,14 +873,26 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     (n_threads, ceil(N/n_blocks)*C*sh*sw*Hq*Wq): each thread pads a whole block.
     """
     check_threads("direct_weight_grad", n_threads)
+    cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3]
+    _groups("direct_weight_grad", groups, C, F, True)
+    _stride_pad("direct_weight_grad", sh, sw, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
+    if dout.shape[0] != N:
+        raise ValueError(f"direct_weight_grad: expected dout of N = {N} images like x, got "
+                         f"{dout.shape[0]}")
+    _expect("direct_weight_grad", "dw", _dims(dw.shape, 2), (F, K))
+    _partials("direct_weight_grad", "dw_part", n_blocks, dw_part.shape[1], N, wsize,
+              db_part.shape[0], db_part.shape[1], F)
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
     check_scratch("direct_weight_grad", scratch, n_threads,
                   (N + n_blocks - 1) // n_blocks * C * plane)
+    _vectors("direct_weight_grad", nv, P, L)
+    # group g of an image reads its Cg channels of the padded image: + g*Cg*plane
+    _tables("direct_weight_grad", off, vin, vout, Cg * plane, P, L)
     cdef bint want_db = db is not None
     _bias("direct_weight_grad", db, F)
     cdef floating *dwq = &dw_part[0, 0]
@@ -789,9 +946,13 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2) * L, size_o = <size_t>F * Ho * Wo * L
     cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
     check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + 16 * (es + ms))
-    if (out.shape[0] != N or Ho != H + 2 * ph - 2 or Wo != W + 2 * pw - 2 or Ho % 2 or Wo % 2
-            or F % 4 or upk.shape[0] != 16 or upk.shape[1] != F * C):
-        raise ValueError("winograd_lanes_forward: out or weights do not match x")
+    _stride_pad("winograd_lanes_forward", 1, 1, ph, pw)
+    _expect("winograd_lanes_forward", "out", _dims(out.shape, 4),
+            (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
+    if Ho % 2 or Wo % 2 or F % 4:
+        raise ValueError(f"winograd_lanes_forward: expected even output planes and F % 4 == 0, "
+                         f"got ({Ho}, {Wo}) and F = {F}")
+    _expect("winograd_lanes_forward", "upk", _dims(upk.shape, 2), (16, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
     cdef floating *xl
     cdef int blk
@@ -817,11 +978,19 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
+    _groups("lanes_forward", groups, C, F, True)
+    _stride_pad("lanes_forward", 1, 1, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw) * L, size_in = C * plane
     check_scratch("lanes_forward", scratch, n_threads, size_in + <size_t>F * P * L)
-    if out.shape[0] != N or F % groups or C % groups or vin.shape[0] != P:
-        raise ValueError("lanes_forward: out, groups or tables do not match x")
+    if out.shape[0] != N:
+        raise ValueError(f"lanes_forward: expected out of N = {N} images like x, got "
+                         f"{out.shape[0]}")
+    _expect("lanes_forward", "wpk", _dims(wpk.shape, 2), (groups, <Py_ssize_t>Fg * K))
+    _vectors("lanes_forward", nv, P, 1)
+    # layout (C, H + 2ph, W + 2pw, L): group g reads its Cg channels, xl + g*Cg*plane, and
+    # writes channel rows of P*L
+    _tables("lanes_forward", off, vin, vout, Cg * plane, <Py_ssize_t>P * L, L)
     cdef const floating *bp = _bias("lanes_forward", b, F)
     cdef floating *xl
     cdef floating *ol
@@ -859,15 +1028,24 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3], P = Ho * Wo
+    _groups("lanes_weight_grad", groups, C, F, True)
+    _stride_pad("lanes_weight_grad", 1, 1, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
+    if dout.shape[0] != N:
+        raise ValueError(f"lanes_weight_grad: expected dout of N = {N} images like x, got "
+                         f"{dout.shape[0]}")
+    _expect("lanes_weight_grad", "dw", _dims(dw.shape, 2), (F, K))
+    _partials("lanes_weight_grad", "dw_part", n_blocks, dw_part.shape[1], N, wsize,
+              db_part.shape[0], db_part.shape[1], F)
     cdef int max_groups = ((N + n_blocks - 1) // n_blocks + L - 1) // L
     cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw) * L, size_in = C * plane
     cdef size_t size_d = <size_t>F * P * L
     check_scratch("lanes_weight_grad", scratch, n_threads, max_groups * (size_in + size_d))
-    if (dout.shape[0] != N or F % groups or C % groups or vin.shape[0] != P
-            or dw.shape[0] != F or dw.shape[1] != K or n_blocks > N):
-        raise ValueError("lanes_weight_grad: dout, dw, groups or tables do not match x")
+    _vectors("lanes_weight_grad", nv, P, 1)
+    # per lane group: x (C, H + 2ph, W + 2pw, L), group g at + g*Cg*plane, and dout
+    # (F, Ho, Wo, L) with channel rows of P*L
+    _tables("lanes_weight_grad", off, vin, vout, Cg * plane, <Py_ssize_t>P * L, L)
     cdef bint want_db = db is not None
     _bias("lanes_weight_grad", db, F)
     cdef floating *dwq = &dw_part[0, 0]

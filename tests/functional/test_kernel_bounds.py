@@ -277,3 +277,164 @@ def test_kernels_refuse_a_thread_count_below_one(n_threads):
     for name, call in calls:
         with pytest.raises(ValueError, match=f"{name}: expected n_threads >= 1, got {n_threads}"):
             call()
+
+
+# ---- conv --------------------------------------------------------------------------------
+# Valid calls built with the functional layer's planners (float32: vectors of L = 8), then one
+# shape or one table entry made wrong.
+
+def _conv_args():
+    from fastres._kernels import _conv
+    from fastres.functional import conv as fc
+    t = lambda a: np.array(a)  # noqa: E731 (a writable copy of a cached, read-only table)
+    gap = _conv.winograd_gap
+    # direct, stride 1: x (1, 4, 4, 8), 3x3, padding 1 -> (1, 4, 4, 8); Hq, Wq = 6, 10
+    d_off, d_vin, d_vout = map(t, fc._direct_plan(4, 4, 8, 3, 3, 1, 1, 1, 1, 4, 8, 8))
+    assert fc._phase_dims(4, 8, 1, 1, 1, 1) == (6, 10)
+    # batch lanes: x (2, 4, 4, 4), 3x3, padding 1 -> (2, 4, 4, 4)
+    l_off, l_vin, l_vout = map(t, fc._lanes_plan(4, 4, 4, 3, 3, 1, 1, 4, 4, 8))
+    # stride-2 input gradient: dout (1, 4, 2, 8) -> dx (1, 4, 4, 16)
+    s_off, s_kstart, s_vin, s_vout, _ = fc._s2_dx_plan(4, 2, 8, 8)
+    s_off, s_kstart, s_vin, s_vout = map(t, (s_off, s_kstart, s_vin, s_vout))
+    return {
+        "conv2d_forward": dict(
+            fn=_conv.conv2d_forward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), b=z(3),
+            out=z(1, 3, 5, 5), scratch=z(1, 21 * 25), sh=1, sw=1, ph=1, pw=1, groups=1, nb=1,
+            n=1),
+        "conv2d_backward": dict(
+            fn=_conv.conv2d_backward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), dout=z(1, 3, 5, 5),
+            dx=z(1, 2, 5, 5), dw=z(3, 2, 3, 3), db=z(3), dw_part=z(1, 54), db_part=z(1, 3),
+            scratch=z(1, 39 * 25), sh=1, sw=1, ph=1, pw=1, groups=1, nb=1, n=1),
+        "direct_forward": dict(
+            fn=_conv.direct_forward, x=z(1, 4, 4, 8), wpk=fc._pack4(z(1, 4, 36)), b=z(4),
+            res=None, relu=False, gate=None, out=z(1, 4, 4, 8), off=d_off, vin=d_vin,
+            vout=d_vout, scratch=z(1, 4 * 6 * 10), ph=1, pw=1, sh=1, sw=1, groups=1, n=1),
+        "direct_weight_grad": dict(
+            fn=_conv.direct_weight_grad, x=z(1, 4, 4, 8), dout=z(1, 4, 4, 8), dw=z(4, 36),
+            db=z(4), dw_part=z(1, 144), db_part=z(1, 4), off=d_off, vin=d_vin, vout=d_vout,
+            scratch=z(1, 4 * 6 * 10), ph=1, pw=1, sh=1, sw=1, groups=1, n=1),
+        "lanes_forward": dict(
+            fn=_conv.lanes_forward, x=z(2, 4, 4, 4), wpk=fc._pack4(z(1, 4, 36)), b=None,
+            out=z(2, 4, 4, 4), off=l_off, vin=l_vin, vout=l_vout,
+            scratch=z(1, (4 * 36 + 4 * 16) * 8), ph=1, pw=1, groups=1, n=1),
+        "lanes_weight_grad": dict(
+            fn=_conv.lanes_weight_grad, x=z(2, 4, 4, 4), dout=z(2, 4, 4, 4), dw=z(4, 36),
+            db=None, dw_part=z(1, 144), db_part=z(1, 4), off=l_off, vin=l_vin, vout=l_vout,
+            scratch=z(1, (4 * 36 + 4 * 16) * 8), ph=1, pw=1, groups=1, n=1),
+        "direct_input_grad_s2": dict(
+            fn=_conv.direct_input_grad_s2, dout=z(1, 4, 2, 8), wpk=z(4 * int(s_kstart[4])),
+            off=s_off, kstart=s_kstart, vin=s_vin, vout=s_vout, res=None, gate=None,
+            dx=z(1, 4, 4, 16), scratch=z(1, 4 * 4 * 10 + 4 * 4 * 16), n=1),
+        "winograd_forward": dict(
+            fn=_conv.winograd_forward, x=z(1, 4, 4, 8), upk=z(16, 16), b=None, res=None,
+            relu=False, gate=None, out=z(1, 4, 4, 8),
+            scratch=z(1, 6 * 10 + 16 * (8 * 8 + 2 * gap)), ph=1, pw=1, n=1),
+        "winograd_weight_grad": dict(
+            fn=_conv.winograd_weight_grad, x=z(1, 4, 4, 8), dout=z(1, 4, 4, 8),
+            dw=z(4, 4, 3, 3), db=None, dwt=z(16, 16), dwt_part=z(1, 256), db_part=z(1, 4),
+            scratch=z(1, 6 * 10 + 16 * (8 * 8 + 2 * gap)), ph=1, pw=1, group=1, lanes=False,
+            n=1),
+        "winograd_lanes_forward": dict(
+            fn=_conv.winograd_lanes_forward, x=z(1, 4, 4, 4), upk=z(16, 16), b=None,
+            out=z(1, 4, 4, 4), scratch=z(1, (4 * 36 + 4 * 16) * 8 + 16 * (8 * 32 + 2 * gap)),
+            ph=1, pw=1, n=1),
+    }
+
+
+def _conv_call(kernel, **over):
+    a = _conv_args()[kernel]
+    a.update(over)
+    fn = a.pop("fn")
+    return lambda: fn(*a.values())
+
+
+def _entry(kernel, table, i, value):
+    """The kernel's valid table with entry i set to value (value(t) computed from the table)."""
+    t = _conv_args()[kernel][table].copy()
+    t[i] = value(t) if callable(value) else value
+    return {table: t}
+
+
+CONV_KERNELS = list(_conv_args())
+
+
+@pytest.mark.parametrize("kernel", CONV_KERNELS)
+def test_conv_kernels_accept_the_planners_tables(kernel):
+    _conv_call(kernel)()
+
+
+@pytest.mark.parametrize("kernel, over, message", [
+    ("conv2d_forward", dict(out=z(1, 3, 4, 5)), r"expected output planes of \(5, 5\)"),
+    ("conv2d_forward", dict(out=z(2, 3, 5, 5)),
+     r"expected out of shape \(1, 3, 5, 5\), got \(2, 3, 5, 5\)"),
+    ("conv2d_forward", dict(w=z(3, 1, 3, 3)), r"expected w of shape \(3, 2, 3, 3\)"),
+    ("conv2d_forward", dict(groups=0), "expected C >= 1 .* groups = 0"),
+    ("conv2d_forward", dict(sh=0), "expected stride >= 1 and padding >= 0"),
+    ("conv2d_backward", dict(dx=z(1, 2, 5, 4)), r"expected dx of shape \(1, 2, 5, 5\)"),
+    ("conv2d_backward", dict(dw=z(3, 2, 3, 2)), r"expected dw of shape \(3, 2, 3, 3\)"),
+    ("conv2d_backward", dict(dout=z(1, 3, 5, 4)), "expected output planes"),
+    ("conv2d_backward", dict(dw_part=z(0, 54)), "expected dw_part with 1 <= n_blocks <= 1"),
+    ("conv2d_backward", dict(db_part=z(1, 2)), r"expected db_part of at least \(1, 3\)"),
+    ("direct_forward", dict(wpk=z(1, 143)), r"expected wpk of shape \(1, 144\)"),
+    ("direct_forward", dict(out=z(1, 6, 4, 8), b=None),
+     r"expected .*\(F/groups a multiple of 4\), .*F = 6"),
+    ("direct_forward", dict(out=z(1, 4, 4, 9)), "expected output planes of a multiple of 8"),
+    ("direct_forward", dict(vout=np.zeros(3, I32)), r"expected vout of shape \(4,\)"),
+    ("direct_forward", _entry("direct_forward", "off", -1, 10**6),
+     r"expected off\[k\] \+ vin\[v\] in \[0, 232\]"),
+    ("direct_forward", _entry("direct_forward", "vin", 0, -1), r"expected off\[k\] \+ vin"),
+    ("direct_forward", _entry("direct_forward", "vout", -1, 25), r"expected vout in \[0, 24\]"),
+    ("direct_forward", _entry("direct_forward", "vout", 0, -8), "expected vout in"),
+    ("direct_forward", dict(res=z(1, 4, 4, 16)), r"expected res of shape \(1, 4, 4, 8\)"),
+    ("direct_forward", dict(ph=-1), "expected stride >= 1 and padding >= 0"),
+    ("direct_weight_grad", dict(dout=z(2, 4, 4, 8)), "expected dout of N = 1 images"),
+    ("direct_weight_grad", dict(dw=z(4, 35)), r"expected dw of shape \(4, 36\)"),
+    ("direct_weight_grad", dict(dw_part=z(0, 144)), "expected dw_part with 1 <= n_blocks"),
+    ("direct_weight_grad", dict(dw_part=z(2, 144), db_part=z(2, 4)),
+     "expected dw_part with 1 <= n_blocks <= 1 rows .* got 2"),
+    ("direct_weight_grad", dict(dw_part=z(1, 143)), r"expected dw_part of at least \(1, 144\)"),
+    ("direct_weight_grad", dict(groups=3), "expected C >= 1 .* groups = 3"),
+    ("direct_weight_grad", _entry("direct_weight_grad", "off", 0, lambda t: t.max() + 1),
+     r"expected off\[k\] \+ vin\[v\] in"),
+    ("direct_weight_grad", _entry("direct_weight_grad", "vout", 1, 100), "expected vout in"),
+    ("lanes_forward", dict(wpk=z(2, 72)), r"expected wpk of shape \(1, 144\)"),
+    ("lanes_forward", dict(vin=np.zeros(15, I32), vout=np.zeros(15, I32)),
+     r"expected output planes of a multiple of 1 pixels and vin of shape \(16,\)"),
+    ("lanes_forward", _entry("lanes_forward", "off", 2, 10**5), r"expected off\[k\] \+ vin"),
+    ("lanes_forward", _entry("lanes_forward", "vout", -1, 16 * 8), r"expected vout in \[0, 120\]"),
+    ("lanes_forward", dict(ph=-1), "expected stride >= 1 and padding >= 0"),
+    ("lanes_weight_grad", dict(dw_part=z(0, 144)), "expected dw_part with 1 <= n_blocks <= 2"),
+    ("lanes_weight_grad", dict(db_part=z(1, 3), db=z(4)), r"expected db_part of at least"),
+    ("lanes_weight_grad", dict(groups=0), "expected C >= 1 .* groups = 0"),
+    ("lanes_weight_grad", _entry("lanes_weight_grad", "vin", 0, -8), r"expected off\[k\] \+ vin"),
+    ("lanes_weight_grad", _entry("lanes_weight_grad", "vout", 3, -1), "expected vout in"),
+    ("direct_input_grad_s2", dict(dx=z(1, 4, 4, 8)), r"expected dx of shape \(1, 4, 4, 16\)"),
+    ("direct_input_grad_s2", _entry("direct_input_grad_s2", "kstart", 2, 0),
+     "expected kstart non-decreasing"),
+    ("direct_input_grad_s2", dict(wpk=z(5)), "expected wpk of shape"),
+    ("direct_input_grad_s2", _entry("direct_input_grad_s2", "off", -1, 4 * 4 * 10),
+     r"expected off\[k\] \+ vin\[v\] in \[0, 152\]"),
+    ("direct_input_grad_s2", _entry("direct_input_grad_s2", "vout", 0, 9),
+     r"expected vout in \[0, 8\]"),
+    ("direct_input_grad_s2", dict(gate=z(1, 4, 4, 8)), r"expected gate of shape"),
+    ("winograd_forward", dict(out=z(1, 4, 4, 6)), r"expected out of shape \(1, 4, 4, 8\)"),
+    ("winograd_forward", dict(upk=z(16, 12)), r"expected upk of shape \(16, 16\)"),
+    ("winograd_forward", dict(gate=z(1, 4, 4, 4)), r"expected gate of shape"),
+    ("winograd_weight_grad", dict(dwt_part=z(0, 256)), "expected dwt_part with 1 <= n_blocks"),
+    ("winograd_weight_grad", dict(dw=z(4, 4, 3, 2)), r"expected dw of shape \(4, 4, 3, 3\)"),
+    ("winograd_weight_grad", dict(dwt=z(16, 15)), r"expected dwt of shape \(16, 16\)"),
+    ("winograd_lanes_forward", dict(x=z(1, 4, 6, 6), out=z(1, 4, 2, 2), ph=-1, pw=-1),
+     "expected stride >= 1 and padding >= 0"),
+    ("winograd_lanes_forward", dict(out=z(1, 4, 4, 2)), r"expected out of shape \(1, 4, 4, 4\)"),
+])
+def test_conv_kernels_refuse_wrong_shapes_and_tables(kernel, over, message):
+    with pytest.raises(ValueError, match=f"{kernel}: {message}"):
+        _conv_call(kernel, **over)()
+
+
+def test_winograd_weights_refuses_wrong_shapes():
+    from fastres._kernels import _conv
+    with pytest.raises(ValueError, match=r"winograd_weights: expected 3x3 weights"):
+        _conv.winograd_weights(z(4, 4, 3, 2), False, z(16, 16), 1)
+    with pytest.raises(ValueError, match=r"winograd_weights: expected upk of shape \(16, 16\)"):
+        _conv.winograd_weights(z(4, 4, 3, 3), False, z(16, 12), 1)
