@@ -26,22 +26,29 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
 def rounds_ms(fns: dict[str, Callable[[], object]], repeats: int,
               pause_before: set = frozenset(), rewarm: bool = False) -> dict[str, float]:
     """Median ms of each callable, timed in rounds (one call of each per round, in order) so that
-    machine load from elsewhere hits all of them alike; a 50 ms pause before the calls named in
-    ``pause_before`` lets another OpenMP runtime's spinning threads go idle first (``rewarm``:
-    then untimed calls for 20 ms, so that a short op is not timed waking its threads and core)."""
+    machine load from elsewhere hits all of them alike. The names in ``pause_before`` start
+    groups (one runtime's calls: fastres fwd, bwd; PyTorch fwd, bwd): a 50 ms pause before each
+    group lets another OpenMP runtime's spinning threads go idle first, and with ``rewarm`` the
+    group's calls then run untimed, in order, for 20 ms, so that no short op is timed waking its
+    threads and core (in a training step the op before it keeps them awake)."""
     for fn in fns.values():
         fn()  # warm-up
+    names = list(fns)
+    starts = [i for i, k in enumerate(names) if k in pause_before] or [0]
+    groups = [names[a:b] for a, b in zip(starts, starts[1:] + [len(names)])]
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        for k, fn in fns.items():
-            if k in pause_before:
+        for group in groups:
+            if group[0] in pause_before:
                 time.sleep(0.05)
                 t_end = time.perf_counter() + (0.02 if rewarm else 0.0)
                 while time.perf_counter() < t_end:
-                    fn()
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+                    for k in group:
+                        fns[k]()
+            for k in group:
+                t0 = time.perf_counter()
+                fns[k]()
+                times[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
 
 
