@@ -3,7 +3,7 @@
 Arrays are C-contiguous and preallocated by ``fastres.functional``; labels are validated to lie
 in [0, K) there, and again here (one comparison per row), since each row indexes with its label.
 Rows are independent, so the split over threads cannot change any result; the mean over the
-batch is taken by the caller from ``row_loss`` in a fixed order.
+batch is summed from ``row_loss`` in row order after the parallel loop.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -11,10 +11,11 @@ from libc.stdint cimport int64_t
 from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_loss.h" nogil:
-    double fr_xent_row_f(const float *z, Py_ssize_t K, Py_ssize_t y, double eps, double scale,
-                         float *g)
-    double fr_xent_row_d(const double *z, Py_ssize_t K, Py_ssize_t y, double eps, double scale,
-                         double *g)
+    enum: FR_XENT_ROWS
+    void fr_xent_rows_f(const float *z, Py_ssize_t R, Py_ssize_t K, const int64_t *y,
+                        double eps, double scale, float *g, double *loss)
+    void fr_xent_rows_d(const double *z, Py_ssize_t R, Py_ssize_t K, const int64_t *y,
+                        double eps, double scale, double *g, double *loss)
 
 cdef enum:
     ITEM_ELEMS = 8192  # logits per work item: below this a thread costs more than it saves
@@ -24,11 +25,11 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
                           double label_smoothing, floating[:, ::1] dlogits,
                           double[::1] row_loss, int n_threads):
     """IN: logits (N, K), labels (N,) in [0, K).  OUT: dlogits (N, K) = (softmax - target) / N,
-    row_loss (N,) = each row's smoothed cross-entropy."""
+    row_loss (N,) = each row's smoothed cross-entropy. Returns the mean of row_loss."""
     check_threads("softmax_cross_entropy", n_threads)
     cdef Py_ssize_t N = logits.shape[0], K = logits.shape[1]
-    cdef Py_ssize_t rows_per_item, n_items, it, n, bad = -1
-    cdef double scale = 1.0 / N
+    cdef Py_ssize_t rows_per_item, n_items, it, n, n1, bad = -1
+    cdef double scale = 1.0 / N, total = 0.0
     if K < 1:  # every row reads z[0] (and ITEM_ELEMS // K below)
         raise ValueError(f"softmax_cross_entropy: expected logits with K >= 1 classes, got "
                          f"shape ({N}, {K})")
@@ -55,10 +56,18 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     n_items = (N + rows_per_item - 1) // rows_per_item
     for it in prange(n_items, nogil=True, schedule="guided",
                      num_threads=min(n_threads, n_items)):
-        for n in range(it * rows_per_item, min((it + 1) * rows_per_item, N)):
+        n = it * rows_per_item
+        n1 = min(n + rows_per_item, N)
+        while n < n1:  # blocks of FR_XENT_ROWS rows
             if floating is float:
-                row_loss[n] = fr_xent_row_f(&logits[n, 0], K, labels[n], label_smoothing,
-                                            scale, &dlogits[n, 0])
+                fr_xent_rows_f(&logits[n, 0], min(<Py_ssize_t>FR_XENT_ROWS, n1 - n), K,
+                               &labels[n], label_smoothing, scale, &dlogits[n, 0],
+                               &row_loss[n])
             else:
-                row_loss[n] = fr_xent_row_d(&logits[n, 0], K, labels[n], label_smoothing,
-                                            scale, &dlogits[n, 0])
+                fr_xent_rows_d(&logits[n, 0], min(<Py_ssize_t>FR_XENT_ROWS, n1 - n), K,
+                               &labels[n], label_smoothing, scale, &dlogits[n, 0],
+                               &row_loss[n])
+            n = n + FR_XENT_ROWS
+    for n in range(N):
+        total += row_loss[n]
+    return total / N

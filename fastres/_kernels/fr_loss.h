@@ -93,36 +93,66 @@ static inline double fr_exp_d(double x) {
 #define FR_PRAGMA(x)
 #endif
 
-/* One row z (K logits, true class y): returns the row's loss
+/* Rows z[0 .. R) (K logits each, true classes y) of a block, R <= FR_XENT_ROWS: writes each
+ * row's loss
  *     log sum_j exp(z_j - m) - (1 - eps) (z_y - m) - eps/K sum_j (z_j - m),   m = max_j z_j,
  * which is PyTorch's (1 - eps) * nll + eps/K * sum_j (-log p_j) written on shifted logits, so
- * that no exp overflows and huge logits keep their precision; and writes
+ * that no exp overflows and huge logits keep their precision, to loss[r]; and
  *     g_j = (softmax_j - target_j) * scale,   target = (1 - eps) onehot(y) + eps/K.
- * g first holds exp(z_j - m). Sums run in double for both types; `omp simd` lets GCC keep
- * vector-wide partial sums (a fixed order for a given build and CPU, whatever the threads). NaN
- * logits give a NaN loss and gradient. */
+ * g first holds z_j - m, then exp(z_j - m): the exponentials run as one flat loop over the
+ * block, so GCC fills whole vectors however few classes a row has (per row, 10 classes left
+ * most lanes of each vector idle). Sums run in double for both types; for long rows `omp simd`
+ * lets GCC keep vector-wide partial sums (a fixed order for a given build and CPU, whatever
+ * the threads). NaN logits give a NaN loss and gradient. */
+#define FR_XENT_ROWS 64
+/* Rows shorter than this reduce in plain loops: a vector-wide reduction (`omp simd`) would
+ * spend more folding its lanes than summing a few classes. */
+#define FR_XENT_SIMD_K 64
 #define FR_DEFINE_XENT(T, S)                                                                 \
-    FR_CLONES static double fr_xent_row_##S(const T *restrict z, ptrdiff_t K, ptrdiff_t y,   \
-                                            double eps, double scale, T *restrict g) {      \
-        T m = z[0];                                                                          \
-        FR_PRAGMA(omp simd reduction(max : m))                                               \
-        for (ptrdiff_t j = 1; j < K; j++) m = z[j] > m ? z[j] : m;                           \
-        for (ptrdiff_t j = 0; j < K; j++) g[j] = fr_exp_##S(z[j] - m);                       \
-        double sum = 0.0, sum_t = 0.0;                                                       \
-        FR_PRAGMA(omp simd reduction(+ : sum, sum_t))                                        \
-        for (ptrdiff_t j = 0; j < K; j++) {                                                  \
-            sum += (double)g[j];                                                             \
-            sum_t += (double)(z[j] - m);                                                     \
+    FR_CLONES static void fr_xent_rows_##S(const T *restrict z, ptrdiff_t R, ptrdiff_t K,    \
+                                           const int64_t *restrict y, double eps,            \
+                                           double scale, T *restrict g,                      \
+                                           double *restrict loss) {                          \
+        T m[FR_XENT_ROWS];                                                                   \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            const T *restrict zr = z + r * K;                                                \
+            T *restrict gr = g + r * K;                                                      \
+            T mr = zr[0];                                                                    \
+            if (K < FR_XENT_SIMD_K)                                                          \
+                for (ptrdiff_t j = 1; j < K; j++) mr = zr[j] > mr ? zr[j] : mr;              \
+            else                                                                             \
+                FR_PRAGMA(omp simd reduction(max : mr))                                      \
+                for (ptrdiff_t j = 1; j < K; j++) mr = zr[j] > mr ? zr[j] : mr;              \
+            for (ptrdiff_t j = 0; j < K; j++) gr[j] = zr[j] - mr;                            \
+            m[r] = mr;                                                                       \
         }                                                                                    \
-        double t_y = (double)(z[y] - m);                                                     \
-        double p_y = (double)g[y] / sum;                                                     \
-        double loss = log(sum) - (1.0 - eps) * t_y;                                          \
-        /* eps == 0 must not touch sum_t: 0 * (-inf) would turn a finite loss into NaN. */   \
-        if (eps > 0.0) loss -= eps * sum_t / (double)K;                                      \
-        double inv_s = 1.0 / sum, off = eps / (double)K;                                     \
-        for (ptrdiff_t j = 0; j < K; j++) g[j] = (T)(((double)g[j] * inv_s - off) * scale);  \
-        g[y] = (T)((p_y - off - (1.0 - eps)) * scale);                                       \
-        return loss;                                                                         \
+        for (ptrdiff_t i = 0; i < R * K; i++) g[i] = fr_exp_##S(g[i]);                       \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            const T *restrict zr = z + r * K;                                                \
+            T *restrict gr = g + r * K;                                                      \
+            double sum = 0.0, sum_t = 0.0;                                                   \
+            if (K < FR_XENT_SIMD_K)                                                          \
+                for (ptrdiff_t j = 0; j < K; j++) {                                          \
+                    sum += (double)gr[j];                                                    \
+                    sum_t += (double)(zr[j] - m[r]);                                         \
+                }                                                                            \
+            else                                                                             \
+                FR_PRAGMA(omp simd reduction(+ : sum, sum_t))                                \
+                for (ptrdiff_t j = 0; j < K; j++) {                                          \
+                    sum += (double)gr[j];                                                    \
+                    sum_t += (double)(zr[j] - m[r]);                                         \
+                }                                                                            \
+            double t_y = (double)(zr[y[r]] - m[r]);                                          \
+            double p_y = (double)gr[y[r]] / sum;                                             \
+            double l = log(sum) - (1.0 - eps) * t_y;                                         \
+            /* eps == 0 must not touch sum_t: 0 * (-inf) would turn a finite loss to NaN. */ \
+            if (eps > 0.0) l -= eps * sum_t / (double)K;                                     \
+            loss[r] = l;                                                                     \
+            double inv_s = 1.0 / sum, off = eps / (double)K;                                 \
+            for (ptrdiff_t j = 0; j < K; j++)                                                \
+                gr[j] = (T)(((double)gr[j] * inv_s - off) * scale);                          \
+            gr[y[r]] = (T)((p_y - off - (1.0 - eps)) * scale);                               \
+        }                                                                                    \
     }
 
 FR_DEFINE_XENT(float, f)

@@ -13,7 +13,7 @@ __all__ = ["softmax_cross_entropy"]
 
 
 def _labels(op: str, labels, N: int, K: int) -> np.ndarray:
-    """Integer class indices, shape (N,), in [0, K); returned as C-contiguous int64."""
+    """Integer class indices, shape (N,); returned as C-contiguous int64."""
     if not isinstance(labels, np.ndarray):
         raise TypeError(
             f"{op}: expected labels to be a numpy.ndarray of integers, got {type(labels).__name__}"
@@ -24,9 +24,10 @@ def _labels(op: str, labels, N: int, K: int) -> np.ndarray:
         raise ValueError(
             f"{op}: expected labels of shape ({N},) to match logits' batch, got {labels.shape}"
         )
-    # min/max first: two fast reductions; the offending index is looked up only on failure.
-    if labels.min() < 0 or labels.max() >= K:
-        i = int(np.flatnonzero((labels < 0) | (labels >= K))[0])
+    # The kernel checks the range [0, K) as it reads them, with this message; only uint64
+    # values could change in the cast to int64, so those are checked first.
+    if not np.can_cast(labels.dtype, np.int64) and labels.max() >= K:
+        i = int(np.flatnonzero(labels >= K)[0])
         raise ValueError(f"{op}: expected labels in [0, {K}), got {labels[i]} at index {i}")
     return np.ascontiguousarray(labels, dtype=np.int64)
 
@@ -68,7 +69,7 @@ def softmax_cross_entropy(
     labels = _labels(op, labels, N, K)
     eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     dlogits = arena.empty_like(logits)
-    row_loss = np.empty(N, dtype=np.float64)
-    _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss, resolve_threads(n_threads))
-    # The per-row losses do not depend on the thread split and NumPy sums them in a fixed order.
-    return float(row_loss.sum() / N), dlogits
+    row_loss = np.empty(N, dtype=np.float64)  # scratch: per-row losses, summed in row order
+    loss = _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss,
+                                    resolve_threads(n_threads))
+    return loss, dlogits

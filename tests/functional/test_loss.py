@@ -33,7 +33,9 @@ def _check_against_reference(logits, labels, eps, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
-@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (128, 10), (33, 1000), (5, 4099)])
+# 64-row blocks with remainders, rows either side of the plain-loop limit (64 classes)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (128, 10), (1000, 17), (70, 63),
+                                   (70, 64), (33, 1000), (5, 4099)])
 def test_matches_reference(dtype, eps, shape, rng):
     _check_against_reference(*_problem(rng, *shape, dtype), eps, dtype)
 
