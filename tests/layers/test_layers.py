@@ -297,6 +297,17 @@ def test_fused_eval_equals_unfused(rng, dtype, tol):
     fused = seq.forward(x)
     seq.fuse = False
     assert rel_error(fused, seq.forward(x)) < tol
+    # ... down to one element's last bit, and a running statistic swapped for a new array
+    for change in (lambda: seq[3].weight.data.reshape(-1)[5:6].view(f"u{dtype().itemsize}")
+                   .__iadd__(1),
+                   lambda: setattr(seq[4], "running_var", seq[4].running_var * 2)):
+        seq.fuse = True
+        before = seq.forward(x).copy()
+        change()
+        fused = seq.forward(x)
+        seq.fuse = False
+        plain = seq.forward(x)
+        assert not np.array_equal(fused, before) and rel_error(fused, plain) < tol
 
 
 def _train_run(model, x, dout, fuse):
