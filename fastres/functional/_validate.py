@@ -50,7 +50,8 @@ def int_pair(op: str, name: str, value, *, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum."""
     items = value if isinstance(value, (tuple, list)) else (value, value)
     ok = len(items) == 2 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
+        type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+        for v in items
     )
     if not ok:
         raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
@@ -68,7 +69,8 @@ def positive_int(op: str, name: str, value) -> int:
 
 def real_number(op: str, name: str, value, *, lo: float, hi: float, hi_open: bool = False) -> float:
     """A finite real in [lo, hi] (or [lo, hi) with hi_open)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, bool)
+                                     or not isinstance(value, numbers.Real)):
         raise TypeError(f"{op}: expected {name} to be a real number, got {value!r}")
     v = float(value)
     if not (lo <= v <= hi) or (hi_open and v == hi):
