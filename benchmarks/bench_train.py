@@ -45,7 +45,7 @@ def fastres_step(model, x, y, lr=0.01, momentum=0.9):
         model.zero_grad()
         logits = model.forward(x)
         loss, dlogits = F.softmax_cross_entropy(logits, y)
-        model.backward(dlogits)
+        model.backward(dlogits, input_grad=False)  # as PyTorch: the images need no gradient
         for p, b in zip(params, bufs):
             b *= momentum
             b += p.grad

@@ -34,6 +34,7 @@ from fastres.data import BatchLoader, parse_augment
 from fastres.functional import softmax_cross_entropy
 from fastres.io import atomic_write, save
 from fastres.layers import Module
+from fastres.layers.base import takes_input_grad
 from fastres.metrics import top_k_correct
 from fastres.optim import Optimizer, Schedule
 
@@ -380,7 +381,11 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
                             f"{who}: the training loss became {loss} at epoch {epoch + 1}, batch "
                             f"{b + 1}{where}. Lower the learning rate (or check the data) and "
                             "resume.")
-                    model.backward(dlogits)
+                    # The images need no gradient: the first convolution skips computing it.
+                    if takes_input_grad(model):
+                        model.backward(dlogits, input_grad=False)
+                    else:  # a user's own Module: its backward takes dy alone
+                        model.backward(dlogits)
                     optimizer.step()
                     if schedule is not None and schedule.interval == "batch":
                         schedule.step()

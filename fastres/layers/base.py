@@ -327,6 +327,14 @@ def takes_relu_input(step) -> bool:
                                                      Graph.backward)
 
 
+def takes_input_grad(step) -> bool:
+    """step's backward takes ``input_grad=False`` (then computes no gradient for its input)."""
+    from fastres.layers.conv import Conv2D
+
+    return getattr(type(step), "backward", None) in (Conv2D.backward, Sequential.backward,
+                                                     Graph.backward)
+
+
 def takes_dx_add(step) -> bool:
     from fastres.layers.batchnorm import BatchNorm2D
     from fastres.layers.conv import Conv2D
@@ -427,22 +435,29 @@ class Sequential(Module):
         steps = self.__dict__.get("_last_steps")
         return bool(self.fuse and steps) and masked_output(steps[-1])
 
-    def backward(self, dy, *, premasked: bool = False, relu_input: bool = False):
+    def backward(self, dy, *, premasked: bool = False, relu_input: bool = False,
+                 input_grad: bool = True):
         """``premasked``: dy already went through this container's last ReLU (only when
-        ``masked_output``); ``relu_input``: return dx multiplied by (input > 0)."""
+        ``masked_output``); ``relu_input``: return dx multiplied by (input > 0);
+        ``input_grad=False``: the parameters' gradients only, returns None (the first step
+        then skips its input gradient where it can: a network's first convolution)."""
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
         gated = [self.fuse and i > 0 and takes_relu_input(s) and masked_output(steps[i - 1])
                  for i, s in enumerate(steps)]
-        first_gated = relu_input and bool(steps) and takes_relu_input(steps[0])
+        first_gated = input_grad and relu_input and bool(steps) and takes_relu_input(steps[0])
         for i in reversed(range(len(steps))):
             kw = {}
             if premasked:
                 kw["premasked"] = True
             if gated[i] or (i == 0 and first_gated):
                 kw["relu_input"] = True
+            if i == 0 and not input_grad and takes_input_grad(steps[0]):
+                kw["input_grad"] = False
             dy = steps[i].backward(dy, **kw)
             premasked = gated[i]
+        if not input_grad:
+            return None
         if relu_input and not first_gated:
             dy = relu_backward(dy, ReluCache(self._input))
         return dy
@@ -575,19 +590,22 @@ class Graph(Module):
         step = self._output_step()
         return bool(self.fuse and step is not None) and masked_output(step[1])
 
-    def backward(self, dy, *, premasked: bool = False, relu_input: bool = False):
+    def backward(self, dy, *, premasked: bool = False, relu_input: bool = False,
+                 input_grad: bool = True):
         """``premasked``: dy already went through the output's ReLU (only when
         ``masked_output``); ``relu_input``: return dx multiplied by (input > 0), applied by the
         input's only consumer or as the last of its gradients is added. Inside (with ``fuse``),
         a step whose input is the only use of a fused ReLU's output applies that ReLU's
-        gradient the same way, and the ReLU's step skips it."""
+        gradient the same way, and the ReLU's step skips it. ``input_grad=False``: the
+        parameters' gradients only, returns None (steps fed by the input alone skip its
+        gradient where they can)."""
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
         consumers = self._consumers()
         producers = {names[-1]: mod for names, mod, _ in steps}
         grads = {self.output_name: dy}
         masked = {self.output_name} if premasked else set()  # gradients already through a ReLU
-        gate = self._input if relu_input else None
+        gate = self._input if relu_input and input_grad else None
         to_come = Counter(i for _, _, ins in steps for i in ins)  # gradients each node awaits
         for names, mod, ins in reversed(steps):
             g = grads.pop(names[-1], None)
@@ -596,7 +614,10 @@ class Graph(Module):
                 continue
             kw = {"premasked": True} if names[-1] in masked else {}
             t = ins[0]
-            if len(ins) == 1:
+            if (not input_grad and len(ins) == 1 and t == self.input_name
+                    and takes_input_grad(mod)):
+                kw["input_grad"] = False
+            elif len(ins) == 1:
                 # the last of a fan-out's gradients, from a conv or a batch norm: it adds the
                 # others as it stores dx (a conv also applies the mask of a ReLU whose output
                 # t is)
@@ -614,6 +635,8 @@ class Graph(Module):
                 dxs = (dxs,)
             for i, d in zip(ins, dxs):
                 to_come[i] -= 1
+                if i == self.input_name and not input_grad:
+                    continue
                 if i not in grads:
                     grads[i] = d
                     continue
@@ -624,6 +647,8 @@ class Graph(Module):
                 grads[i] = add_forward(grads[i], d, gate=gate if last else None)[0]
                 if last:
                     masked.add(i)
+        if not input_grad:
+            return None
         dx = grads.get(self.input_name)
         if dx is None:
             raise RuntimeError(f"{type(self).__name__}: the output does not depend on the input")

@@ -79,11 +79,13 @@ class Conv2D(Module):
                                             residual=residual)
         return out
 
-    def backward(self, dy, *, relu_input: bool = False, dx_add=None):
+    def backward(self, dy, *, relu_input: bool = False, dx_add=None, input_grad: bool = True):
         """``relu_input``, ``dx_add``: see ``conv2d_backward`` (the containers ask for them,
-        see ``fastres.layers.base``)."""
+        see ``fastres.layers.base``); ``input_grad=False``: only the parameters' gradients,
+        returns None (a network's first layer: its input needs none)."""
         self._need_cache(self._cache)
-        dx, dw, db = F.conv2d_backward(dy, self._cache, relu_input=relu_input, dx_add=dx_add)
+        dx, dw, db = F.conv2d_backward(dy, self._cache, relu_input=relu_input, dx_add=dx_add,
+                                       input_grad=input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -507,3 +507,37 @@ def test_fused_backward_matches_unfused(rng):
     err = directional_check(lambda: g.forward(x), [x, *ps], [dx] + [p.grad for p in g.parameters()],
                             dout)
     assert err < 1e-7
+
+
+def test_backward_without_input_gradient(rng, monkeypatch):
+    # backward(input_grad=False) returns None, gives every parameter the same gradient bit for
+    # bit, and the convolutions fed by the input alone skip its gradient: the basic block (its
+    # input also feeds the shortcut), a Sequential that starts with a conv inside a Sequential,
+    # one that starts with a batch norm (it cannot skip) and a CIFAR ResNet
+    from fastres.layers import conv as conv_layer
+    from fastres.models import resnet_cifar
+
+    makers = [lambda: basic_block_graph(F64),
+              lambda: Sequential(Sequential(Conv2D(4, 4, 3, padding=1, dtype=F64, rng=rng)),
+                                 BatchNorm2D(4, dtype=F64), ReLU(dtype=F64)),
+              lambda: Sequential(BatchNorm2D(4, dtype=F64), Conv2D(4, 2, 1, dtype=F64, rng=rng)),
+              lambda: resnet_cifar(8, dtype=F64)]
+    flags = []
+    real = conv_layer.F.conv2d_backward
+    monkeypatch.setattr(conv_layer.F, "conv2d_backward",
+                        lambda *a, **kw: flags.append(kw.get("input_grad", True)) or real(*a, **kw))
+    for make in makers:
+        m = make()
+        x = rng.standard_normal((2, 3 if make is makers[-1] else 4, 8, 8))
+        grads = []
+        for input_grad in (True, False):
+            flags.clear()
+            out = m.forward(x)
+            m.zero_grad()
+            dx = m.backward(np.ones_like(out), input_grad=input_grad)
+            assert (dx is None) == (not input_grad)
+            grads.append([p.grad.copy() for p in m.parameters()])
+            skipped = flags.count(False)
+        assert skipped == (0 if make is makers[2] else 1)
+        for a, b in zip(*grads):
+            np.testing.assert_array_equal(a, b)
