@@ -376,11 +376,14 @@ def test_winograd_lanes_thread_invariance(cfg, rng):
             np.testing.assert_array_equal(a, b_)
 
 
-@pytest.mark.parametrize("N", [1, 2])
-@pytest.mark.parametrize("cfg", [WINOGRAD[0], WINOGRAD[1], WINOGRAD[3]])
+@pytest.mark.parametrize("N", [1, 2, 3])
+@pytest.mark.parametrize("cfg", [WINOGRAD[0], WINOGRAD[1], WINOGRAD[3],
+                                 (1, 16, 7, 7, 32, 3, 3, 2, 1, 1), (1, 8, 6, 6, 8, 3, 3, 1, 1, 1)])
 def test_small_batch_thread_invariance(cfg, N, rng):
     # fewer images than threads: Winograd cuts each image into bands of tiles, one per thread
-    # (64 tiles for 3 and 5 threads: uneven and empty bands), with the residual and ReLU epilogue
+    # (64 tiles for 3 and 5 threads: uneven and empty bands), with the residual and ReLU
+    # epilogue; the GEMM path (a stride-2 conv on 7x7 maps) cuts the batch into two products
+    # and two weight-gradient blocks, the batch-lane path (6x6) into one lane group
     x, w, b, kw = _run((N, *cfg[1:]), np.float32, rng)
     x = np.maximum(x, 0)
     res = np.sin(F.conv2d_forward(x, w, **kw)[0])
