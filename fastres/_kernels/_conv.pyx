@@ -461,9 +461,10 @@ cdef extern from "fr_direct.h" nogil:
                             const double *dout, int F, double *xp, double *V, double *DY,
                             int Ho, int Wo)
     void fr_wino_wgrad_sum_f(const float *V, Py_ssize_t vs, const float *DY, Py_ssize_t ds,
-                             int nimg, int C, int F, int NT, int add, float *dwt)
+                             int nimg, int C, int F, int NT, int u0, int u1, int add, float *dwt)
     void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
-                             int nimg, int C, int F, int NT, int add, double *dwt)
+                             int nimg, int C, int F, int NT, int u0, int u1, int add,
+                             double *dwt)
     void fr_wino_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
                            float *upk)
     void fr_wino_weights_d(const double *w, int O, int K, int flip, int ob0, int ob1,
@@ -555,12 +556,29 @@ cdef inline void wino_lanes_wgrad_in(const floating *x, Py_ssize_t xs, int nimg,
 
 
 cdef inline void wino_wgrad_sum(const floating *V, Py_ssize_t vs, const floating *DY,
-                                Py_ssize_t ds, int nimg, int C, int F, int NT, int add,
-                                floating *dwt) noexcept nogil:
+                                Py_ssize_t ds, int nimg, int C, int F, int NT, int u0, int u1,
+                                int add, floating *dwt) noexcept nogil:
     if floating is float:
-        fr_wino_wgrad_sum_f(V, vs, DY, ds, nimg, C, F, NT, add, dwt)
+        fr_wino_wgrad_sum_f(V, vs, DY, ds, nimg, C, F, NT, u0, u1, add, dwt)
     else:
-        fr_wino_wgrad_sum_d(V, vs, DY, ds, nimg, C, F, NT, add, dwt)
+        fr_wino_wgrad_sum_d(V, vs, DY, ds, nimg, C, F, NT, u0, u1, add, dwt)
+
+
+cdef inline void wino_wgrad_item(const floating[:, :, :, ::1] x,
+                                 const floating[:, :, :, ::1] dout, int first, bint lanes,
+                                 int ph, int pw, floating *xp, floating *dl, floating *V,
+                                 floating *DY) noexcept nogil:
+    """V and DY of one item: the image first, or with lanes the lane group from it."""
+    cdef int L = 8 if floating is float else 4
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
+    if lanes:
+        wino_lanes_wgrad_in(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - first), C,
+                            H, W, ph, pw, &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo, F,
+                            xp, dl, V, DY, Ho, Wo)
+    else:
+        wino_wgrad_in(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0], F, xp, V,
+                      DY, Ho, Wo)
 
 
 cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,
@@ -713,8 +731,8 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                          floating[:, :, :, ::1] dw, floating[::1] db, floating[:, ::1] dwt,
                          floating[:, ::1] dwt_part, floating[:, ::1] db_part,
-                         floating[:, ::1] scratch, int ph, int pw, int group, bint lanes,
-                         int n_threads):
+                         floating[:, ::1] scratch, floating[::1] shared, int ph, int pw,
+                         int group, bint lanes, int n_threads):
     """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
     IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward, or with
@@ -725,6 +743,11 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     batch blocks (of images, or lane groups) summed in block order; scratch (n_threads,
     (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)), NT = H_out*W_out/4, or with
     lanes (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L + group*16*((C + F)*NT*L + 2*WINO_GAP).
+    shared, for a small batch, or None: every item's transforms (items*16*((C + F)*NT +
+    2*WINO_GAP) elements, NT*L with lanes), made in parallel; then the threads split the sums
+    (element e, 4 output channels) among them, each over all the items, so there are no block
+    partials (dwt_part is then unused, n_blocks = 1) and group is ignored (scratch needs no
+    group part).
     """
     check_threads("winograd_weight_grad", n_threads)
     cdef int L = 8 if floating is float else 4
@@ -732,7 +755,9 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
     cdef int per = L if lanes else 1  # images per item (an image, or a lane group)
     cdef int items = (N + per - 1) // per
-    cdef int NT = Ho * Wo // 4 * per, n_blocks = dwt_part.shape[0], wsize = 16 * F * C
+    cdef bint is_shared = shared is not None
+    cdef int NT = Ho * Wo // 4 * per, wsize = 16 * F * C
+    cdef int n_blocks = 1 if is_shared else (dwt_part.shape[0] if dwt_part is not None else 0)
     cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2) * (C * L if lanes else 1)
     cdef size_t size_d = <size_t>F * Ho * Wo * L if lanes else 0
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
@@ -740,7 +765,11 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     if group < 1:
         raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
     check_scratch("winograd_weight_grad", scratch, n_threads,
-                  size_x + size_d + group * (size_v + size_m))
+                  size_x + size_d + (0 if is_shared else group * (size_v + size_m)))
+    if is_shared and shared.shape[0] < <Py_ssize_t>items * (size_v + size_m):
+        raise ValueError(f"winograd_weight_grad: expected shared of at least "
+                         f"{<Py_ssize_t>items * (size_v + size_m)} elements, got "
+                         f"{shared.shape[0]}")
     _stride_pad("winograd_weight_grad", 1, 1, ph, pw)
     _expect("winograd_weight_grad", "dout", _dims(dout.shape, 4),
             (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
@@ -750,44 +779,51 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                          f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
     _expect("winograd_weight_grad", "dw", _dims(dw.shape, 4), (F, C, 3, 3))
     _expect("winograd_weight_grad", "dwt", _dims(dwt.shape, 2), (16, <Py_ssize_t>F * C))
-    _partials("winograd_weight_grad", "dwt_part", n_blocks, dwt_part.shape[1], items, wsize,
+    _partials("winograd_weight_grad", "dwt_part", n_blocks,
+              wsize if is_shared or dwt_part is None else dwt_part.shape[1], items, wsize,
               db_part.shape[0], db_part.shape[1], F)
     cdef bint want_db = db is not None
     _bias("winograd_weight_grad", db, F)
-    cdef floating *dwq = &dwt_part[0, 0]
+    cdef floating *dwq = NULL if is_shared else &dwt_part[0, 0]
     cdef floating *dbq = &db_part[0, 0]
     cdef floating *xp
     cdef floating *dl
     cdef floating *V
     cdef floating *DY
-    cdef int blk, n, g, m, n0, n1, first
-    with nogil, parallel(num_threads=n_threads):
-        xp = &scratch[threadid(), 0]
-        dl = xp + size_x
-        V = dl + size_d
-        DY = V + group * size_v
-        for blk in prange(n_blocks, schedule="guided"):
-            n0 = block_start(blk, items, n_blocks)
-            n1 = block_start(blk + 1, items, n_blocks)
-            if want_db:
-                bias_partial(dout, n0 * per, min(n1 * per, N), dbq + <size_t>blk * F)
-            g = n0
-            while g < n1:  # the block's items in groups, in order, added to its partial
-                m = min(group, n1 - g)
-                for n in range(m):
-                    first = (g + n) * per
-                    if lanes:
-                        wino_lanes_wgrad_in(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W,
-                                            min(L, N - first), C, H, W, ph, pw,
-                                            &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo, F,
-                                            xp, dl, V + n * size_v, DY + n * size_m, Ho, Wo)
-                    else:
-                        wino_wgrad_in(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0],
-                                      F, xp, V + n * size_v, DY + n * size_m, Ho, Wo)
-                wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, g > n0,
-                               dwq + <size_t>blk * wsize)
-                g = g + group
-    sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
+    cdef int blk, n, g, m, n0, n1, first, u, n_units = 16 * (F // 4)
+    if is_shared:  # every item's transforms, then the sums split among the threads
+        V = &shared[0]
+        DY = V + <size_t>items * size_v
+        with nogil, parallel(num_threads=n_threads):
+            xp = &scratch[threadid(), 0]
+            for n in prange(items, schedule="guided"):
+                wino_wgrad_item(x, dout, n * per, lanes, ph, pw, xp, xp + size_x,
+                                V + <size_t>n * size_v, DY + <size_t>n * size_m)
+        for u in prange(n_units, nogil=True, schedule="guided", num_threads=n_threads):
+            wino_wgrad_sum(V, size_v, DY, size_m, items, C, F, NT, u, u + 1, 0, &dwt[0, 0])
+        if want_db:
+            bias_partial(dout, 0, N, dbq)
+    else:  # fixed blocks of items, each summed into its partial, then the partials in order
+        with nogil, parallel(num_threads=n_threads):
+            xp = &scratch[threadid(), 0]
+            dl = xp + size_x
+            V = dl + size_d
+            DY = V + group * size_v
+            for blk in prange(n_blocks, schedule="guided"):
+                n0 = block_start(blk, items, n_blocks)
+                n1 = block_start(blk + 1, items, n_blocks)
+                if want_db:
+                    bias_partial(dout, n0 * per, min(n1 * per, N), dbq + <size_t>blk * F)
+                g = n0
+                while g < n1:  # the block's items in groups, in order, added to its partial
+                    m = min(group, n1 - g)
+                    for n in range(m):
+                        wino_wgrad_item(x, dout, (g + n) * per, lanes, ph, pw, xp, dl,
+                                        V + n * size_v, DY + n * size_m)
+                    wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, 0, n_units, g > n0,
+                                   dwq + <size_t>blk * wsize)
+                    g = g + group
+        sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
     cdef Py_ssize_t ch, n_chunks = (F * C + SUM_CHUNK - 1) // SUM_CHUNK
     for ch in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         if floating is float:

@@ -241,22 +241,23 @@ static inline __attribute__((always_inline)) void FN(fr_wino_wgsum_tile_)(
 }
 
 /* dwt (16, F, C) = the sums over nimg transformed images, their V and DY vs and ds elements
- * apart, per element e (stored, or added to dwt with add). */
+ * apart, per element e (stored, or added to dwt with add), for the units u in [u0, u1) of
+ * element e = u / (F/4) and output channels 4 (u % (F/4)) .. + 3 (all 16 F/4 of them, or a
+ * share when threads split one sum). */
 FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *DY, ptrdiff_t ds,
-                                             int nimg, int C, int F, int NT, int add, T *dwt) {
+                                             int nimg, int C, int F, int NT, int u0, int u1,
+                                             int add, T *dwt) {
     const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
-    for (int e = 0; e < 16; e++)
-        for (int ft = 0; ft < F / 4; ft++) {
-            const T *d = DY + e * ms + (ptrdiff_t)ft * 4 * NT;
-            T *g = dwt + ((ptrdiff_t)e * F + 4 * ft) * C;
-            int c = 0;
-            for (; c + 3 <= C; c += 3)
-                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 3);
-            if (C - c == 2)
-                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 2);
-            if (C - c == 1)
-                FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 1);
-        }
+    for (int u = u0; u < u1; u++) {
+        const int e = u / (F / 4), ft = u % (F / 4);
+        const T *d = DY + e * ms + (ptrdiff_t)ft * 4 * NT;
+        T *g = dwt + ((ptrdiff_t)e * F + 4 * ft) * C;
+        int c = 0;
+        for (; c + 3 <= C; c += 3)
+            FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 3);
+        if (C - c == 2) FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 2);
+        if (C - c == 1) FN(fr_wino_wgsum_tile_)(V + e * es, vs, d, ds, nimg, NT, c, g, C, add, 1);
+    }
 }
 
 

@@ -336,8 +336,8 @@ def test_winograd_lanes_path_is_taken_and_matches_direct(dtype, rng, monkeypatch
     real_fwd, real_dw = fc._k.winograd_lanes_forward, fc._k.winograd_weight_grad
     monkeypatch.setattr(fc._k, "winograd_lanes_forward",
                         lambda *a: calls.append("forward") or real_fwd(*a))
-    monkeypatch.setattr(fc._k, "winograd_weight_grad",  # its lanes flag is the 13th argument
-                        lambda *a: calls.append("dw" if a[12] else "dw per image") or real_dw(*a))
+    monkeypatch.setattr(fc._k, "winograd_weight_grad",  # its lanes flag is the 14th argument
+                        lambda *a: calls.append("dw" if a[13] else "dw per image") or real_dw(*a))
     taken = 0
     for cfg in WINOGRAD_LANES:
         x, w, b, kw = _run(cfg, dtype, rng)
@@ -509,4 +509,4 @@ def test_kernels_refuse_a_bias_of_the_wrong_length():
         k.winograd_weight_grad(x8, out8, np.zeros((16, 16, 3, 3), np.float32),
                                np.zeros(2, np.float32), np.zeros((16, 256), np.float32),
                                np.zeros((1, 4096), np.float32), np.zeros((1, 16), np.float32),
-                               scratch, 1, 1, 1, False, 1)
+                               scratch, None, 1, 1, 1, False, 1)

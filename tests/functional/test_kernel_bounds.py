@@ -5,7 +5,7 @@ kernel instead of reading or writing past an array."""
 import numpy as np
 import pytest
 
-from fastres._kernels import _activation, _batchnorm, _linear, _loss, _pool
+from fastres._kernels import _activation, _batchnorm, _conv, _linear, _loss, _pool
 
 f32 = np.float32
 
@@ -264,7 +264,6 @@ def test_avg_pool_kernels_refuse_wrong_shapes(call, message):
 def test_kernels_refuse_a_thread_count_below_one(n_threads):
     # OpenMP reads num_threads=0 as "all" (more threads than scratch rows) and aborts the process
     # on a negative count
-    from fastres._kernels import _conv
     calls = [
         ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), n_threads)),
         ("linear_forward", lambda: _linear.linear_forward(z(3, 4), z(2, 4), z(2), True, z(3, 2),
@@ -284,7 +283,6 @@ def test_kernels_refuse_a_thread_count_below_one(n_threads):
 # shape or one table entry made wrong.
 
 def _conv_args():
-    from fastres._kernels import _conv
     from fastres.functional import conv as fc
     t = lambda a: np.array(a)  # noqa: E731 (a writable copy of a cached, read-only table)
     gap = _conv.winograd_gap
@@ -332,8 +330,8 @@ def _conv_args():
         "winograd_weight_grad": dict(
             fn=_conv.winograd_weight_grad, x=z(1, 4, 4, 8), dout=z(1, 4, 4, 8),
             dw=z(4, 4, 3, 3), db=None, dwt=z(16, 16), dwt_part=z(1, 256), db_part=z(1, 4),
-            scratch=z(1, 6 * 10 + 16 * (8 * 8 + 2 * gap)), ph=1, pw=1, group=1, lanes=False,
-            n=1),
+            scratch=z(1, 6 * 10 + 16 * (8 * 8 + 2 * gap)), shared=None, ph=1, pw=1, group=1,
+            lanes=False, n=1),
         "winograd_lanes_forward": dict(
             fn=_conv.winograd_lanes_forward, x=z(1, 4, 4, 4), upk=z(16, 16), b=None,
             out=z(1, 4, 4, 4), scratch=z(1, (4 * 36 + 4 * 16) * 8 + 16 * (8 * 32 + 2 * gap)),
@@ -422,6 +420,9 @@ def test_conv_kernels_accept_the_planners_tables(kernel):
     ("winograd_forward", dict(gate=z(1, 4, 4, 4)), r"expected gate of shape"),
     ("winograd_weight_grad", dict(dwt_part=z(0, 256)), "expected dwt_part with 1 <= n_blocks"),
     ("winograd_weight_grad", dict(dw=z(4, 4, 3, 2)), r"expected dw of shape \(4, 4, 3, 3\)"),
+    ("winograd_weight_grad", dict(shared=z(32 * (32 + _conv.winograd_gap) - 1), dwt_part=None),
+     "expected shared of at least"),
+    ("winograd_weight_grad", dict(dwt_part=None), "expected dwt_part with 1 <= n_blocks"),
     ("winograd_weight_grad", dict(dwt=z(16, 15)), r"expected dwt of shape \(16, 16\)"),
     ("winograd_lanes_forward", dict(x=z(1, 4, 6, 6), out=z(1, 4, 2, 2), ph=-1, pw=-1),
      "expected stride >= 1 and padding >= 0"),
@@ -433,7 +434,6 @@ def test_conv_kernels_refuse_wrong_shapes_and_tables(kernel, over, message):
 
 
 def test_winograd_weights_refuses_wrong_shapes():
-    from fastres._kernels import _conv
     with pytest.raises(ValueError, match=r"winograd_weights: expected 3x3 weights"):
         _conv.winograd_weights(z(4, 4, 3, 2), False, z(16, 16), 1)
     with pytest.raises(ValueError, match=r"winograd_weights: expected upk of shape \(16, 16\)"):
