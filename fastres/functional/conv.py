@@ -127,11 +127,13 @@ _WINO_MIN_CHANNELS = 16
 # takes 2 MB, and 8 of them made the weight gradient 2x faster than 2; 256 channels 1.2x):
 _WINO_DW_TILES = 256
 _WINO_DW_GROUP_ELEMS = 1 << 22
-# Where the batch makes at most two such blocks and its transforms take at most this many
-# elements (64 MB of float32), they are all made first and the threads split the sums, each
-# over every image: no block partials, and full-depth register tiles (512->512 @4x4, batch 16:
-# blocks of one lane group each summed 32 tiles between horizontal sums and wrote 4M-element
-# partials; 11.8 -> 7.9 ms; batch 128 44 -> 36 ms, 256->256 @4x4 11.6 -> 8.0 ms).
+# Where a small batch cannot fill blocks of that many tiles and its transforms take at most
+# this many elements (64 MB of float32), they are all made first and the threads split the
+# sums, each over every image: no block partials, and full-depth register tiles (512->512
+# @4x4, batch 16: two blocks of one lane group each summed 32 tiles between horizontal sums and
+# wrote 4M-element partials; 2 threads 8.8-10.7 -> 6.1-6.9 ms; 256->256 @8x8, batch 16,
+# 4.5-5.4 -> 3.8-4.2 ms; minima of 9, five alternated rounds). Batch 128 at 4x4 (two blocks of
+# 256 tiles) measured the same either way and keeps its blocks.
 _WINO_DW_SHARED_ELEMS = 1 << 24
 
 
@@ -197,8 +199,8 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     # at least _WINO_DW_TILES tiles per block (a lane group of 4x4 maps has only 32), but two
     # blocks where there are two items (threads share out blocks: one would idle the second)
     blocks = max(min(2, items, blocks), min(blocks, items // -(-_WINO_DW_TILES // NT)))
-    if blocks <= 2 and items * per_item <= _WINO_DW_SHARED_ELEMS:
-        # so few blocks: all the batch's transforms at once, the sums split among the threads
+    if (items // blocks) * NT < _WINO_DW_TILES and items * per_item <= _WINO_DW_SHARED_ELEMS:
+        # blocks too short: all the batch's transforms at once, the sums split among threads
         _k.winograd_weight_grad(x, dout, dw, db, dwt, None, db_part[:1],
                                 arena.empty((n, pads), x.dtype),
                                 arena.empty(items * per_item, x.dtype), *padding, 1, lanes, n)
