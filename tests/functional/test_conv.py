@@ -364,9 +364,11 @@ def test_winograd_lanes_path_is_taken_and_matches_direct(dtype, rng, monkeypatch
     assert taken >= 2
 
 
-@pytest.mark.parametrize("cfg", WINOGRAD_LANES[:2])
-def test_winograd_lanes_thread_invariance(cfg, rng):
-    x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)  # 5 lane groups: uneven blocks
+# 5 lane groups: the weight gradient's shared transforms; 17 (4x4 maps): two uneven blocks
+@pytest.mark.parametrize("cfg, N", [(WINOGRAD_LANES[0], 37), (WINOGRAD_LANES[1], 37),
+                                    (WINOGRAD_LANES[0], 130)])
+def test_winograd_lanes_thread_invariance(cfg, N, rng):
+    x, w, b, kw = _run((N, *cfg[1:]), np.float32, rng)
     runs = []
     for t in (1, 2, 3):
         out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
