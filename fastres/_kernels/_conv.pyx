@@ -742,7 +742,8 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     gradient before G^T . G (fr_winograd_impl.h); dwt_part, db_part (n_blocks, ...): fixed
     batch blocks (of images, or lane groups) summed in block order; scratch (n_threads,
     (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)), NT = H_out*W_out/4, or with
-    lanes (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L + group*16*((C + F)*NT*L + 2*WINO_GAP).
+    lanes (C*(He + 2)*(We + 2) + F*He*We)*L + group*16*((C + F)*NT*L + 2*WINO_GAP), NT =
+    He*We/4, He and We H_out and W_out rounded up to even (lanes take odd planes).
     shared, for a small batch, or None: every item's transforms (items*16*((C + F)*NT +
     2*WINO_GAP) elements, NT*L with lanes), made in parallel; then the threads split the sums
     (element e, 4 output channels) among them, each over all the items, so there are no block
@@ -756,27 +757,30 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef int per = L if lanes else 1  # images per item (an image, or a lane group)
     cdef int items = (N + per - 1) // per
     cdef bint is_shared = shared is not None
-    cdef int NT = Ho * Wo // 4 * per, wsize = 16 * F * C
+    # with lanes an odd plane is tiled one row / column larger (see fr_wino_lanes_fwd_)
+    cdef int He = Ho + Ho % 2 if lanes else Ho, We = Wo + Wo % 2 if lanes else Wo
+    cdef int NT = He * We // 4 * per, wsize = 16 * F * C
     cdef int n_blocks = 1 if is_shared else (dwt_part.shape[0] if dwt_part is not None else 0)
-    cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2) * (C * L if lanes else 1)
-    cdef size_t size_d = <size_t>F * Ho * Wo * L if lanes else 0
+    cdef size_t size_x = <size_t>(He + 2) * (We + 2) * (C * L if lanes else 1)
+    cdef size_t size_d = <size_t>F * He * We * L if lanes else 0
     cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
     cdef size_t size_m = <size_t>16 * (F * NT + WINO_GAP)
     if group < 1:
         raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
     check_scratch("winograd_weight_grad", scratch, n_threads,
                   size_x + size_d + (0 if is_shared else group * (size_v + size_m)))
-    if is_shared and shared.shape[0] < <Py_ssize_t>items * (size_v + size_m):
-        raise ValueError(f"winograd_weight_grad: expected shared of at least "
-                         f"{<Py_ssize_t>items * (size_v + size_m)} elements, got "
-                         f"{shared.shape[0]}")
+    cdef Py_ssize_t shared_size = <Py_ssize_t>(items * (size_v + size_m))
+    if is_shared and shared.shape[0] < shared_size:
+        raise ValueError(f"winograd_weight_grad: expected shared of at least {shared_size} "
+                         f"elements, got {shared.shape[0]}")
     _stride_pad("winograd_weight_grad", 1, 1, ph, pw)
     _expect("winograd_weight_grad", "dout", _dims(dout.shape, 4),
             (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
-    if Ho % 2 or Wo % 2 or (not lanes and ((Wo // 2) % (L // 2) or NT % L)) or F % 4:
-        raise ValueError(f"winograd_weight_grad: expected even output planes (without lanes "
-                         f"with W_out/2 a multiple of {L // 2} and H_out*W_out/4 of {L}), and "
-                         f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
+    if (Ho < 1 or Wo < 1 or F % 4 or (not lanes and (Ho % 2 or Wo % 2 or (Wo // 2) % (L // 2)
+                                                     or NT % L))):
+        raise ValueError(f"winograd_weight_grad: expected non-empty output planes (without "
+                         f"lanes even, with W_out/2 a multiple of {L // 2} and H_out*W_out/4 of "
+                         f"{L}), and F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
     _expect("winograd_weight_grad", "dw", _dims(dw.shape, 4), (F, C, 3, 3))
     _expect("winograd_weight_grad", "dwt", _dims(dwt.shape, 2), (16, <Py_ssize_t>F * C))
     _partials("winograd_weight_grad", "dwt_part", n_blocks,
@@ -971,23 +975,25 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     """3x3 stride-1 convolution out = conv(x) [+ b] by Winograd F(2x2, 3x3) on the batch-lane
     layout (L images in the lanes of a vector; fr_winograd_impl.h), for maps whose tile rows are
     narrower than a vector. IN: x (N, C, H, W); upk as for winograd_forward. OUT: out (N, F,
-    H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 even, F % 4 == 0.
-    SCRATCH: (n_threads, (C*(H_out + 2)*(W_out + 2) + F*H_out*W_out)*L
-    + 16*((C + F)*NTL + 2*WINO_GAP)), NTL = H_out*W_out/4*L."""
+    H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 (odd ones computed one larger
+    and cropped: He, We below are them rounded up to even), F % 4 == 0.
+    SCRATCH: (n_threads, (C*(He + 2)*(We + 2) + F*He*We)*L + 16*((C + F)*NTL + 2*WINO_GAP)),
+    NTL = He*We/4*L."""
     check_threads("winograd_lanes_forward", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
-    cdef int NTL = (Ho // 2) * (Wo // 2) * L
-    cdef size_t size_x = <size_t>C * (Ho + 2) * (Wo + 2) * L, size_o = <size_t>F * Ho * Wo * L
+    cdef int He = Ho + Ho % 2, We = Wo + Wo % 2
+    cdef int NTL = (He // 2) * (We // 2) * L
+    cdef size_t size_x = <size_t>C * (He + 2) * (We + 2) * L, size_o = <size_t>F * He * We * L
     cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
     check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + 16 * (es + ms))
     _stride_pad("winograd_lanes_forward", 1, 1, ph, pw)
     _expect("winograd_lanes_forward", "out", _dims(out.shape, 4),
             (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
-    if Ho % 2 or Wo % 2 or F % 4:
-        raise ValueError(f"winograd_lanes_forward: expected even output planes and F % 4 == 0, "
-                         f"got ({Ho}, {Wo}) and F = {F}")
+    if Ho < 1 or Wo < 1 or F % 4:
+        raise ValueError(f"winograd_lanes_forward: expected non-empty output planes and "
+                         f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
     _expect("winograd_lanes_forward", "upk", _dims(upk.shape, 2), (16, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
     cdef floating *xl

@@ -247,10 +247,12 @@ FR_CLONES static void FN(fr_interleave2_)(const T *restrict ph, int C, int Ho, i
  * lane l of every element is image l of a group of nimg <= L images (the missing ones zero), so
  * a "pixel vector" is one pixel of L images and the kernels above run unchanged on it (tables
  * in units of L elements, channel stride P*L).
- * fr_lanes_in_: nimg (C, H, W) images xs apart -> xq (C, H + 2ph, W + 2pw, L), zero-padded. */
-static void FN(fr_lanes_in_)(const T *restrict x, ptrdiff_t xs, int nimg, T *restrict xq, int C,
-                             int H, int W, int ph, int pw) {
-    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
+ * fr_lanes_in_ext_: nimg (C, H, W) images xs apart -> xq (C, H + 2ph + eh, W + 2pw + ew, L),
+ * zero-padded (eh, ew more zero rows and columns at the end: Winograd's even-sized tiling of an
+ * odd map). */
+static void FN(fr_lanes_in_ext_)(const T *restrict x, ptrdiff_t xs, int nimg, T *restrict xq,
+                                 int C, int H, int W, int ph, int pw, int eh, int ew) {
+    const int Hp = H + 2 * ph + eh, Wp = W + 2 * pw + ew;
     memset(xq, 0, sizeof(T) * (size_t)C * Hp * Wp * L);
     for (int c = 0; c < C; c++)
         for (int y = 0; y < H; y++) {
@@ -261,14 +263,28 @@ static void FN(fr_lanes_in_)(const T *restrict x, ptrdiff_t xs, int nimg, T *res
         }
 }
 
+static void FN(fr_lanes_in_)(const T *restrict x, ptrdiff_t xs, int nimg, T *restrict xq, int C,
+                             int H, int W, int ph, int pw) {
+    FN(fr_lanes_in_ext_)(x, xs, nimg, xq, C, H, W, ph, pw, 0, 0);
+}
+
+/* (F, Hs, Ws, L) lanes -> the top-left (H, W) of the first nimg of its images, (F, H, W) each,
+ * ds apart. */
+static void FN(fr_lanes_out_crop_)(const T *restrict src, int F, int H, int W, int Hs, int Ws,
+                                   int nimg, T *restrict dst, ptrdiff_t ds) {
+    for (int f = 0; f < F; f++)
+        for (int y = 0; y < H; y++)
+            for (int q = 0; q < W; q++) {
+                const T *s = src + (((ptrdiff_t)f * Hs + y) * Ws + q) * L;
+                T *d = dst + ((ptrdiff_t)f * H + y) * W + q;
+                for (int l = 0; l < nimg; l++) d[l * ds] = s[l];
+            }
+}
+
 /* (F, P, L) lanes -> the first nimg of its images, (F, P) each, ds apart. */
 static void FN(fr_lanes_out_)(const T *restrict src, int F, ptrdiff_t P, int nimg,
                               T *restrict dst, ptrdiff_t ds) {
-    for (int f = 0; f < F; f++)
-        for (ptrdiff_t p = 0; p < P; p++) {
-            const T *s = src + ((ptrdiff_t)f * P + p) * L;
-            for (int l = 0; l < nimg; l++) dst[l * ds + (ptrdiff_t)f * P + p] = s[l];
-        }
+    FN(fr_lanes_out_crop_)(src, F, 1, (int)P, 1, (int)P, nimg, dst, ds);
 }
 
 #include "fr_winograd_impl.h"

@@ -141,24 +141,31 @@ def _wino_shape_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: in
                    H_out: int, W_out: int) -> bool:
     """A 3x3 stride-1 convolution Winograd F(2x2, 3x3) can run, on one layout or the other."""
     return (_WINOGRAD and (KH, KW) == (3, 3) and stride == (1, 1) and groups == 1
-            and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0 and H_out % 2 == 0
-            and W_out % 2 == 0)
+            and min(C, F) >= _WINO_MIN_CHANNELS and F % 4 == 0)
 
 
 def _wino_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
              H_out: int, W_out: int, dtype) -> bool:
-    """Winograd image by image: output rows are whole pairs of half vectors of tiles."""
+    """Winograd image by image: even planes whose rows are whole pairs of half vectors of
+    tiles."""
     half = _lanes(dtype) // 2
     return (_wino_shape_ok(KH, KW, stride, groups, C, F, H_out, W_out)
+            and H_out % 2 == 0 and W_out % 2 == 0
             and (W_out // 2) % half == 0 and (H_out * W_out // 4) % (2 * half) == 0)
 
 
 def _wino_lanes_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: int, F: int,
                    H_out: int, W_out: int, dtype) -> bool:
     """Winograd on the batch-lane layout: the maps _wino_ok refuses whose rows are narrower
-    than a vector (4x4, 6x6: the MiniModel's last stage) and would take the batch-lane path."""
+    than a vector (4x4, 6x6: the MiniModel's last stage; 7x7, tiled as 8x8 and cropped: the
+    last stage of ResNet-18..152 at 224x224) and would take the batch-lane path."""
     return (_wino_shape_ok(KH, KW, stride, groups, C, F, H_out, W_out)
             and _lanes_ok(stride, W_out, F, dtype))
+
+
+def _even(n: int) -> int:
+    """n rounded up to even: the batch-lane Winograd tiles an odd plane one larger."""
+    return n + n % 2
 
 
 def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
@@ -170,16 +177,15 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     C, F, Ho, Wo = x.shape[1], *out.shape[1:]
     upk = arena.empty((16, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk, n)
-    NT = Ho * Wo // 4
     if lanes:
         assert residual is None and not relu and gate is None
-        L = _lanes(x.dtype)
-        size = ((C * (Ho + 2) * (Wo + 2) + F * Ho * Wo) * L
-                + 16 * ((C + F) * NT * L + 2 * _k.winograd_gap))
+        L, He, We = _lanes(x.dtype), _even(Ho), _even(Wo)
+        size = ((C * (He + 2) * (We + 2) + F * He * We) * L
+                + 16 * ((C + F) * He * We // 4 * L + 2 * _k.winograd_gap))
         _k.winograd_lanes_forward(x, upk, b, out, arena.empty((n, size), dtype=x.dtype),
                                   *padding, n)
     else:
-        size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * NT + 2 * _k.winograd_gap)
+        size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * Ho * Wo // 4 + 2 * _k.winograd_gap)
         _k.winograd_forward(x, upk, b, residual, relu, gate, out,
                             arena.empty((n, size), dtype=x.dtype), *padding, n)
 
@@ -190,6 +196,8 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     lanes on the batch-lane layout (lane groups of L images in place of images)."""
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
     per = _lanes(x.dtype) if lanes else 1
+    if lanes:
+        Ho, Wo = _even(Ho), _even(Wo)
     items = -(-x.shape[0] // per)
     NT = Ho * Wo // 4 * per
     per_item = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
