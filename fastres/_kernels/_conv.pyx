@@ -412,13 +412,13 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
 
 cdef extern from "fr_direct.h" nogil:
     void fr_lanes_in_f(const float *x, Py_ssize_t xs, int nimg, float *xq, int C, int H, int W,
-                       int ph, int pw)
+                       int ph, int pw, int eh, int ew)
     void fr_lanes_in_d(const double *x, Py_ssize_t xs, int nimg, double *xq, int C, int H,
-                       int W, int ph, int pw)
-    void fr_lanes_out_f(const float *src, int F, Py_ssize_t P, int nimg, float *dst,
-                        Py_ssize_t ds)
-    void fr_lanes_out_d(const double *src, int F, Py_ssize_t P, int nimg, double *dst,
-                        Py_ssize_t ds)
+                       int W, int ph, int pw, int eh, int ew)
+    void fr_lanes_out_f(const float *src, int F, int H, int W, int Hs, int Ws, int nimg,
+                        float *dst, Py_ssize_t ds, const float *res, int relu)
+    void fr_lanes_out_d(const double *src, int F, int H, int W, int Hs, int Ws, int nimg,
+                        double *dst, Py_ssize_t ds, const double *res, int relu)
     void fr_direct_fwd_f(const float *xin, const float *wpk, const int *off, int K,
                          const int *vin, const int *vout, int nv, float *out, Py_ssize_t P,
                          int F, const float *bias, const float *res, int relu,
@@ -443,11 +443,11 @@ cdef extern from "fr_direct.h" nogil:
     void fr_wino_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const float *upk, int F, float *xl, float *V,
                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
-                             const float *bias)
+                             const float *bias, const float *res, int relu)
     void fr_wino_lanes_fwd_d(const double *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const double *upk, int F, double *xl, double *V,
                              double *M, double *ol, double *out, Py_ssize_t os, int Ho, int Wo,
-                             const double *bias)
+                             const double *bias, const double *res, int relu)
     void fr_wino_lanes_wgrad_in_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                                   int ph, int pw, const float *dout, Py_ssize_t ds, int F,
                                   float *xl, float *dl, float *V, float *DY, int Ho, int Wo)
@@ -533,14 +533,14 @@ cdef inline void wino_wgrad_in(const floating *x, int C, int H, int W, int ph, i
 cdef inline void wino_lanes_fwd(const floating *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                                 int ph, int pw, const floating *upk, int F, floating *xl,
                                 floating *V, floating *M, floating *ol, floating *out,
-                                Py_ssize_t os, int Ho, int Wo,
-                                const floating *bias) noexcept nogil:
+                                Py_ssize_t os, int Ho, int Wo, const floating *bias,
+                                const floating *res, int relu) noexcept nogil:
     if floating is float:
         fr_wino_lanes_fwd_f(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
-                            bias)
+                            bias, res, relu)
     else:
         fr_wino_lanes_fwd_d(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
-                            bias)
+                            bias, res, relu)
 
 
 cdef inline void wino_lanes_wgrad_in(const floating *x, Py_ssize_t xs, int nimg, int C, int H,
@@ -964,17 +964,28 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
 cdef inline void lanes_in(const floating *x, Py_ssize_t xs, int nimg, floating *xq, int C, int H,
                           int W, int ph, int pw) noexcept nogil:
     if floating is float:
-        fr_lanes_in_f(x, xs, nimg, xq, C, H, W, ph, pw)
+        fr_lanes_in_f(x, xs, nimg, xq, C, H, W, ph, pw, 0, 0)
     else:
-        fr_lanes_in_d(x, xs, nimg, xq, C, H, W, ph, pw)
+        fr_lanes_in_d(x, xs, nimg, xq, C, H, W, ph, pw, 0, 0)
+
+
+cdef inline void lanes_out(const floating *ol, int F, int H, int W, int Hs, int Ws, int nimg,
+                           floating *out, Py_ssize_t os, const floating *res,
+                           int relu) noexcept nogil:
+    if floating is float:
+        fr_lanes_out_f(ol, F, H, W, Hs, Ws, nimg, out, os, res, relu)
+    else:
+        fr_lanes_out_d(ol, F, H, W, Hs, Ws, nimg, out, os, res, relu)
 
 
 def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
-                           const floating[::1] b, floating[:, :, :, ::1] out,
-                           floating[:, ::1] scratch, int ph, int pw, int n_threads):
-    """3x3 stride-1 convolution out = conv(x) [+ b] by Winograd F(2x2, 3x3) on the batch-lane
-    layout (L images in the lanes of a vector; fr_winograd_impl.h), for maps whose tile rows are
-    narrower than a vector. IN: x (N, C, H, W); upk as for winograd_forward. OUT: out (N, F,
+                           const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
+                           floating[:, :, :, ::1] out, floating[:, ::1] scratch, int ph, int pw,
+                           int n_threads):
+    """3x3 stride-1 convolution out = [relu](conv(x) [+ b] [+ res]) by Winograd F(2x2, 3x3) on
+    the batch-lane layout (L images in the lanes of a vector; fr_winograd_impl.h), for maps
+    whose tile rows are narrower than a vector. IN: x (N, C, H, W); upk as for
+    winograd_forward; res like out or None. OUT: out (N, F,
     H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 (odd ones computed one larger
     and cropped: He, We below are them rounded up to even), F % 4 == 0.
     SCRATCH: (n_threads, (C*(He + 2)*(We + 2) + F*He*We)*L + 16*((C + F)*NTL + 2*WINO_GAP)),
@@ -996,6 +1007,8 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
                          f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
     _expect("winograd_lanes_forward", "upk", _dims(upk.shape, 2), (16, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
+    cdef const floating *rp = _like_out("winograd_lanes_forward", "res", res, out)
+    cdef Py_ssize_t img = <Py_ssize_t>F * Ho * Wo
     cdef floating *xl
     cdef int blk
     with nogil, parallel(num_threads=n_threads):
@@ -1004,17 +1017,19 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
             wino_lanes_fwd(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - blk * L), C,
                            H, W, ph, pw, &upk[0, 0], F, xl, xl + size_x + size_o,
                            xl + size_x + size_o + 16 * es, xl + size_x, &out[blk * L, 0, 0, 0],
-                           <Py_ssize_t>F * Ho * Wo, Ho, Wo, bp)
+                           img, Ho, Wo, bp, rp + blk * L * img if rp != NULL else NULL, relu)
 
 
 def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
-                  const floating[::1] b, floating[:, :, :, ::1] out, const int[::1] off,
-                  const int[::1] vin, const int[::1] vout, floating[:, ::1] scratch, int ph,
-                  int pw, int groups, int n_threads):
-    """Stride-1 convolution out = conv(x) [+ b] by the direct kernel on groups of L images (L =
-    8 float32 / 4 float64) in the lanes of one vector: for maps whose rows are narrower than a
-    vector. IN: x (N, C, H, W); wpk, b as for direct_forward; off/vin/vout in units of L elements
-    for the (C, H + 2ph, W + 2pw, L) layout. OUT: out (N, F, H_out, W_out).
+                  const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
+                  floating[:, :, :, ::1] out, const int[::1] off, const int[::1] vin,
+                  const int[::1] vout, floating[:, ::1] scratch, int ph, int pw, int groups,
+                  int n_threads):
+    """Stride-1 convolution out = [relu](conv(x) [+ b] [+ res]) by the direct kernel on groups
+    of L images (L = 8 float32 / 4 float64) in the lanes of one vector: for maps whose rows are
+    narrower than a vector. IN: x (N, C, H, W); wpk, b as for direct_forward; res like out or
+    None; off/vin/vout in units of L elements for the (C, H + 2ph, W + 2pw, L) layout. OUT: out
+    (N, F, H_out, W_out).
     SCRATCH: (n_threads, (C*(H + 2ph)*(W + 2pw) + F*H_out*W_out) * L)."""
     check_threads("lanes_forward", n_threads)
     cdef int L = 8 if floating is float else 4
@@ -1034,6 +1049,7 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     # writes channel rows of P*L
     _tables("lanes_forward", off, vin, vout, Cg * plane, <Py_ssize_t>P * L, L)
     cdef const floating *bp = _bias("lanes_forward", b, F)
+    cdef const floating *rp = _like_out("lanes_forward", "res", res, out)
     cdef floating *xl
     cdef floating *ol
     cdef int blk, g, m
@@ -1047,10 +1063,8 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
                 direct_fwd(xl + g * Cg * plane, &wpk[g, 0], &off[0], K, &vin[0],
                            &vout[0], nv, ol + <size_t>g * Fg * P * L, <Py_ssize_t>P * L,
                            Fg, bp + g * Fg if bp != NULL else NULL, NULL, 0, NULL)
-            if floating is float:
-                fr_lanes_out_f(ol, F, P, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * P)
-            else:
-                fr_lanes_out_d(ol, F, P, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * P)
+            lanes_out(ol, F, 1, P, 1, P, m, &out[blk * L, 0, 0, 0], <Py_ssize_t>F * P,
+                      rp + <size_t>blk * L * F * P if rp != NULL else NULL, relu)
 
 
 def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,

@@ -312,21 +312,21 @@ FR_CLONES static void FN(fr_wino_lanes_dy_)(const T *restrict dl, int F, int TH,
 }
 
 /* One group of nimg <= L images (xs apart) on the batch-lane layout: out (nimg images os
- * apart, each (F, Ho, Wo)) = conv3x3 (+ bias) through xl (C, 2TH + 2, 2TW + 2, L), V, M (as
+ * apart, each (F, Ho, Wo)) = conv3x3 (+ bias) (+ res, laid out as out) (relu) through xl (C, 2TH + 2, 2TW + 2, L), V, M (as
  * for fr_wino_fwd_, NTL columns) and ol (F, 2TH, 2TW, L), TH = ceil(Ho/2), TW = ceil(Wo/2):
  * an odd map (7x7) is computed one row / column larger on more zero padding, and cropped. */
 FR_CLONES static void FN(fr_wino_lanes_fwd_)(const T *x, ptrdiff_t xs, int nimg, int C, int H,
                                              int W, int ph, int pw, const T *upk, int F, T *xl,
                                              T *V, T *M, T *ol, T *out, ptrdiff_t os, int Ho,
-                                             int Wo, const T *bias) {
+                                             int Wo, const T *bias, const T *res, int relu) {
     const int TH = (Ho + 1) / 2, TW = (Wo + 1) / 2, NTL = TH * TW * L;
     const ptrdiff_t es = (ptrdiff_t)C * NTL + FR_WINO_GAP, ms = (ptrdiff_t)F * NTL + FR_WINO_GAP;
-    FN(fr_lanes_in_ext_)(x, xs, nimg, xl, C, H, W, ph, pw, 2 * TH - Ho, 2 * TW - Wo);
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 2 * TH - Ho, 2 * TW - Wo);
     FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, es);
     for (int e = 0; e < 16; e++)
         FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NTL, 0, NTL, F, M + e * ms);
     FN(fr_wino_lanes_out_)(M, ms, F, TH, TW, bias, ol);
-    FN(fr_lanes_out_crop_)(ol, F, Ho, Wo, 2 * TH, 2 * TW, nimg, out, os);
+    FN(fr_lanes_out_)(ol, F, Ho, Wo, 2 * TH, 2 * TW, nimg, out, os, res, relu);
 }
 
 /* The weight gradient's transforms of a group of nimg <= L images (xs and ds apart) on the
@@ -337,8 +337,8 @@ FR_CLONES static void FN(fr_wino_lanes_wgrad_in_)(const T *x, ptrdiff_t xs, int 
                                                   ptrdiff_t ds, int F, T *xl, T *dl, T *V,
                                                   T *DY, int Ho, int Wo) {
     const int TH = (Ho + 1) / 2, TW = (Wo + 1) / 2, NTL = TH * TW * L;
-    FN(fr_lanes_in_ext_)(x, xs, nimg, xl, C, H, W, ph, pw, 2 * TH - Ho, 2 * TW - Wo);
-    FN(fr_lanes_in_ext_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0, 2 * TH - Ho, 2 * TW - Wo);
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 2 * TH - Ho, 2 * TW - Wo);
+    FN(fr_lanes_in_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0, 2 * TH - Ho, 2 * TW - Wo);
     FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, (ptrdiff_t)C * NTL + FR_WINO_GAP);
     FN(fr_wino_lanes_dy_)(dl, F, TH, TW, DY, (ptrdiff_t)F * NTL + FR_WINO_GAP);
 }

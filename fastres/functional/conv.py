@@ -173,17 +173,17 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
                lanes: bool = False) -> None:
     """out as by _direct_conv for a 3x3 stride-1 convolution with weights w (C_out, C_in, 3, 3),
     or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
-    3); with lanes on the batch-lane layout, which has no epilogue but the bias."""
+    3); with lanes on the batch-lane layout, whose epilogue has no gate."""
     C, F, Ho, Wo = x.shape[1], *out.shape[1:]
     upk = arena.empty((16, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk, n)
     if lanes:
-        assert residual is None and not relu and gate is None
+        assert gate is None
         L, He, We = _lanes(x.dtype), _even(Ho), _even(Wo)
         size = ((C * (He + 2) * (We + 2) + F * He * We) * L
                 + 16 * ((C + F) * He * We // 4 * L + 2 * _k.winograd_gap))
-        _k.winograd_lanes_forward(x, upk, b, out, arena.empty((n, size), dtype=x.dtype),
-                                  *padding, n)
+        _k.winograd_lanes_forward(x, upk, b, residual, relu, out,
+                                  arena.empty((n, size), dtype=x.dtype), *padding, n)
     else:
         size = (Ho + 2) * (Wo + 2) + 16 * ((C + F) * Ho * Wo // 4 + 2 * _k.winograd_gap)
         _k.winograd_forward(x, upk, b, residual, relu, gate, out,
@@ -236,15 +236,17 @@ def _direct_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW:
 
 
 def _lanes_conv(x: np.ndarray, wg: np.ndarray, b, out: np.ndarray, KH: int, KW: int,
-                padding: tuple[int, int], groups: int, n: int) -> None:
-    """out = conv of x with grouped weights wg [+ b], stride 1, on the batch-lane layout."""
+                padding: tuple[int, int], groups: int, n: int, residual=None,
+                relu: bool = False) -> None:
+    """out = [relu](conv of x with grouped weights wg [+ b] [+ residual]), stride 1, on the
+    batch-lane layout."""
     N, C, H, W = x.shape
     ph, pw = padding
     L = _lanes(x.dtype)
     off, vin, vout = _lanes_plan(C // groups, H, W, KH, KW, ph, pw, out.shape[2], out.shape[3], L)
     cols = (C * (H + 2 * ph) * (W + 2 * pw) + out.shape[1] * out.shape[2] * out.shape[3]) * L
-    _k.lanes_forward(x, _pack4(wg), b, out, off, vin, vout, arena.empty((n, cols), x.dtype), ph,
-                     pw, groups, n)
+    _k.lanes_forward(x, _pack4(wg), b, residual, relu, out, off, vin, vout,
+                     arena.empty((n, cols), x.dtype), ph, pw, groups, n)
 
 
 # The input gradient of a 3x3 stride-2 convolution with padding 1 (ResNet's downsampling) runs
@@ -409,17 +411,16 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     elif _direct_ok(W_out, F // groups, dtype):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n, residual, bool(relu))
+    elif _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
+        _wino_conv(x, w, b, out, (ph, pw), n, residual, bool(relu), lanes=True)
+    elif _lanes_ok((sh, sw), W_out, F // groups, dtype):
+        _lanes_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), groups, n,
+                    residual, bool(relu))
     else:
-        if _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
-            _wino_conv(x, w, b, out, (ph, pw), n, lanes=True)
-        elif _lanes_ok((sh, sw), W_out, F // groups, dtype):
-            _lanes_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), groups,
-                        n)
-        else:
-            nb = _images_per_product(N, H_out * W_out)
-            scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out),
-                                  dtype=dtype)
-            _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
+        nb = _images_per_product(N, H_out * W_out)
+        scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out),
+                              dtype=dtype)
+        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
         if residual is not None:
             out += residual
         if relu:

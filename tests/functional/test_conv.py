@@ -507,7 +507,8 @@ def test_kernels_refuse_a_bias_of_the_wrong_length():
     upk = np.zeros((16, 16 * 16), np.float32)
     scratch = np.zeros((1, 1 << 16), np.float32)
     with pytest.raises(ValueError, match="winograd_lanes_forward: expected a bias"):
-        k.winograd_lanes_forward(x, upk, np.zeros(3, np.float32), out, scratch, 1, 1, 1)
+        k.winograd_lanes_forward(x, upk, np.zeros(3, np.float32), None, False, out, scratch, 1,
+                                 1, 1)
     x8, out8 = np.zeros((2, 16, 8, 8), np.float32), np.zeros((2, 16, 8, 8), np.float32)
     with pytest.raises(ValueError, match="winograd_forward: expected a bias"):
         k.winograd_forward(x8, upk, np.zeros(15, np.float32), None, False, None, out8, scratch,

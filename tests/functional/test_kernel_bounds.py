@@ -313,7 +313,7 @@ def _conv_args():
             scratch=z(1, 4 * 6 * 10), ph=1, pw=1, sh=1, sw=1, groups=1, n=1),
         "lanes_forward": dict(
             fn=_conv.lanes_forward, x=z(2, 4, 4, 4), wpk=fc._pack4(z(1, 4, 36)), b=None,
-            out=z(2, 4, 4, 4), off=l_off, vin=l_vin, vout=l_vout,
+            res=None, relu=False, out=z(2, 4, 4, 4), off=l_off, vin=l_vin, vout=l_vout,
             scratch=z(1, (4 * 36 + 4 * 16) * 8), ph=1, pw=1, groups=1, n=1),
         "lanes_weight_grad": dict(
             fn=_conv.lanes_weight_grad, x=z(2, 4, 4, 4), dout=z(2, 4, 4, 4), dw=z(4, 36),
@@ -333,8 +333,8 @@ def _conv_args():
             scratch=z(1, 6 * 10 + 16 * (8 * 8 + 2 * gap)), shared=None, ph=1, pw=1, group=1,
             lanes=False, n=1),
         "winograd_lanes_forward": dict(
-            fn=_conv.winograd_lanes_forward, x=z(1, 4, 4, 4), upk=z(16, 16), b=None,
-            out=z(1, 4, 4, 4), scratch=z(1, (4 * 36 + 4 * 16) * 8 + 16 * (8 * 32 + 2 * gap)),
+            fn=_conv.winograd_lanes_forward, x=z(1, 4, 4, 4), upk=z(16, 16), b=None, res=None,
+            relu=False, out=z(1, 4, 4, 4), scratch=z(1, (4 * 36 + 4 * 16) * 8 + 16 * (8 * 32 + 2 * gap)),
             ph=1, pw=1, n=1),
     }
 
@@ -396,6 +396,8 @@ def test_conv_kernels_accept_the_planners_tables(kernel):
      r"expected off\[k\] \+ vin\[v\] in"),
     ("direct_weight_grad", _entry("direct_weight_grad", "vout", 1, 100), "expected vout in"),
     ("lanes_forward", dict(wpk=z(2, 72)), r"expected wpk of shape \(1, 144\)"),
+    ("lanes_forward", dict(res=z(2, 4, 4, 3)), r"expected res of shape \(2, 4, 4, 4\)"),
+    ("winograd_lanes_forward", dict(res=z(1, 4, 4, 5)), r"expected res of shape \(1, 4, 4, 4\)"),
     ("lanes_forward", dict(vin=np.zeros(15, I32), vout=np.zeros(15, I32)),
      r"expected output planes of a multiple of 1 pixels and vin of shape \(16,\)"),
     ("lanes_forward", _entry("lanes_forward", "off", 2, 10**5), r"expected off\[k\] \+ vin"),
