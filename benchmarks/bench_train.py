@@ -10,7 +10,8 @@ over repeats and, when torch is importable, the same model written in
 PyTorch (eager NCHW and eager channels_last), timed in the same process in interleaved rounds
 (one call of each per round, so that load from elsewhere on the machine hits all of them alike),
 with ratios (fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints where one
-fastres training step spends its time, per layer type.
+fastres training step spends its time, per layer type. The models are resnet20, resnet56 and
+minimodel on 32x32 inputs, and resnet18 (ImageNet's, 1000 classes) on 112x112 inputs.
 """
 
 from __future__ import annotations
@@ -144,8 +145,39 @@ def torch_models(torch):
             x = self.drop(tf.relu(self.bn(x)))
             return self.fc(tf.avg_pool2d(x, 4).flatten(1))
 
+    class Block(nn.Module):  # torchvision's ResNet basic block: 1x1 projection on downsampling
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.down = None
+            if stride != 1 or cin != cout:
+                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = self.b2(self.c2(tf.relu(self.b1(self.c1(x)))))
+            return tf.relu(out + (x if self.down is None else self.down(x)))
+
+    class ResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+                                      nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+            blocks, cin = [], 64
+            for i, cout in enumerate((64, 128, 256, 512)):
+                blocks += [Block(cin, cout, 2 if i else 1), Block(cout, cout, 1)]
+                cin = cout
+            self.blocks = nn.Sequential(*blocks)
+            self.fc = nn.Linear(512, 1000)
+
+        def forward(self, x):
+            return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
     return {"resnet20": lambda: CifarResNet(20), "resnet56": lambda: CifarResNet(56),
-            "minimodel": MiniModel}
+            "minimodel": MiniModel, "resnet18": ResNet18}
 
 
 def torch_step(torch, net, x, y):
@@ -242,9 +274,7 @@ def _rss_child(spec: str, batch: int) -> None:
     """In a fresh process: build one model (``fastres:NAME`` or ``torch-nchw|torch-cl:NAME``),
     run 2 training steps, print {"base": RSS before the first step, "peak": peak RSS} as JSON."""
     kind, name = spec.split(":")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, batch)
+    x, y = _data(name, batch)
     if kind == "fastres":
         step = fastres_step(getattr(models, name)(seed=0), x, y)
     else:
@@ -281,18 +311,30 @@ def memory_table(names, batch, threads) -> dict:
     return found
 
 
-def _setup(batch):
-    """torch (or None), its models, and one batch of inputs and labels."""
-    torch = try_torch()
+# Input size and classes per model: the CIFAR-sized ones 32x32, 10 classes; ResNet-18 on
+# 112x112 images, 1000 classes (224x224 takes ~3.3x as long a step).
+_INPUT = {"resnet18": (112, 1000)}
+
+
+def _data(name, batch):
+    """One batch of inputs and labels for the model."""
+    size, classes = _INPUT.get(name, (32, 10))
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
-    return torch, torch_models(torch) if torch else {}, x, rng.integers(0, 10, batch)
+    x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+    return x, rng.integers(0, classes, batch)
+
+
+def _setup():
+    """torch (or None) and its models."""
+    torch = try_torch()
+    return torch, torch_models(torch) if torch else {}
 
 
 def run(names, threads_list, batch, repeats, show_breakdown, json_path):
-    torch, tmodels, x, y = _setup(batch)
+    torch, tmodels = _setup()
     results = []
     for name in names:
+        x, y = _data(name, batch)
         model = getattr(models, name)(seed=0)
         for t in threads_list:
             row = {"model": name, "threads": t, "batch": batch}
@@ -353,9 +395,10 @@ def scaling_table(names, threads_list, batch, repeats) -> list[dict]:
     before every call so that the runtimes do not disturb each other, which leaves the second
     core idle in between): median images/s at each thread count and the speed-up over the
     first, for fastres and PyTorch channels_last."""
-    torch, tmodels, x, y = _setup(batch)
+    torch, tmodels = _setup()
     rows = []
     for name in names:
+        x, y = _data(name, batch)
         runs = {"fastres": fastres_step(getattr(models, name)(seed=0), x, y)}
         if torch:
             net = tmodels[name]().to(memory_format=torch.channels_last)
