@@ -22,6 +22,29 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from fastres._kernels._common cimport check_threads
 
+cdef extern from "fr_elementwise.h" nogil:
+    void fr_relu_f(const float *x, float *y, Py_ssize_t n)
+    void fr_relu_d(const double *x, double *y, Py_ssize_t n)
+    void fr_add_f(const float *a, const float *b, float *out, Py_ssize_t n)
+    void fr_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
+
+
+cdef inline void add_relu(floating *y, const floating *res, Py_ssize_t n,
+                          bint relu) noexcept nogil:
+    """y = [relu](y [+ res]) in place (the epilogue of the im2col + GEMM path, one image at a
+    time while it is in cache)."""
+    if floating is float:
+        if res != NULL:
+            fr_add_f(y, res, y, n)
+        if relu:
+            fr_relu_f(y, y, n)
+    else:
+        if res != NULL:
+            fr_add_d(y, res, y, n)
+        if relu:
+            fr_relu_d(y, y, n)
+
+
 cdef extern from "fr_conv.h" nogil:
     void fr_im2col_f(const float *x, float *col, int C, int H, int W, int KH, int KW,
                      int sh, int sw, int ph, int pw, int H_out, int W_out, Py_ssize_t ld)
@@ -265,9 +288,11 @@ cdef void sum_blocks(const floating *part, int n_blocks, Py_ssize_t size, floati
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-                   const floating[::1] b, floating[:, :, :, ::1] out, floating[:, ::1] scratch,
-                   int sh, int sw, int ph, int pw, int groups, int nb, int n_threads):
-    """out = conv(x, w) + b.  IN: x (N, C, H, W), w (F, C/groups, KH, KW), b (F,) or None.
+                   const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
+                   floating[:, :, :, ::1] out, floating[:, ::1] scratch, int sh, int sw, int ph,
+                   int pw, int groups, int nb, int n_threads):
+    """out = [relu](conv(x, w) + b [+ res]).  IN: x (N, C, H, W), w (F, C/groups, KH, KW), b
+    (F,) or None, res like out or None.
     OUT: out (N, F, H_out, W_out).  nb: images per product.  SCRATCH: (n_threads,
     (C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column and product matrices."""
     check_threads("conv2d_forward", n_threads)
@@ -283,6 +308,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P, nb)
     cdef int n_chunks = (N + nb - 1) // nb
     cdef const floating *bp = _bias("conv2d_forward", b, F)
+    cdef const floating *rp = _like_out("conv2d_forward", "res", res, out)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
@@ -305,12 +331,16 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                      src, m * P, <floating>0, dst if m == 1 else ybuf, m * P)
                 if m > 1:
                     to_images(ybuf, dst, <Py_ssize_t>F * P, m, Fg, P)
-            if bp != NULL:
-                for n in range(n0, n0 + m):
+            for n in range(n0, n0 + m):
+                if bp != NULL:
                     if floating is float:
                         fr_add_bias_f(op + <size_t>n * F * P, bp, F, P)
                     else:
                         fr_add_bias_d(op + <size_t>n * F * P, bp, F, P)
+                if rp != NULL or relu:
+                    add_relu(op + <size_t>n * F * P,
+                             rp + <size_t>n * F * P if rp != NULL else NULL, <Py_ssize_t>F * P,
+                             relu)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,

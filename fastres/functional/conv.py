@@ -420,11 +420,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         nb = _images_per_product(N, H_out * W_out)
         scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out),
                               dtype=dtype)
-        _k.conv2d_forward(x, w, b, out, scratch, sh, sw, ph, pw, groups, nb, n)
-        if residual is not None:
-            out += residual
-        if relu:
-            np.copyto(out, 0, where=~(out > 0))  # x > 0 ? x : 0, like the kernels' ReLU
+        _k.conv2d_forward(x, w, b, residual, bool(relu), out, scratch, sh, sw, ph, pw, groups,
+                          nb, n)
     return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, x_in, sub)
 
 

@@ -98,10 +98,12 @@ def test_matches_reference(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[13], BATCHED[0]])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[13], BATCHED[0],
+                                 (3, 3, 7, 9, 5, 3, 3, 2, 1, 1)])
 def test_residual_relu_epilogue(cfg, dtype, rng):
     # relu(conv(x) + b + residual) as the output is stored: the direct kernels (16@16, strided
-    # 32x32) and the GEMM path (7x9, 4x4) against the reference
+    # 32x32), the batch-lane ones (4x4) and the GEMM path (7x9; 5 channels) against the
+    # reference
     x, w, b, kw = _run(cfg, dtype, rng)
     ref = R.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)[0]
     res = rng.standard_normal(ref.shape).astype(dtype)

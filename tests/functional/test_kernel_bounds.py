@@ -296,8 +296,8 @@ def _conv_args():
     s_off, s_kstart, s_vin, s_vout = map(t, (s_off, s_kstart, s_vin, s_vout))
     return {
         "conv2d_forward": dict(
-            fn=_conv.conv2d_forward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), b=z(3),
-            out=z(1, 3, 5, 5), scratch=z(1, 21 * 25), sh=1, sw=1, ph=1, pw=1, groups=1, nb=1,
+            fn=_conv.conv2d_forward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), b=z(3), res=None,
+            relu=False, out=z(1, 3, 5, 5), scratch=z(1, 21 * 25), sh=1, sw=1, ph=1, pw=1, groups=1, nb=1,
             n=1),
         "conv2d_backward": dict(
             fn=_conv.conv2d_backward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), dout=z(1, 3, 5, 5),
@@ -363,6 +363,7 @@ def test_conv_kernels_accept_the_planners_tables(kernel):
 
 @pytest.mark.parametrize("kernel, over, message", [
     ("conv2d_forward", dict(out=z(1, 3, 4, 5)), r"expected output planes of \(5, 5\)"),
+    ("conv2d_forward", dict(res=z(1, 3, 5, 4)), r"expected res of shape \(1, 3, 5, 5\)"),
     ("conv2d_forward", dict(out=z(2, 3, 5, 5)),
      r"expected out of shape \(1, 3, 5, 5\), got \(2, 3, 5, 5\)"),
     ("conv2d_forward", dict(w=z(3, 1, 3, 3)), r"expected w of shape \(3, 2, 3, 3\)"),
