@@ -383,6 +383,9 @@ def test_winograd_lanes_thread_invariance(cfg, N, rng):
     for run in runs[1:]:
         for a, b_ in zip(run, runs[0]):
             np.testing.assert_array_equal(a, b_)
+    want = R.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)[0]
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(runs[0][0] / scale, want / scale, **TOL[np.float32])
 
 
 @pytest.mark.parametrize("N", [1, 2, 3])
