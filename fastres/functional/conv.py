@@ -49,7 +49,8 @@ _MIN_PRODUCTS = 2
 
 
 def _images_per_product(N: int, P: int) -> int:
-    return max(1, min(N, _GEMM_COLS // max(P, 1), -(-N // _MIN_PRODUCTS)))
+    nb = max(1, min(N, _GEMM_COLS // max(P, 1), -(-N // _MIN_PRODUCTS)))
+    return -(-N // -(-N // nb))  # as many products, evened out (16 images: 4 x 4, not 5+5+5+1)
 
 
 # A weight-gradient batch block holds at least this many output pixels (images x P) when the
