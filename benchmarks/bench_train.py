@@ -11,7 +11,8 @@ PyTorch (eager NCHW and eager channels_last), timed in the same process in inter
 (one call of each per round, so that load from elsewhere on the machine hits all of them alike),
 with ratios (fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints where one
 fastres training step spends its time, per layer type. The models are resnet20, resnet56 and
-minimodel on 32x32 inputs, and resnet18 (ImageNet's, 1000 classes) on 112x112 inputs.
+minimodel on 32x32 inputs, and resnet18 and resnet50 (ImageNet's, 1000 classes) on 112x112
+inputs.
 """
 
 from __future__ import annotations
@@ -161,23 +162,46 @@ def torch_models(torch):
             out = self.b2(self.c2(tf.relu(self.b1(self.c1(x)))))
             return tf.relu(out + (x if self.down is None else self.down(x)))
 
-    class ResNet18(nn.Module):
-        def __init__(self):
+    class Bottleneck(nn.Module):  # torchvision's (v1.5: the stride on the 3x3 convolution)
+        def __init__(self, cin, mid, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, mid, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(mid)
+            self.c2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(mid)
+            self.c3 = nn.Conv2d(mid, 4 * mid, 1, bias=False)
+            self.b3 = nn.BatchNorm2d(4 * mid)
+            self.down = None
+            if stride != 1 or cin != 4 * mid:
+                self.down = nn.Sequential(nn.Conv2d(cin, 4 * mid, 1, stride, bias=False),
+                                          nn.BatchNorm2d(4 * mid))
+
+        def forward(self, x):
+            out = tf.relu(self.b2(self.c2(tf.relu(self.b1(self.c1(x))))))
+            return tf.relu(self.b3(self.c3(out)) + (x if self.down is None else self.down(x)))
+
+    class ImageNetResNet(nn.Module):
+        def __init__(self, bottleneck, depths):
             super().__init__()
             self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
                                       nn.ReLU(), nn.MaxPool2d(3, 2, 1))
             blocks, cin = [], 64
-            for i, cout in enumerate((64, 128, 256, 512)):
-                blocks += [Block(cin, cout, 2 if i else 1), Block(cout, cout, 1)]
-                cin = cout
+            for i, (width, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+                for j in range(depth):
+                    stride = 2 if i and not j else 1
+                    blocks.append(Bottleneck(cin, width, stride) if bottleneck
+                                  else Block(cin, width, stride))
+                    cin = 4 * width if bottleneck else width
             self.blocks = nn.Sequential(*blocks)
-            self.fc = nn.Linear(512, 1000)
+            self.fc = nn.Linear(cin, 1000)
 
         def forward(self, x):
             return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
 
     return {"resnet20": lambda: CifarResNet(20), "resnet56": lambda: CifarResNet(56),
-            "minimodel": MiniModel, "resnet18": ResNet18}
+            "minimodel": MiniModel,
+            "resnet18": lambda: ImageNetResNet(False, (2, 2, 2, 2)),
+            "resnet50": lambda: ImageNetResNet(True, (3, 4, 6, 3))}
 
 
 def torch_step(torch, net, x, y):
@@ -311,9 +335,9 @@ def memory_table(names, batch, threads) -> dict:
     return found
 
 
-# Input size and classes per model: the CIFAR-sized ones 32x32, 10 classes; ResNet-18 on
-# 112x112 images, 1000 classes (224x224 takes ~3.3x as long a step).
-_INPUT = {"resnet18": (112, 1000)}
+# Input size and classes per model: the CIFAR-sized ones 32x32, 10 classes; ResNet-18 and -50
+# on 112x112 images, 1000 classes (224x224 takes ~3.3x as long a step).
+_INPUT = {"resnet18": (112, 1000), "resnet50": (112, 1000)}
 
 
 def _data(name, batch):
