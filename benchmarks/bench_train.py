@@ -146,13 +146,9 @@ def torch_models(torch):
             x = self.drop(tf.relu(self.bn(x)))
             return self.fc(tf.avg_pool2d(x, 4).flatten(1))
 
-    class Block(nn.Module):  # torchvision's ResNet basic block: 1x1 projection on downsampling
+    class Block(Basic):  # torchvision's basic block: a 1x1 projection on downsampling
         def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.b1 = nn.BatchNorm2d(cout)
-            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.b2 = nn.BatchNorm2d(cout)
+            super().__init__(cin, cout, stride)
             self.down = None
             if stride != 1 or cin != cout:
                 self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
