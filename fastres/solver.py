@@ -34,7 +34,7 @@ from fastres.data import BatchLoader, parse_augment
 from fastres.functional import softmax_cross_entropy
 from fastres.io import atomic_write, save
 from fastres.layers import Module
-from fastres.layers.base import takes_input_grad
+from fastres.layers.base import takes_input_options
 from fastres.metrics import top_k_correct
 from fastres.optim import Optimizer, Schedule
 
@@ -382,7 +382,7 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
                             f"{b + 1}{where}. Lower the learning rate (or check the data) and "
                             "resume.")
                     # The images need no gradient: the first convolution skips computing it.
-                    if takes_input_grad(model):
+                    if takes_input_options(model):
                         model.backward(dlogits, input_grad=False)
                     else:  # a user's own Module: its backward takes dy alone
                         model.backward(dlogits)

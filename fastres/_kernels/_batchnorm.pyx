@@ -19,7 +19,7 @@ on the shapes only, never on the thread count.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from fastres._kernels._common cimport check_threads
+from fastres._kernels._common cimport check_threads, dims, expect_shape
 
 cdef extern from "fr_batchnorm.h" nogil:
     void fr_bn_sums_f(const float *x, Py_ssize_t runs, Py_ssize_t len, Py_ssize_t stride,
@@ -164,10 +164,7 @@ cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::
 cdef int _like_x(str op, str name, const floating[:, :, ::1] a,
                  const floating[:, :, ::1] x) except -1:
     """a must have x's shape (N, C, HW)."""
-    if a.shape[0] != x.shape[0] or a.shape[1] != x.shape[1] or a.shape[2] != x.shape[2]:
-        raise ValueError(f"{op}: expected {name} of shape ({x.shape[0]}, {x.shape[1]}, "
-                         f"{x.shape[2]}), got ({a.shape[0]}, {a.shape[1]}, {a.shape[2]})")
-    return 0
+    return expect_shape(op, name, dims(a.shape, 3), dims(x.shape, 3))
 
 
 cdef const floating *_residual(str op, str name, const floating[:, :, ::1] res,
@@ -179,10 +176,10 @@ cdef const floating *_residual(str op, str name, const floating[:, :, ::1] res,
     return &res[0, 0, 0]
 
 
-cdef int _vec(str op, str name, Py_ssize_t got, Py_ssize_t C) except -1:
-    """A per-channel vector, indexed [c] for c < C."""
-    if got != C:
-        raise ValueError(f"{op}: expected {name} of shape ({C},), got ({got},)")
+cdef int _per_channel(str op, Py_ssize_t C, tuple lengths) except -1:
+    """Per-channel vectors, each indexed [c] for c < C: lengths holds (name, length) pairs."""
+    for name, n in lengths:
+        expect_shape(op, name, (n,), (C,))
     return 0
 
 
@@ -190,33 +187,24 @@ cdef int _forward_vecs(str op, const floating[::1] gamma, const floating[::1] be
                        const floating[::1] running_mean, const floating[::1] running_var,
                        double[::1] mean, double[::1] inv_std, Py_ssize_t C) except -1:
     """The per-channel vectors of the forward kernels."""
-    _vec(op, "gamma", gamma.shape[0], C)
-    _vec(op, "beta", beta.shape[0], C)
-    _vec(op, "running_mean", running_mean.shape[0], C)
-    _vec(op, "running_var", running_var.shape[0], C)
-    _vec(op, "mean", mean.shape[0], C)
-    _vec(op, "inv_std", inv_std.shape[0], C)
-    return 0
+    return _per_channel(op, C, (("gamma", gamma.shape[0]), ("beta", beta.shape[0]),
+                                ("running_mean", running_mean.shape[0]),
+                                ("running_var", running_var.shape[0]), ("mean", mean.shape[0]),
+                                ("inv_std", inv_std.shape[0])))
 
 
 cdef int _backward_vecs(str op, const double[::1] mean, const double[::1] inv_std,
                         const floating[::1] gamma, floating[::1] dgamma, floating[::1] dbeta,
                         Py_ssize_t C) except -1:
     """The per-channel vectors of the backward kernels."""
-    _vec(op, "mean", mean.shape[0], C)
-    _vec(op, "inv_std", inv_std.shape[0], C)
-    _vec(op, "gamma", gamma.shape[0], C)
-    _vec(op, "dgamma", dgamma.shape[0], C)
-    _vec(op, "dbeta", dbeta.shape[0], C)
-    return 0
+    return _per_channel(op, C, (("mean", mean.shape[0]), ("inv_std", inv_std.shape[0]),
+                                ("gamma", gamma.shape[0]), ("dgamma", dgamma.shape[0]),
+                                ("dbeta", dbeta.shape[0])))
 
 
 cdef int _coef(str op, const floating[:, ::1] coef, Py_ssize_t C, Py_ssize_t k) except -1:
     """The per-channel coefficients, indexed [c, :k]."""
-    if coef.shape[0] != C or coef.shape[1] != k:
-        raise ValueError(f"{op}: expected coef of shape ({C}, {k}), got "
-                         f"({coef.shape[0]}, {coef.shape[1]})")
-    return 0
+    return expect_shape(op, "coef", dims(coef.shape, 2), (C, k))
 
 
 cdef int _partial(str op, const double[:, :, ::1] partial, Py_ssize_t N, Py_ssize_t C,

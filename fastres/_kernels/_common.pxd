@@ -11,3 +11,15 @@ cdef inline int check_threads(str op, int n_threads) except -1:
     if n_threads < 1:
         raise ValueError(f"{op}: expected n_threads >= 1, got {n_threads}")
     return 0
+
+
+cdef inline tuple dims(const Py_ssize_t *shape, int ndim):
+    """A memoryview's shape as a tuple."""
+    return tuple([shape[i] for i in range(ndim)])
+
+
+cdef inline int expect_shape(str op, str name, tuple got, tuple want) except -1:
+    """The kernels index name with the extents want: refuse any other shape."""
+    if got != want:
+        raise ValueError(f"{op}: expected {name} of shape {want}, got {got}")
+    return 0

@@ -17,7 +17,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport dgemm, sgemm
-from fastres._kernels._common cimport check_threads
+from fastres._kernels._common cimport check_threads, dims, expect_shape
 
 cdef extern from "fr_linear.h" nogil:
     void fr_colsum_f(const float *a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t lda,
@@ -77,14 +77,6 @@ def tiles(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t depth):
     return tr, tc
 
 
-cdef int _shape2(str op, str name, Py_ssize_t r, Py_ssize_t c, Py_ssize_t R,
-                 Py_ssize_t C) except -1:
-    """Refuse a matrix that is not (R, C): the kernels index it with those extents."""
-    if r != R or c != C:
-        raise ValueError(f"{op}: expected {name} of shape ({R}, {C}), got ({r}, {c})")
-    return 0
-
-
 cdef int _operands(str op, const floating[:, ::1] x, const floating[:, ::1] w, bint has_bias,
                    const floating[::1] b, str b_name) except -1:
     """w must have x's column count; every extent must fit BLAS's int; b, read only with
@@ -93,7 +85,7 @@ cdef int _operands(str op, const floating[:, ::1] x, const floating[:, ::1] w, b
     if N > INT_MAX or I > INT_MAX or O > INT_MAX:
         raise ValueError(f"{op}: expected N, in_features and out_features <= {INT_MAX} "
                          f"(BLAS int), got ({N}, {I}, {O})")
-    _shape2(op, "w", O, w.shape[1], O, I)
+    expect_shape(op, "w", dims(w.shape, 2), (O, I))
     if has_bias and (b is None or b.shape[0] != O):
         raise ValueError(f"{op}: expected {b_name} of shape ({O},), got "
                          f"{'None' if b is None else (b.shape[0],)}")
@@ -127,7 +119,7 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const flo
     cdef int rows, cols
     cdef floating beta = 1 if has_bias else 0
     _operands("linear_forward", x, w, has_bias, b, "b")
-    _shape2("linear_forward", "out", out.shape[0], out.shape[1], N, O)
+    expect_shape("linear_forward", "out", dims(out.shape, 2), (N, O))
     n_tiles = _choose_tiles(N, O, I, &tr, &tc)
     n_col = _n_blocks(O, tc)
     for t in prange(n_tiles, nogil=True, schedule="guided",
@@ -156,9 +148,9 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     cdef Py_ssize_t t, r0, c0, tr, tc, n_col, n_tiles
     cdef int rows, cols
     _operands("linear_backward", x, w, has_bias, db, "db")
-    _shape2("linear_backward", "dout", dout.shape[0], dout.shape[1], N, O)
-    _shape2("linear_backward", "dx", dx.shape[0], dx.shape[1], N, I)
-    _shape2("linear_backward", "dw", dw.shape[0], dw.shape[1], O, I)
+    expect_shape("linear_backward", "dout", dims(dout.shape, 2), (N, O))
+    expect_shape("linear_backward", "dx", dims(dx.shape, 2), (N, I))
+    expect_shape("linear_backward", "dw", dims(dw.shape, 2), (O, I))
     # dx: tiles over (rows of N) x (columns of I); contraction over O.
     n_tiles = _choose_tiles(N, I, O, &tr, &tc)
     n_col = _n_blocks(I, tc)

@@ -1,14 +1,14 @@
 """Softmax cross-entropy kernel: per-row losses and the gradient with respect to the logits.
 
-Arrays are C-contiguous and preallocated by ``fastres.functional``; labels are validated to lie
-in [0, K) there, and again here (one comparison per row), since each row indexes with its label.
+Arrays are C-contiguous and preallocated by ``fastres.functional``; labels are checked to lie in
+[0, K) here (one comparison per row), since each row indexes with its label.
 Rows are independent, so the split over threads cannot change any result; the mean over the
 batch is summed from ``row_loss`` in row order after the parallel loop.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from fastres._kernels._common cimport check_threads
+from fastres._kernels._common cimport check_threads, dims, expect_shape
 
 cdef extern from "fr_loss.h" nogil:
     enum: FR_XENT_ROWS
@@ -33,15 +33,9 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     if K < 1:  # every row reads z[0] (and ITEM_ELEMS // K below)
         raise ValueError(f"softmax_cross_entropy: expected logits with K >= 1 classes, got "
                          f"shape ({N}, {K})")
-    if labels.shape[0] != N:
-        raise ValueError(f"softmax_cross_entropy: expected labels of shape ({N},), got "
-                         f"({labels.shape[0]},)")
-    if row_loss.shape[0] != N:
-        raise ValueError(f"softmax_cross_entropy: expected row_loss of shape ({N},), got "
-                         f"({row_loss.shape[0]},)")
-    if dlogits.shape[0] != N or dlogits.shape[1] != K:
-        raise ValueError(f"softmax_cross_entropy: expected dlogits of shape ({N}, {K}), got "
-                         f"({dlogits.shape[0]}, {dlogits.shape[1]})")
+    expect_shape("softmax_cross_entropy", "labels", dims(labels.shape, 1), (N,))
+    expect_shape("softmax_cross_entropy", "row_loss", dims(row_loss.shape, 1), (N,))
+    expect_shape("softmax_cross_entropy", "dlogits", dims(dlogits.shape, 2), (N, K))
     # Each row reads z[y] and writes g[y]: a label outside [0, K) would reach past the row.
     # One comparison per row (the row itself costs K exponentials).
     with nogil:

@@ -88,13 +88,29 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
             for (int i = 0; i < m; i++)                                                        \
                 memcpy(img + i * ds + f * P, cols + ((ptrdiff_t)f * m + i) * P, sizeof(T) * P); \
     }                                                                                          \
-    /* out[f][p] += b[f] for an (F, P) block. */                                               \
-    FR_CLONES static void fr_add_bias_##S(T *restrict out, const T *restrict b, int F,         \
+    /* out[f][p] = [relu]((out[f][p] + b[f]) + res[f][p]) for an (F, P) block, as the other   \
+     * kernels' epilogues; b and res may be NULL. One loop per case, so each vectorises. */     \
+    FR_CLONES static void fr_epilogue_##S(T *restrict out, const T *restrict b,               \
+                                          const T *restrict res, int relu, int F,              \
                                           ptrdiff_t P) {                                       \
         for (int f = 0; f < F; f++) {                                                          \
-            T v = b[f];                                                                        \
-            T *o = out + f * P;                                                                \
-            for (ptrdiff_t p = 0; p < P; p++) o[p] += v;                                       \
+            const T v = b ? b[f] : (T)0;                                                       \
+            T *restrict o = out + f * P;                                                       \
+            const T *restrict r = res ? res + f * P : NULL;                                    \
+            if (r && relu)                                                                     \
+                for (ptrdiff_t p = 0; p < P; p++) {                                            \
+                    T s = (o[p] + v) + r[p];                                                   \
+                    o[p] = s > 0 ? s : (T)0;                                                   \
+                }                                                                              \
+            else if (r)                                                                        \
+                for (ptrdiff_t p = 0; p < P; p++) o[p] = (o[p] + v) + r[p];                    \
+            else if (relu)                                                                     \
+                for (ptrdiff_t p = 0; p < P; p++) {                                            \
+                    T s = o[p] + v;                                                            \
+                    o[p] = s > 0 ? s : (T)0;                                                   \
+                }                                                                              \
+            else                                                                               \
+                for (ptrdiff_t p = 0; p < P; p++) o[p] += v;                                   \
         }                                                                                      \
     }                                                                                          \
     /* acc[f] += sum_p d[f][p] for an (F, P) block (fixed order). */                           \

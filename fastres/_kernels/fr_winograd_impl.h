@@ -260,11 +260,11 @@ FR_CLONES static void FN(fr_wino_wgrad_sum_)(const T *V, ptrdiff_t vs, const T *
     }
 }
 
-
 /* Winograd on the batch-lane layout (fr_lanes_in_: maps whose tile rows are narrower than a
- * vector, 4x4 or 6x6): a vector holds one tile of L images, so the transforms load and store
- * whole vectors, and V, M and DY hold (C or F) rows of NTL = TH*TW*L, tile-major; the products
- * and sums above run on them unchanged with NTL in place of NT.
+ * vector, 4x4, 6x6, or odd ones like 7x7): a vector holds one tile of L images, so the
+ * transforms load and store whole vectors, and V, M and DY hold (C or F) rows of NTL =
+ * TH*TW*L, tile-major; the products and sums above run on them unchanged with NTL in place
+ * of NT.
  * fr_wino_lanes_in_: V = B^T d B of xl (C, 2TH + 2, 2TW + 2, L), padded. */
 FR_CLONES static void FN(fr_wino_lanes_in_)(const T *restrict xl, int C, int TH, int TW,
                                             T *restrict V, ptrdiff_t es) {
@@ -312,9 +312,10 @@ FR_CLONES static void FN(fr_wino_lanes_dy_)(const T *restrict dl, int F, int TH,
 }
 
 /* One group of nimg <= L images (xs apart) on the batch-lane layout: out (nimg images os
- * apart, each (F, Ho, Wo)) = conv3x3 (+ bias) (+ res, laid out as out) (relu) through xl (C, 2TH + 2, 2TW + 2, L), V, M (as
- * for fr_wino_fwd_, NTL columns) and ol (F, 2TH, 2TW, L), TH = ceil(Ho/2), TW = ceil(Wo/2):
- * an odd map (7x7) is computed one row / column larger on more zero padding, and cropped. */
+ * apart, each (F, Ho, Wo)) = conv3x3 (+ bias) (+ res, laid out as out) (relu) through xl (C,
+ * 2TH + 2, 2TW + 2, L), V, M (as for fr_wino_fwd_, NTL columns) and ol (F, 2TH, 2TW, L), TH =
+ * ceil(Ho/2), TW = ceil(Wo/2): an odd map (7x7) is computed one row / column larger on more
+ * zero padding, and cropped. */
 FR_CLONES static void FN(fr_wino_lanes_fwd_)(const T *x, ptrdiff_t xs, int nimg, int C, int H,
                                              int W, int ph, int pw, const T *upk, int F, T *xl,
                                              T *V, T *M, T *ol, T *out, ptrdiff_t os, int Ho,

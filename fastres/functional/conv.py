@@ -59,10 +59,12 @@ def _images_per_product(N: int, P: int) -> int:
 _MIN_BLOCK_PIXELS = 128
 
 
-def _n_blocks(N: int, weight_size: int, P: int) -> int:
-    """Fixed batch blocks of the weight gradient (shapes only, never the thread count)."""
+def _n_blocks(N: int, weight_size: int, P: int, per: int = 1) -> int:
+    """Fixed batch blocks of the weight gradient (shapes only, never the thread count), of at
+    least per images (the batch-lane kernel's L: a block of fewer leaves lanes idle; 16 blocks
+    of one image made 256->256 @7x7, batch 16, 47 ms, 2 blocks of 8 5.7 ms)."""
     return max(1, min(N, _MAX_BLOCKS, _PARTIAL_BUDGET // max(weight_size, 1),
-                      max(2, N * P // _MIN_BLOCK_PIXELS)))
+                      max(2, N * P // _MIN_BLOCK_PIXELS), -(-N // per)))
 
 
 # ---- the direct kernels (no im2col): geometry tables and weight packing ----------------------
@@ -333,8 +335,14 @@ def _lanes_ok(stride: tuple[int, int], width: int, channels: int, dtype) -> bool
 # The backward of a pointwise (1x1, stride 1 once subsampled, no padding) convolution is two
 # plain matrix products, which BLAS runs faster than the direct kernels: input + weight
 # gradient measured 7-28% faster on bottleneck shapes (64->256 @16x16, 256->64, 32->128
-# @32x32; 2 threads, batch 128) and 2.4x on the strided 1x1 shortcut 16->32 @32x32.
+# @32x32; 2 threads, batch 128) and 2.4x on the strided 1x1 shortcut 16->32 @32x32; and so is
+# its forward on maps too narrow for the direct kernel (ResNet-50's at 7x7-28x28, batch 16:
+# 1.6-2.2x faster than the batch-lane kernel).
 _POINTWISE_GEMM = True
+
+
+def _pointwise_gemm(KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
+    return _POINTWISE_GEMM and (KH, KW, *stride, *padding) == (1, 1, 1, 1, 0, 0)
 
 
 def _dw_path(stride: tuple[int, int], H_out: int, W_out: int, Fg: int, dtype) -> str:
@@ -414,10 +422,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
                      groups, n, residual, bool(relu))
     elif _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
         _wino_conv(x, w, b, out, (ph, pw), n, residual, bool(relu), lanes=True)
-    elif _lanes_ok((sh, sw), W_out, F // groups, dtype) and not (
-            _POINTWISE_GEMM and (KH, KW, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)):
-        # (a pointwise convolution on a narrow map is one matrix product per few images: BLAS
-        # ran ResNet-50's at 7x7-28x28, batch 16, 1.6-2.2x faster than the lanes)
+    elif (_lanes_ok((sh, sw), W_out, F // groups, dtype)
+          and not _pointwise_gemm(KH, KW, (sh, sw), (ph, pw))):
         _lanes_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), groups, n,
                     residual, bool(relu))
     else:
@@ -469,7 +475,14 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     dx = arena.empty_like(x) if input_grad else None
     dw = arena.empty_like(w)
     db = np.empty(F, dtype=x.dtype) if cache.has_bias else None
-    blocks = _n_blocks(N, w.size, H_out * W_out)
+    pointwise = _pointwise_gemm(KH, KW, (sh, sw), (ph, pw))
+    if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
+        dw_path = "winograd"
+    elif _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
+        dw_path = "winograd lanes"
+    else:
+        dw_path = "gemm" if pointwise else _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
+    blocks = _n_blocks(N, w.size, H_out * W_out, _lanes(x.dtype) if dw_path == "lanes" else 1)
     db_part = np.empty((blocks, F), dtype=x.dtype)
 
     # dx of a stride-1 conv is the full correlation of dout with the flipped, transposed
@@ -480,7 +493,6 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     qh, qw = KH - 1 - ph, KW - 1 - pw
     gate = x if relu_input else None
     res = dx_add if cache.sub is None else None
-    pointwise = _POINTWISE_GEMM and (KH, KW, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
     dx_path = "gemm" if input_grad else None
     kernels = input_grad and not pointwise  # pointwise: dx (and dw) by BLAS
     if kernels and _s2_dx_ok(KH, KW, (sh, sw), (ph, pw), groups, C, H, W, x.dtype):
@@ -505,19 +517,9 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
                          residual=res, gate=gate)
         else:
             _lanes_conv(dout, wt, None, dx, KH, KW, (qh, qw), groups, n)
-    if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
-        dw_path = "winograd"
-        _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n)
-    elif _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, x.dtype):
-        dw_path = "winograd lanes"
-        _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n, lanes=True)
-    else:
-        dw_path = "gemm" if pointwise else _dw_path((sh, sw), H_out, W_out, Fg, x.dtype)
-        if dw_path == "lanes" and blocks > -(-N // _lanes(x.dtype)):
-            # blocks of fewer than L images would leave lanes idle (16 blocks of 1 image:
-            # 256->256 @7x7, batch 16, 47 ms); ceil(N / L) blocks fill them
-            blocks = -(-N // _lanes(x.dtype))
-            db_part = np.empty((blocks, F), dtype=x.dtype)
+    if dw_path in ("winograd", "winograd lanes"):
+        _wino_weight_grad(x, dout, dw, db, db_part, (ph, pw), blocks, n,
+                          lanes=dw_path == "winograd lanes")
     if dw_path not in ("winograd", "winograd lanes") or dx_path == "gemm":  # block partials
         dw_part = arena.empty((blocks, w.size), dtype=x.dtype)
     if dw_path == "direct":

@@ -320,15 +320,9 @@ class Module:
 # overriding backward is called plainly).
 
 
-def takes_relu_input(step) -> bool:
-    from fastres.layers.conv import Conv2D
-
-    return getattr(type(step), "backward", None) in (Conv2D.backward, Sequential.backward,
-                                                     Graph.backward)
-
-
-def takes_input_grad(step) -> bool:
-    """step's backward takes ``input_grad=False`` (then computes no gradient for its input)."""
+def takes_input_options(step) -> bool:
+    """step's backward takes ``relu_input=True`` and ``input_grad=False`` (the library's Conv2D
+    and containers)."""
     from fastres.layers.conv import Conv2D
 
     return getattr(type(step), "backward", None) in (Conv2D.backward, Sequential.backward,
@@ -443,16 +437,16 @@ class Sequential(Module):
         then skips its input gradient where it can: a network's first convolution)."""
         steps = self.__dict__.get("_last_steps")
         self._need_cache(steps)
-        gated = [self.fuse and i > 0 and takes_relu_input(s) and masked_output(steps[i - 1])
+        gated = [self.fuse and i > 0 and takes_input_options(s) and masked_output(steps[i - 1])
                  for i, s in enumerate(steps)]
-        first_gated = input_grad and relu_input and bool(steps) and takes_relu_input(steps[0])
+        first_gated = input_grad and relu_input and bool(steps) and takes_input_options(steps[0])
         for i in reversed(range(len(steps))):
             kw = {}
             if premasked:
                 kw["premasked"] = True
             if gated[i] or (i == 0 and first_gated):
                 kw["relu_input"] = True
-            if i == 0 and not input_grad and takes_input_grad(steps[0]):
+            if i == 0 and not input_grad and takes_input_options(steps[0]):
                 kw["input_grad"] = False
             dy = steps[i].backward(dy, **kw)
             premasked = gated[i]
@@ -615,7 +609,7 @@ class Graph(Module):
             kw = {"premasked": True} if names[-1] in masked else {}
             t = ins[0]
             if (not input_grad and len(ins) == 1 and t == self.input_name
-                    and takes_input_grad(mod)):
+                    and takes_input_options(mod)):
                 kw["input_grad"] = False
             elif len(ins) == 1:
                 # the last of a fan-out's gradients, from a conv or a batch norm: it adds the
@@ -625,7 +619,7 @@ class Graph(Module):
                                 and takes_dx_add(mod))
                 if last_of_many:
                     kw["dx_add"] = grads.pop(t)
-                if (consumers[t] == 1 or last_of_many) and takes_relu_input(mod) and (
+                if (consumers[t] == 1 or last_of_many) and takes_input_options(mod) and (
                         gate is not None if t == self.input_name
                         else self.fuse and masked_output(producers[t])):
                     kw["relu_input"] = True
