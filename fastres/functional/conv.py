@@ -345,6 +345,21 @@ def _pointwise_gemm(KH: int, KW: int, stride: tuple[int, int], padding: tuple[in
     return _POINTWISE_GEMM and (KH, KW, *stride, *padding) == (1, 1, 1, 1, 0, 0)
 
 
+# The forward of a pointwise convolution also runs by BLAS on maps the direct kernel could take,
+# except where it narrows the channels on a small map: 2 threads, float32, direct / BLAS ms,
+# batch 128: the strided shortcut 16->32 @32x32 1.06 / 0.43, 16->64 @32x32 3.96 / 3.47,
+# 32->128 @16x16 3.12 / 2.20, but 64->16 @32x32 4.03 / 4.97, 128->32 @16x16 3.02 / 3.43,
+# 256->64 @8x8 2.28 / 2.45; batch 32 at 56x56 (ImageNet ResNet-50): 64->256 30.5 / 24.3,
+# 256->64 41.4 / 29.8, 64->64 8.9 / 7.4.
+_POINTWISE_DIRECT_MAX_PIXELS = 1024
+
+
+def _pointwise_forward_gemm(KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int],
+                            C: int, F: int, pixels: int) -> bool:
+    return (_pointwise_gemm(KH, KW, stride, padding)
+            and not (F < C and pixels <= _POINTWISE_DIRECT_MAX_PIXELS))
+
+
 def _dw_path(stride: tuple[int, int], H_out: int, W_out: int, Fg: int, dtype) -> str:
     if _BATCH_LANES and stride == (1, 1) and Fg % 4 == 0 and (
             W_out % _lanes(dtype) or H_out * W_out <= _LANES_DW_MAX_PIXELS):
@@ -417,7 +432,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
         _wino_conv(x, w, b, out, (ph, pw), n, residual, bool(relu))
-    elif _direct_ok(W_out, F // groups, dtype):
+    elif (_direct_ok(W_out, F // groups, dtype)
+          and not _pointwise_forward_gemm(KH, KW, (sh, sw), (ph, pw), C, F, H_out * W_out)):
         _direct_conv(x, w.reshape(groups, F // groups, -1), b, out, KH, KW, (ph, pw), (sh, sw),
                      groups, n, residual, bool(relu))
     elif _wino_lanes_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):

@@ -172,6 +172,29 @@ def test_dx_add(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_forward_path(dtype, rng, monkeypatch):
+    # 1x1 forwards on maps the direct kernel takes: BLAS unless the channels narrow on a small
+    # map (widening, strided, narrowing); each with bias, residual and ReLU, against the reference
+    import fastres.functional.conv as fc
+    calls = []
+    for name in ("conv2d_forward", "direct_forward"):
+        real = getattr(fc._k, name)
+        monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    cases = [((2, 8, 16, 16, 16, 1, 1, 1, 0, 1), "conv2d_forward"),
+             ((2, 8, 32, 32, 16, 1, 1, 2, 0, 1), "conv2d_forward"),
+             ((2, 16, 8, 8, 8, 1, 1, 1, 0, 1), "direct_forward")]
+    for cfg, kernel in cases:
+        x, w, b, kw = _run(cfg, dtype, rng)
+        H_out = -(-cfg[2] // cfg[7])
+        res = rng.standard_normal((cfg[0], cfg[4], H_out, H_out)).astype(dtype)
+        calls.clear()
+        out, _ = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
+        assert calls == [kernel]
+        ref = R.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)[0]
+        np.testing.assert_allclose(out, np.maximum(ref + res, 0), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_backward_by_gemm(dtype, rng, monkeypatch):
     # 1x1 convolutions (grouped, strided, on a 4x4 map, a 16x16 one): dx and dw by BLAS, with
     # the ReLU mask and dx_add applied after it, against the direct / batch-lane kernels (which
