@@ -95,6 +95,8 @@ def empty(shape, dtype=np.float64) -> np.ndarray:
 
 
 def empty_like(a: np.ndarray) -> np.ndarray:
+    if a.nbytes < _MIN_BYTES:  # the small case without empty()'s argument handling
+        return np.empty(a.shape, a.dtype)
     return empty(a.shape, a.dtype)
 
 

@@ -164,7 +164,7 @@ cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::
 cdef int _like_x(str op, str name, const floating[:, :, ::1] a,
                  const floating[:, :, ::1] x) except -1:
     """a must have x's shape (N, C, HW)."""
-    return expect_shape(op, name, dims(a.shape, 3), dims(x.shape, 3))
+    return expect_shape(op, name, a.shape, dims(x.shape, 3))
 
 
 cdef const floating *_residual(str op, str name, const floating[:, :, ::1] res,
@@ -178,8 +178,10 @@ cdef const floating *_residual(str op, str name, const floating[:, :, ::1] res,
 
 cdef int _per_channel(str op, Py_ssize_t C, tuple lengths) except -1:
     """Per-channel vectors, each indexed [c] for c < C: lengths holds (name, length) pairs."""
+    cdef Py_ssize_t length
     for name, n in lengths:
-        expect_shape(op, name, (n,), (C,))
+        length = n
+        expect_shape(op, name, &length, (C,))
     return 0
 
 
@@ -204,7 +206,7 @@ cdef int _backward_vecs(str op, const double[::1] mean, const double[::1] inv_st
 
 cdef int _coef(str op, const floating[:, ::1] coef, Py_ssize_t C, Py_ssize_t k) except -1:
     """The per-channel coefficients, indexed [c, :k]."""
-    return expect_shape(op, "coef", dims(coef.shape, 2), (C, k))
+    return expect_shape(op, "coef", coef.shape, (C, k))
 
 
 cdef int _partial(str op, const double[:, :, ::1] partial, Py_ssize_t N, Py_ssize_t C,

@@ -18,8 +18,11 @@ cdef inline tuple dims(const Py_ssize_t *shape, int ndim):
     return tuple([shape[i] for i in range(ndim)])
 
 
-cdef inline int expect_shape(str op, str name, tuple got, tuple want) except -1:
-    """The kernels index name with the extents want: refuse any other shape."""
-    if got != want:
-        raise ValueError(f"{op}: expected {name} of shape {want}, got {got}")
+cdef inline int expect_shape(str op, str name, const Py_ssize_t *shape, tuple want) except -1:
+    """The kernels index name with the extents want: refuse any other shape. Compared in C (no
+    tuple is built unless the check fails: microsecond ops make several of these calls)."""
+    cdef Py_ssize_t i, ndim = len(want)
+    for i in range(ndim):
+        if shape[i] != <Py_ssize_t>want[i]:
+            raise ValueError(f"{op}: expected {name} of shape {want}, got {dims(shape, ndim)}")
     return 0

@@ -178,9 +178,9 @@ cdef int _partials(str op, str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_
     return 0
 
 
-cdef int _wgrad_outputs(str op, Py_ssize_t N, Py_ssize_t dout_n, tuple dw_shape,
-                        Py_ssize_t F, Py_ssize_t K, tuple dw_part_shape,
-                        tuple db_part_shape) except -1:
+cdef int _wgrad_outputs(str op, Py_ssize_t N, Py_ssize_t dout_n, const Py_ssize_t *dw_shape,
+                        Py_ssize_t F, Py_ssize_t K, const Py_ssize_t *dw_part_shape,
+                        const Py_ssize_t *db_part_shape) except -1:
     """The direct weight-gradient kernels' outputs: dout of x's N images, dw (F, K), and the
     block partials (see _partials)."""
     if dout_n != N:
@@ -282,9 +282,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
     cdef int H_out = out.shape[2], W_out = out.shape[3]
     _groups("conv2d_forward", groups, C, F, False)
-    expect_shape("conv2d_forward", "w", dims(w.shape, 4), (F, C // groups, KH, KW))
+    expect_shape("conv2d_forward", "w", w.shape, (F, C // groups, KH, KW))
     _conv_geometry("conv2d_forward", H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-    expect_shape("conv2d_forward", "out", dims(out.shape, 4), (N, F, H_out, W_out))
+    expect_shape("conv2d_forward", "out", out.shape, (N, F, H_out, W_out))
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P, nb)
@@ -342,13 +342,13 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int H_out = dout.shape[2], W_out = dout.shape[3]
     cdef bint want_dx = dx is not None, want_db = db is not None, want_dw = dw is not None
     _groups("conv2d_backward", groups, C, F, False)
-    expect_shape("conv2d_backward", "w", dims(w.shape, 4), (F, C // groups, KH, KW))
+    expect_shape("conv2d_backward", "w", w.shape, (F, C // groups, KH, KW))
     _conv_geometry("conv2d_backward", H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
-    expect_shape("conv2d_backward", "dout", dims(dout.shape, 4), (N, F, H_out, W_out))
+    expect_shape("conv2d_backward", "dout", dout.shape, (N, F, H_out, W_out))
     if want_dx:
-        expect_shape("conv2d_backward", "dx", dims(dx.shape, 4), (N, C, H, W))
+        expect_shape("conv2d_backward", "dx", dx.shape, (N, C, H, W))
     if want_dw:
-        expect_shape("conv2d_backward", "dw", dims(dw.shape, 4), (F, Cg, KH, KW))
+        expect_shape("conv2d_backward", "dw", dw.shape, (F, Cg, KH, KW))
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
@@ -604,7 +604,7 @@ cdef const floating *_like_out(str op, str name, const floating[:, :, :, ::1] a,
     """a's data, or NULL for None; a must have out's shape."""
     if a is None:
         return NULL
-    expect_shape(op, name, dims(a.shape, 4), dims(out.shape, 4))
+    expect_shape(op, name, a.shape, dims(out.shape, 4))
     return &a[0, 0, 0, 0]
 
 
@@ -645,7 +645,7 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     if out.shape[0] != N:
         raise ValueError(f"direct_forward: expected out of N = {N} images like x, got "
                          f"{out.shape[0]}")
-    expect_shape("direct_forward", "wpk", dims(wpk.shape, 2), (groups, <Py_ssize_t>Fg * K))
+    expect_shape("direct_forward", "wpk", wpk.shape, (groups, <Py_ssize_t>Fg * K))
     _vectors("direct_forward", nv, P, L)
     # group g reads its Cg channels of the padded image: xpad + g*Cg*plane
     _tables("direct_forward", off, vin, vout, Cg * plane, P, L)
@@ -709,13 +709,13 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     check_scratch("winograd_forward", scratch, n_threads,
                   size_x + size_v + <size_t>16 * (F * NT + WINO_GAP))
     _stride_pad("winograd_forward", 1, 1, ph, pw)
-    expect_shape("winograd_forward", "out", dims(out.shape, 4),
+    expect_shape("winograd_forward", "out", out.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if Ho % 2 or Wo % 2 or (Wo // 2) % (L // 2) or NT % L or F % 4:
         raise ValueError(f"winograd_forward: expected even output planes with W_out/2 a "
                          f"multiple of {L // 2} and H_out*W_out/4 of {L}, and F % 4 == 0, got "
                          f"({Ho}, {Wo}) and F = {F}")
-    expect_shape("winograd_forward", "upk", dims(upk.shape, 2), (16, <Py_ssize_t>F * C))
+    expect_shape("winograd_forward", "upk", upk.shape, (16, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_forward", b, F)
     cdef const floating *rp = _like_out("winograd_forward", "res", res, out)
     cdef const floating *gp = _like_out("winograd_forward", "gate", gate, out)
@@ -784,15 +784,15 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
         raise ValueError(f"winograd_weight_grad: expected shared of at least {shared_size} "
                          f"elements, got {shared.shape[0]}")
     _stride_pad("winograd_weight_grad", 1, 1, ph, pw)
-    expect_shape("winograd_weight_grad", "dout", dims(dout.shape, 4),
+    expect_shape("winograd_weight_grad", "dout", dout.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if (Ho < 1 or Wo < 1 or F % 4 or (not lanes and (Ho % 2 or Wo % 2 or (Wo // 2) % (L // 2)
                                                      or NT % L))):
         raise ValueError(f"winograd_weight_grad: expected non-empty output planes (without "
                          f"lanes even, with W_out/2 a multiple of {L // 2} and H_out*W_out/4 of "
                          f"{L}), and F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
-    expect_shape("winograd_weight_grad", "dw", dims(dw.shape, 4), (F, C, 3, 3))
-    expect_shape("winograd_weight_grad", "dwt", dims(dwt.shape, 2), (16, <Py_ssize_t>F * C))
+    expect_shape("winograd_weight_grad", "dw", dw.shape, (F, C, 3, 3))
+    expect_shape("winograd_weight_grad", "dwt", dwt.shape, (16, <Py_ssize_t>F * C))
     _partials("winograd_weight_grad", "dwt_part", n_blocks,
               wsize if is_shared or dwt_part is None else dwt_part.shape[1], items, wsize,
               db_part.shape[0], db_part.shape[1], F)
@@ -872,16 +872,16 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
     cdef int C = dx.shape[1], P = Ho * Wo, nv = vin.shape[0], p
     cdef size_t size_d = <size_t>F * (Ho + 2) * (Wo + 2)
     check_scratch("direct_input_grad_s2", scratch, n_threads, size_d + <size_t>4 * C * P)
-    expect_shape("direct_input_grad_s2", "dx", dims(dx.shape, 4), (N, C, 2 * Ho, 2 * Wo))
+    expect_shape("direct_input_grad_s2", "dx", dx.shape, (N, C, 2 * Ho, 2 * Wo))
     if C % 4 or Wo % L:
         raise ValueError(f"direct_input_grad_s2: expected C % 4 == 0 and W_out % {L} == 0, got "
                          f"C = {C} and W_out = {Wo}")
-    expect_shape("direct_input_grad_s2", "kstart", (kstart.shape[0],), (5,))
+    expect_shape("direct_input_grad_s2", "kstart", kstart.shape, (5,))
     for p in range(4):
         if kstart[0] != 0 or kstart[p] > kstart[p + 1] or kstart[4] != off.shape[0]:
             raise ValueError(f"direct_input_grad_s2: expected kstart non-decreasing from 0 to "
                              f"len(off) = {off.shape[0]}, got {list(kstart)}")
-    expect_shape("direct_input_grad_s2", "wpk", (wpk.shape[0],), (<Py_ssize_t>C * kstart[4],))
+    expect_shape("direct_input_grad_s2", "wpk", wpk.shape, (<Py_ssize_t>C * kstart[4],))
     _vectors("direct_input_grad_s2", nv, P, L)
     # every phase reads the padded dout (F, Ho + 2, Wo + 2) and writes a (C, P) phase
     _tables("direct_input_grad_s2", off, vin, vout, size_d, P, L)
@@ -930,8 +930,8 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     _stride_pad("direct_weight_grad", sh, sw, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
-    _wgrad_outputs("direct_weight_grad", N, dout.shape[0], dims(dw.shape, 2), F, K,
-                   dims(dw_part.shape, 2), dims(db_part.shape, 2))
+    _wgrad_outputs("direct_weight_grad", N, dout.shape[0], dw.shape, F, K,
+                   dw_part.shape, db_part.shape)
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
     check_scratch("direct_weight_grad", scratch, n_threads,
@@ -1006,12 +1006,12 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
     check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + 16 * (es + ms))
     _stride_pad("winograd_lanes_forward", 1, 1, ph, pw)
-    expect_shape("winograd_lanes_forward", "out", dims(out.shape, 4),
+    expect_shape("winograd_lanes_forward", "out", out.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if Ho < 1 or Wo < 1 or F % 4:
         raise ValueError(f"winograd_lanes_forward: expected non-empty output planes and "
                          f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
-    expect_shape("winograd_lanes_forward", "upk", dims(upk.shape, 2), (16, <Py_ssize_t>F * C))
+    expect_shape("winograd_lanes_forward", "upk", upk.shape, (16, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
     cdef const floating *rp = _like_out("winograd_lanes_forward", "res", res, out)
     cdef Py_ssize_t img = <Py_ssize_t>F * Ho * Wo
@@ -1049,7 +1049,7 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     if out.shape[0] != N:
         raise ValueError(f"lanes_forward: expected out of N = {N} images like x, got "
                          f"{out.shape[0]}")
-    expect_shape("lanes_forward", "wpk", dims(wpk.shape, 2), (groups, <Py_ssize_t>Fg * K))
+    expect_shape("lanes_forward", "wpk", wpk.shape, (groups, <Py_ssize_t>Fg * K))
     _vectors("lanes_forward", nv, P, 1)
     # layout (C, H + 2ph, W + 2pw, L): group g reads its Cg channels, xl + g*Cg*plane, and
     # writes channel rows of P*L
@@ -1094,8 +1094,8 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     _stride_pad("lanes_weight_grad", 1, 1, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
-    _wgrad_outputs("lanes_weight_grad", N, dout.shape[0], dims(dw.shape, 2), F, K,
-                   dims(dw_part.shape, 2), dims(db_part.shape, 2))
+    _wgrad_outputs("lanes_weight_grad", N, dout.shape[0], dw.shape, F, K,
+                   dw_part.shape, db_part.shape)
     cdef int max_groups = ((N + n_blocks - 1) // n_blocks + L - 1) // L
     cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw) * L, size_in = C * plane
     cdef size_t size_d = <size_t>F * P * L

@@ -85,7 +85,7 @@ cdef int _operands(str op, const floating[:, ::1] x, const floating[:, ::1] w, b
     if N > INT_MAX or I > INT_MAX or O > INT_MAX:
         raise ValueError(f"{op}: expected N, in_features and out_features <= {INT_MAX} "
                          f"(BLAS int), got ({N}, {I}, {O})")
-    expect_shape(op, "w", dims(w.shape, 2), (O, I))
+    expect_shape(op, "w", w.shape, (O, I))
     if has_bias and (b is None or b.shape[0] != O):
         raise ValueError(f"{op}: expected {b_name} of shape ({O},), got "
                          f"{'None' if b is None else (b.shape[0],)}")
@@ -119,7 +119,7 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const flo
     cdef int rows, cols
     cdef floating beta = 1 if has_bias else 0
     _operands("linear_forward", x, w, has_bias, b, "b")
-    expect_shape("linear_forward", "out", dims(out.shape, 2), (N, O))
+    expect_shape("linear_forward", "out", out.shape, (N, O))
     n_tiles = _choose_tiles(N, O, I, &tr, &tc)
     n_col = _n_blocks(O, tc)
     for t in prange(n_tiles, nogil=True, schedule="guided",
@@ -148,9 +148,9 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     cdef Py_ssize_t t, r0, c0, tr, tc, n_col, n_tiles
     cdef int rows, cols
     _operands("linear_backward", x, w, has_bias, db, "db")
-    expect_shape("linear_backward", "dout", dims(dout.shape, 2), (N, O))
-    expect_shape("linear_backward", "dx", dims(dx.shape, 2), (N, I))
-    expect_shape("linear_backward", "dw", dims(dw.shape, 2), (O, I))
+    expect_shape("linear_backward", "dout", dout.shape, (N, O))
+    expect_shape("linear_backward", "dx", dx.shape, (N, I))
+    expect_shape("linear_backward", "dw", dw.shape, (O, I))
     # dx: tiles over (rows of N) x (columns of I); contraction over O.
     n_tiles = _choose_tiles(N, I, O, &tr, &tc)
     n_col = _n_blocks(I, tc)

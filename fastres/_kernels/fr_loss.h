@@ -132,16 +132,17 @@ static inline double fr_exp_d(double x) {
             T *restrict gr = g + r * K;                                                      \
             double sum = 0.0, sum_t = 0.0;                                                   \
             if (K < FR_XENT_SIMD_K)                                                          \
-                for (ptrdiff_t j = 0; j < K; j++) {                                          \
-                    sum += (double)gr[j];                                                    \
-                    sum_t += (double)(zr[j] - m[r]);                                         \
-                }                                                                            \
+                for (ptrdiff_t j = 0; j < K; j++) sum += (double)gr[j];                      \
             else                                                                             \
-                FR_PRAGMA(omp simd reduction(+ : sum, sum_t))                                \
-                for (ptrdiff_t j = 0; j < K; j++) {                                          \
-                    sum += (double)gr[j];                                                    \
-                    sum_t += (double)(zr[j] - m[r]);                                         \
-                }                                                                            \
+                FR_PRAGMA(omp simd reduction(+ : sum))                                       \
+                for (ptrdiff_t j = 0; j < K; j++) sum += (double)gr[j];                      \
+            if (eps > 0.0) { /* the smoothing term's sum, only when it is used */            \
+                if (K < FR_XENT_SIMD_K)                                                      \
+                    for (ptrdiff_t j = 0; j < K; j++) sum_t += (double)(zr[j] - m[r]);       \
+                else                                                                         \
+                    FR_PRAGMA(omp simd reduction(+ : sum_t))                                 \
+                    for (ptrdiff_t j = 0; j < K; j++) sum_t += (double)(zr[j] - m[r]);       \
+            }                                                                                \
             double t_y = (double)(zr[y[r]] - m[r]);                                          \
             double p_y = (double)gr[y[r]] / sum;                                             \
             double l = log(sum) - (1.0 - eps) * t_y;                                         \

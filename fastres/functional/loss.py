@@ -26,7 +26,7 @@ def _labels(op: str, labels, N: int, K: int) -> np.ndarray:
         )
     # The kernel checks the range [0, K) as it reads them, with this message; only uint64
     # values could change in the cast to int64, so those are checked first.
-    if not np.can_cast(labels.dtype, np.int64) and labels.max() >= K:
+    if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.max() >= K:
         i = int(np.flatnonzero(labels >= K)[0])
         raise ValueError(f"{op}: expected labels in [0, {K}), got {labels[i]} at index {i}")
     return np.ascontiguousarray(labels, dtype=np.int64)
