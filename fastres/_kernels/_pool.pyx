@@ -37,6 +37,10 @@ cdef extern from "fr_pool.h" nogil:
     void fr_avgpool_plane_d(const double *x, double *y, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                             Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
                             Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
+    void fr_avgpool2x2_plane_f(const float *x, float *y, Py_ssize_t W, Py_ssize_t OH,
+                               Py_ssize_t OW)
+    void fr_avgpool2x2_plane_d(const double *x, double *y, Py_ssize_t W, Py_ssize_t OH,
+                               Py_ssize_t OW)
     void fr_avgpool_grad_plane_f(const float *dy, float *dx, Py_ssize_t H, Py_ssize_t W,
                                  Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
                                  Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
@@ -179,13 +183,22 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, Py_
     check_threads("avg_pool2d_forward", n_threads)
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
+    cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
     _planes("avg_pool2d_forward", "out", out.shape[0], P)
     _geometry("avg_pool2d_forward", H, W, OH, OW, KH, KW, SH, SW, PH, PW)
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
-            fr_avgpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+            if fast:
+                fr_avgpool2x2_plane_f(&x[p, 0, 0], &out[p, 0, 0], W, OH, OW)
+            else:
+                fr_avgpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW,
+                                   PH, PW)
         else:
-            fr_avgpool_plane_d(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+            if fast:
+                fr_avgpool2x2_plane_d(&x[p, 0, 0], &out[p, 0, 0], W, OH, OW)
+            else:
+                fr_avgpool_plane_d(&x[p, 0, 0], &out[p, 0, 0], H, W, OH, OW, KH, KW, SH, SW,
+                                   PH, PW)
 
 
 def avg_pool2d_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx, Py_ssize_t KH,
