@@ -206,9 +206,29 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
     print(f"fastres {info['fastres']}, {threads} thread(s), batch {batch}, float32, "
           f"ISA path {info['isa_path']}, torch {info['torch'] or 'not installed'}")
     print_table(headers, rows)
+    floors = _floors(batch, repeats, {r["op"]: r for r in results})
+    for f in floors:
+        print(f"floor: {f['op']}: {f['what']}: {f['floor_ms'] * 1e3:.1f} us; 10x the reference "
+              f"would need {f['budget_ms'] * 1e3:.1f} us for the whole fwd+bwd")
     if json_path:
-        write_json(json_path, {"machine": info, "batch": batch, "results": results})
+        write_json(json_path, {"machine": info, "batch": batch, "results": results,
+                               "floors": floors})
     return results
+
+
+def _floors(N: int, repeats: int, rows: dict) -> list[dict]:
+    """What the linear layer cannot go below, beside a tenth of its reference's time: its three
+    BLAS products alone (one thread, no Python between them)."""
+    from fastres._kernels import _linear
+
+    if "linear" not in rows:
+        return []
+    x, w = np.ones((N, 64), np.float32), np.ones((10, 64), np.float32)
+    d, y = np.ones((N, 10), np.float32), np.empty((N, 10), np.float32)
+    dx, dw = np.empty_like(x), np.empty_like(w)
+    sec = min(_linear.blas_seconds(x, w, d, y, dx, dw, 2000) for _ in range(repeats))
+    return [{"op": "linear", "what": "its three BLAS products alone (1 thread)",
+             "floor_ms": sec * 1e3, "budget_ms": rows["linear"]["ref_ms"] / 10}]
 
 
 def main(argv=None) -> None:

@@ -16,6 +16,7 @@ and a thread wake-up cost a few microseconds, more than a smaller tile would sav
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
+from time import perf_counter
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from fastres._kernels._common cimport check_threads, dims, expect_shape
 
@@ -184,3 +185,26 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
                 fr_colsum_f(&dout[0, c0], N, min(SUM_BLOCK, O - c0), O, &db[c0])
             else:
                 fr_colsum_d(&dout[0, c0], N, min(SUM_BLOCK, O - c0), O, &db[c0])
+
+
+def blas_seconds(const floating[:, ::1] x, const floating[:, ::1] w,
+                 const floating[:, ::1] dout, floating[:, ::1] out, floating[:, ::1] dx,
+                 floating[:, ::1] dw, int rounds):
+    """For benchmarks: seconds per round of the three products of a linear layer's forward and
+    backward (out = x @ w.T, dx = dout @ w, dw = dout.T @ x), each one BLAS call, looped
+    without the GIL on one thread: the least time a BLAS-based layer of this shape can take."""
+    cdef int N = x.shape[0], I = x.shape[1], O = w.shape[0], r
+    _operands("blas_seconds", x, w, False, out[0], "b")  # (no bias: b is not read)
+    expect_shape("blas_seconds", "dout", dout.shape, (N, O))
+    expect_shape("blas_seconds", "out", out.shape, (N, O))
+    expect_shape("blas_seconds", "dx", dx.shape, (N, I))
+    expect_shape("blas_seconds", "dw", dw.shape, (O, I))
+    if rounds < 1:
+        raise ValueError(f"blas_seconds: expected rounds >= 1, got {rounds}")
+    t0 = perf_counter()
+    with nogil:
+        for r in range(rounds):
+            _gemm_rm(False, True, N, O, I, &x[0, 0], I, &w[0, 0], I, 0, &out[0, 0], O)
+            _gemm_rm(False, False, N, I, O, &dout[0, 0], O, &w[0, 0], I, 0, &dx[0, 0], I)
+            _gemm_rm(True, False, O, I, N, &dout[0, 0], O, &x[0, 0], I, 0, &dw[0, 0], I)
+    return (perf_counter() - t0) / rounds

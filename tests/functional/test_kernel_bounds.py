@@ -49,6 +49,27 @@ def test_linear_kernels_refuse_wrong_shapes(call, message):
         call()
 
 
+@pytest.mark.parametrize("shapes, message", [
+    (((3, 4), (2, 5), (3, 2), (3, 2), (3, 4), (2, 4)), r"expected w of shape \(2, 4\)"),
+    (((3, 4), (2, 4), (3, 3), (3, 2), (3, 4), (2, 4)), r"expected dout of shape \(3, 2\)"),
+    (((3, 4), (2, 4), (3, 2), (2, 2), (3, 4), (2, 4)), r"expected out of shape \(3, 2\)"),
+    (((3, 4), (2, 4), (3, 2), (3, 2), (3, 3), (2, 4)), r"expected dx of shape \(3, 4\)"),
+    (((3, 4), (2, 4), (3, 2), (3, 2), (3, 4), (1, 4)), r"expected dw of shape \(2, 4\)"),
+])
+def test_blas_timing_refuses_wrong_shapes(shapes, message):
+    # the benchmark's timing of the three products indexes every operand like the kernels
+    with pytest.raises(ValueError, match="blas_seconds: " + message):
+        _linear.blas_seconds(*(z(*s) for s in shapes), 1)
+
+
+def test_blas_timing_computes_the_products(rng):
+    x, w, d = (rng.standard_normal(s).astype(f32) for s in ((5, 4), (3, 4), (5, 3)))
+    out, dx, dw = z(5, 3), z(5, 4), z(3, 4)
+    assert _linear.blas_seconds(x, w, d, out, dx, dw, 2) > 0
+    for got, want in ((out, x @ w.T), (dx, d @ w), (dw, d.T @ x)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_linear_kernels_ignore_b_without_bias():
     out = z(3, 2)
     _linear.linear_forward(np.ones((3, 4), f32), np.ones((2, 4), f32), z(0), False, out, 1)
