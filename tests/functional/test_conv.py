@@ -70,6 +70,15 @@ WINOGRAD_LANES = [
 ]
 
 
+def _spy(monkeypatch, module, names) -> list:
+    """Wrap module's kernels `names` so that each call appends its name to the returned list."""
+    calls = []
+    for name in names:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    return calls
+
+
 def _run(cfg, dtype, rng, bias=True):
     N, C, H, W, Fo, KH, KW, s, p, g = cfg
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
@@ -176,10 +185,7 @@ def test_pointwise_forward_path(dtype, rng, monkeypatch):
     # 1x1 forwards on maps the direct kernel takes: BLAS unless the channels narrow on a small
     # map (widening, strided, narrowing); each with bias, residual and ReLU, against the reference
     import fastres.functional.conv as fc
-    calls = []
-    for name in ("conv2d_forward", "direct_forward"):
-        real = getattr(fc._k, name)
-        monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    calls = _spy(monkeypatch, fc._k, ("conv2d_forward", "direct_forward"))
     cases = [((2, 8, 16, 16, 16, 1, 1, 1, 0, 1), "conv2d_forward"),
              ((2, 8, 32, 32, 16, 1, 1, 2, 0, 1), "conv2d_forward"),
              ((2, 16, 8, 8, 8, 1, 1, 1, 0, 1), "direct_forward")]
@@ -225,10 +231,7 @@ def test_batch_lane_path_is_taken_and_matches_gemm(dtype, rng, monkeypatch):
     # (im2col + GEMM, the per-image direct kernel) on the same data
     import fastres.functional.conv as fc
     monkeypatch.setattr(fc, "_WINOGRAD", False)  # which would take the 16-channel float64 maps
-    calls = []
-    for name in ("lanes_forward", "lanes_weight_grad"):
-        real = getattr(fc._k, name)
-        monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    calls = _spy(monkeypatch, fc._k, ("lanes_forward", "lanes_weight_grad"))
     for cfg in (BATCHED[0], BATCHED[4]):
         x, w, b, kw = _run(cfg, dtype, rng)
         runs = []
@@ -250,10 +253,7 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
     # forward with bias, residual and ReLU, dx with the ReLU-input mask, dw and db, by Winograd
     # and by the direct kernels on the same data (both also against the reference above)
     import fastres.functional.conv as fc
-    calls = []
-    for name in ("winograd_forward", "winograd_weight_grad"):
-        real = getattr(fc._k, name)
-        monkeypatch.setattr(fc._k, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    calls = _spy(monkeypatch, fc._k, ("winograd_forward", "winograd_weight_grad"))
     for cfg in WINOGRAD:
         x, w, b, kw = _run(cfg, dtype, rng)
         x = np.maximum(x, 0)
