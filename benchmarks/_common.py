@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import platform
@@ -11,15 +13,30 @@ from collections.abc import Callable
 import numpy as np
 
 
+@contextlib.contextmanager
+def no_gc():
+    """Python's garbage collector off while timing (as ``timeit`` does): a collection landing in
+    a timed call added up to tens of microseconds to ops that take a few."""
+    was_on = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs, in milliseconds."""
     for _ in range(warmup):
         fn()
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    with no_gc():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
     return float(np.median(times)) * 1e3
 
 
@@ -37,18 +54,19 @@ def rounds_ms(fns: dict[str, Callable[[], object]], repeats: int,
     starts = [i for i, k in enumerate(names) if k in pause_before] or [0]
     groups = [names[a:b] for a, b in zip(starts, starts[1:] + [len(names)])]
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for group in groups:
-            if group[0] in pause_before:
-                time.sleep(0.05)
-                t_end = time.perf_counter() + (0.02 if rewarm else 0.0)
-                while time.perf_counter() < t_end:
-                    for k in group:
-                        fns[k]()
-            for k in group:
-                t0 = time.perf_counter()
-                fns[k]()
-                times[k].append(time.perf_counter() - t0)
+    with no_gc():
+        for _ in range(repeats):
+            for group in groups:
+                if group[0] in pause_before:
+                    time.sleep(0.05)
+                    t_end = time.perf_counter() + (0.02 if rewarm else 0.0)
+                    while time.perf_counter() < t_end:
+                        for k in group:
+                            fns[k]()
+                for k in group:
+                    t0 = time.perf_counter()
+                    fns[k]()
+                    times[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
 
 

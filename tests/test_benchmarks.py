@@ -1,0 +1,33 @@
+"""The benchmark scripts run (a tiny configuration; speed itself is never asserted in tests)."""
+
+import gc
+import json
+
+from benchmarks import bench_ops
+from benchmarks._common import median_ms, no_gc
+
+
+def test_bench_ops_runs_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "ops.json"
+    bench_ops.main(["--only", "linear", "--batch", "4", "--repeats", "1", "--ref-repeats", "1",
+                    "--json", str(path)])
+    out = capsys.readouterr().out
+    assert "| linear |" in out.replace("  ", "") and "floor: linear" in out
+    data = json.loads(path.read_text())
+    (row,) = data["results"]
+    assert row["op"] == "linear" and row["fwd_ms"] > 0 and row["speedup_vs_ref"] > 0
+    (floor,) = data["floors"]
+    assert floor["floor_ms"] > 0 and floor["budget_ms"] == row["ref_ms"] / 10
+
+
+def test_timing_turns_the_collector_off_and_back():
+    seen = []
+    median_ms(lambda: seen.append(gc.isenabled()), 2, warmup=0)
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        with no_gc():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
