@@ -3,11 +3,12 @@
     python -m benchmarks.bench_ops [--threads 2] [--batch 128] [--repeats 15] [--json PATH]
 
 Times are medians of repeats (ms). "fwd+bwd" is forward plus all gradients; "vs ref" is the
-reference's fwd+bwd time over fastres's (the reference runs fewer repeats: it is slow); "vs torch"
-is fastres's fwd+bwd time over PyTorch's (below 1 means fastres is faster), measured in the same
-process with torch.set_num_threads(threads), in interleaved rounds (fastres fwd, bwd, PyTorch fwd,
-bwd, with a pause before each runtime's turn so the other's OpenMP threads stop spinning) so that
-load from elsewhere on the machine hits both alike. PyTorch is used only when importable.
+reference's fwd+bwd time over fastres's (the reference runs fewer repeats, after one untimed
+call: it is slow); "vs torch" is fastres's fwd+bwd time over PyTorch's (below 1 means fastres
+is faster), measured in the same process with torch.set_num_threads(threads), in interleaved
+rounds (fastres fwd, bwd, PyTorch fwd, bwd, with a pause before each runtime's turn so the
+other's OpenMP threads stop spinning) so that load from elsewhere on the machine hits both
+alike. PyTorch is used only when importable.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
             fns["torch_bwd"] = lambda out=out, inputs=inputs, grad=grad: torch.autograd.grad(
                 out, inputs, grad, retain_graph=True)
         ms = rounds_ms(fns, repeats, pause_before={"fwd", "torch_fwd"}, rewarm=True)
-        ref = median_ms(c.ref, ref_repeats, warmup=0)
+        ref = median_ms(c.ref, ref_repeats, warmup=1)  # a cold first call would flatter "vs ref"
         fwd, bwd = ms["fwd"], ms["bwd"]
         row = {"op": c.name, "shape": c.shape, "fwd_ms": fwd, "bwd_ms": bwd,
                "total_ms": fwd + bwd, "ref_ms": ref, "speedup_vs_ref": ref / (fwd + bwd)}
