@@ -131,11 +131,12 @@ def test_residual_relu_epilogue(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2], CONFIGS[3], CONFIGS[7], CONFIGS[10],
-                                 BATCHED[0], BATCHED[5]])
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[2], CONFIGS[3], CONFIGS[7],
+                                 CONFIGS[10], BATCHED[0], BATCHED[5]])
 def test_relu_input_gradient(cfg, dtype, rng):
     # x is a ReLU's output: dx comes back multiplied by x > 0, on the direct dx kernel (16@16,
-    # 8x16, depthwise), the GEMM path (7x9, 4x4) and the subsampled 1x1 stride-2 path
+    # 8x16, depthwise; 3 channels padded to 4), the GEMM path (7x9, 4x4) and the subsampled 1x1
+    # stride-2 path
     x, w, b, kw = _run(cfg, dtype, rng)
     x = np.maximum(x, 0)
     out, cache = F.conv2d_forward(x, w, b, **kw)
@@ -152,10 +153,11 @@ def test_relu_input_gradient(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[7], CONFIGS[13], BATCHED[0],
-                                 BATCHED[5], WINOGRAD[0]])
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[3], CONFIGS[7], CONFIGS[13],
+                                 BATCHED[0], BATCHED[5], WINOGRAD[0]])
 def test_dx_add(cfg, dtype, rng):
-    # dx + dx_add (then the ReLU mask) as dx is stored: the direct kernel (16@16), the GEMM path
+    # dx + dx_add (then the ReLU mask): the padded direct path (3 channels), the direct kernel
+    # (16@16, as dx is stored), the GEMM path
     # (7x9, 4x4), the subsampled 1x1 stride-2 path, the stride-2 direct path (32x32), the
     # batch-lane path and Winograd; the same numbers as the separate sum
     x, w, b, kw = _run(cfg, dtype, rng)
@@ -275,6 +277,26 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
                 scale = np.abs(g).max()
                 np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
         assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_padded_input_grad_path_is_taken(dtype, rng, monkeypatch):
+    # input channels the direct kernel cannot take as outputs (3, 6): dx on it with the channels
+    # padded to 4 / 8 by zero weights, cropped; against the reference
+    import fastres.functional.conv as fc
+    shapes = []
+    real = fc._k.direct_forward
+    monkeypatch.setattr(fc._k, "direct_forward", lambda *a: shapes.append(a[6].shape) or real(*a))
+    for cfg in ((3, 3, 16, 16, 8, 3, 3, 1, 1, 1), (2, 6, 8, 16, 8, 5, 5, 1, 2, 1)):
+        x, w, b, kw = _run(cfg, dtype, rng)
+        out, cache = F.conv2d_forward(x, w, b, **kw)
+        shapes.clear()
+        dx = F.conv2d_backward(np.cos(out), cache)[0]
+        assert shapes == [(cfg[0], -(-cfg[1] // 4) * 4, cfg[2], cfg[3])]
+        rcache = R.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)[1]
+        want = R.conv2d_backward(np.cos(out).astype(np.float64), rcache)[0]
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(dx / scale, want / scale, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
