@@ -433,6 +433,22 @@ def test_winograd_lanes_thread_invariance(cfg, N, rng):
     np.testing.assert_allclose(runs[0][0] / scale, want / scale, **TOL[np.float32])
 
 
+def test_gemm_products_cut_the_batch_evenly():
+    # the im2col + GEMM path's products: images side by side up to the column budget, at least
+    # two products, an even count where there are images enough (two threads share them evenly)
+    import fastres.functional.conv as fc
+    assert fc._images_per_product(32, 49) == 4  # 8 products of 4, not 7 of 5
+    for N in range(1, 70):
+        for P in (1, 16, 49, 64, 100, 256, 1024):
+            nb = fc._images_per_product(N, P)
+            products = -(-N // nb)
+            assert 1 <= nb <= N and (nb == 1 or nb * P <= fc._GEMM_COLS)
+            assert products >= min(N, fc._MIN_PRODUCTS)
+            assert -(-N // products) == nb  # evened out: no product much smaller than the rest
+            if products % 2 and products < N:  # odd only where evening out made it so
+                assert -(-N // (products + 1)) == nb
+
+
 @pytest.mark.parametrize("N", [1, 2, 3])
 @pytest.mark.parametrize("cfg", [WINOGRAD[0], WINOGRAD[1], WINOGRAD[3],
                                  (1, 16, 7, 7, 32, 3, 3, 2, 1, 1), (1, 8, 6, 6, 8, 3, 3, 1, 1, 1)])
