@@ -367,8 +367,9 @@ def test_directional_derivative(cfg, rng):
     assert err < 1e-7
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3], BATCHED[4],
-                                 WINOGRAD[1], (2, 8, 16, 16, 8, 3, 3, 2, 1, 1)])
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[5], CONFIGS[11], *BATCHED[:3],
+                                 BATCHED[4], WINOGRAD[1], (2, 8, 16, 16, 8, 3, 3, 2, 1, 1),
+                                 (2, 8, 16, 16, 16, 1, 1, 2, 0, 1)])
 def test_thread_invariance(cfg, rng):
     x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
     runs = []

@@ -270,6 +270,7 @@ def test_directional_derivative(op, kwargs, rng):
 
 @pytest.mark.parametrize("op, kwargs", [
     ("max", {"kernel_size": 2}),
+    ("avg", {"kernel_size": 2}),
     ("max", {"kernel_size": 3, "stride": 1, "padding": 1}),
     ("avg", {"kernel_size": 3, "stride": 2, "padding": 1}),
     ("avg", {"kernel_size": (3, 2), "stride": 1}),
