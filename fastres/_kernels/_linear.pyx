@@ -18,7 +18,7 @@ from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from time import perf_counter
 from scipy.linalg.cython_blas cimport dgemm, sgemm
-from fastres._kernels._common cimport check_threads, dims, expect_shape
+from fastres._kernels._common cimport check_threads, expect_shape
 
 cdef extern from "fr_linear.h" nogil:
     void fr_colsum_f(const float *a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t lda,

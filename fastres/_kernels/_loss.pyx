@@ -8,7 +8,7 @@ batch is summed from ``row_loss`` in row order after the parallel loop.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from fastres._kernels._common cimport check_threads, dims, expect_shape
+from fastres._kernels._common cimport check_threads, expect_shape
 
 cdef extern from "fr_loss.h" nogil:
     enum: FR_XENT_ROWS

@@ -336,8 +336,8 @@ _LANES_DW_MAX_PIXELS = 256
 
 # The input gradient of a convolution with a channel count the direct kernel cannot take (the
 # stem's 3) runs on it with the channels padded to a multiple of 4 by zero weights and the extra
-# ones dropped: 3->16 @32x32, batch 128, dx ~3.0 ms by im2col + BLAS (products of depth 16),
-# ~1 ms so.
+# ones dropped: 3->16 @32x32, batch 128, dx ~3.1 ms by im2col + BLAS (products of depth 16),
+# ~1.6 ms so.
 def _pad4(channels: int) -> int:
     return -(-channels // 4) * 4
 
