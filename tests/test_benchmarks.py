@@ -31,3 +31,12 @@ def test_timing_turns_the_collector_off_and_back():
         assert not gc.isenabled()  # left as it was found
     finally:
         gc.enable()
+
+
+def test_bench_train_runs(tmp_path):
+    from benchmarks import bench_train
+
+    path = tmp_path / "train.json"
+    (row,) = bench_train.run(["resnet20"], [1], 2, 1, False, str(path))
+    assert row["model"] == "resnet20" and row["train_img_s"] > 0 and row["infer_img_s"] > 0
+    assert json.loads(path.read_text())["results"][0]["batch"] == 2
