@@ -316,15 +316,18 @@ def _rss_child(spec: str, batch: int) -> None:
 def memory_table(names, batch, threads) -> dict:
     """Peak RSS of a training step, every framework/model in its own process."""
     kinds = ["fastres"] + (["torch-nchw", "torch-cl"] if try_torch() else [])
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds benchmarks/
+    # The children import the fastres this process runs (an installed one, or a source tree
+    # built in place), not whatever the repository root holds: they start in its folder.
+    where = os.path.dirname(os.path.dirname(os.path.abspath(fastres.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=os.pathsep.join(
+        filter(None, [where, root, os.environ.get("PYTHONPATH")])))
     rows, found = [], {}
     for name in names:
         cells = [name]
         for kind in kinds:
             out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", "--rss-child",
-                                  f"{kind}:{name}", "--batch", str(batch)], env=env, cwd=root,
+                                  f"{kind}:{name}", "--batch", str(batch)], env=env, cwd=where,
                                  capture_output=True, text=True, check=True).stdout
             r = found[f"{kind}:{name}"] = json.loads(out.strip().splitlines()[-1])
             cells.append(f"{r['peak']:.0f} (+{r['peak'] - r['base']:.0f})")
