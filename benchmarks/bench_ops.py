@@ -142,7 +142,7 @@ def cases(N: int, torch, rng) -> list[Case]:
         "linear", "64->10", lambda: F.linear_forward(x, w, b)[1],
         lambda c: F.linear_backward(d, c),
         lambda: R.linear_backward(d, R.linear_forward(x, w, b)[1]), tfwd, 2.0 * N * 64 * 10,
-        {"dout": d}))
+        {"dout": d, "x": x, "w": w}))
     labels = rng.integers(0, 10, N)
     tfwd = None
     if torch:
@@ -207,7 +207,7 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
     print(f"fastres {info['fastres']}, {threads} thread(s), batch {batch}, float32, "
           f"ISA path {info['isa_path']}, torch {info['torch'] or 'not installed'}")
     print_table(headers, rows)
-    floors = _floors(batch, repeats, {r["op"]: r for r in results})
+    floors = _floors(selected, repeats, {r["op"]: r for r in results})
     for f in floors:
         print(f"floor: {f['op']}: {f['what']}: {f['floor_ms'] * 1e3:.1f} us; 10x the reference "
               f"would need {f['budget_ms'] * 1e3:.1f} us for the whole fwd+bwd")
@@ -217,17 +217,17 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
     return results
 
 
-def _floors(N: int, repeats: int, rows: dict) -> list[dict]:
+def _floors(selected: list[Case], repeats: int, rows: dict) -> list[dict]:
     """What the linear layer cannot go below, beside a tenth of its reference's time: its three
-    BLAS products alone (one thread, no Python between them)."""
+    BLAS products alone on its case's arrays (one thread, no Python between them)."""
     from fastres._kernels import _linear
 
-    if "linear" not in rows:
+    linear = [c.extra for c in selected if c.name == "linear"]
+    if not linear:
         return []
-    x, w = np.ones((N, 64), np.float32), np.ones((10, 64), np.float32)
-    d, y = np.ones((N, 10), np.float32), np.empty((N, 10), np.float32)
-    dx, dw = np.empty_like(x), np.empty_like(w)
-    sec = min(_linear.blas_seconds(x, w, d, y, dx, dw, 2000) for _ in range(repeats))
+    x, w, d = linear[0]["x"], linear[0]["w"], linear[0]["dout"]
+    out, dx, dw = np.empty_like(d), np.empty_like(x), np.empty_like(w)
+    sec = min(_linear.blas_seconds(x, w, d, out, dx, dw, 2000) for _ in range(repeats))
     return [{"op": "linear", "what": "its three BLAS products alone (1 thread)",
              "floor_ms": sec * 1e3, "budget_ms": rows["linear"]["ref_ms"] / 10}]
 

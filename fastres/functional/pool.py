@@ -106,18 +106,15 @@ class GlobalAvgPool2dCache:
 
 def _x_shape(op: str, shape) -> tuple[int, int, int, int]:
     """A cached input shape must still be four positive ints (caches can be built by hand)."""
-    if type(shape) is tuple and len(shape) == 4:  # a forward's own cache: exact ints, at once
-        n, c, h, w = shape
-        if type(n) is type(c) is type(h) is type(w) is int and min(shape) > 0:
-            return shape
     ok = (
         isinstance(shape, tuple) and len(shape) == 4
-        and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
-                for s in shape)
+        and all(type(s) is int  # a forward's own cache: exact ints, without the ABC checks
+                or (isinstance(s, numbers.Integral) and not isinstance(s, bool)) for s in shape)
+        and min(shape) > 0
     )
     if not ok:
         raise ValueError(f"{op}: expected cache.x_shape to be 4 positive ints, got {shape!r}")
-    return tuple(int(s) for s in shape)
+    return tuple(map(int, shape))
 
 
 def _geometry(op: str, x_shape: tuple, kernel_size, stride, padding) -> _Geometry:
