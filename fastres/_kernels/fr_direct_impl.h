@@ -175,6 +175,15 @@ FR_CLONES static void FN(fr_direct_wgrad_)(const T *xin, ptrdiff_t xs, const T *
 #define FR_LO_LANES 0, 4, 1, 5
 #define FR_HI_LANES 2, 6, 3, 7
 #endif
+/* dst[0..n) = src[0..n), a vector at a time: the rows copied here are a few vectors long, and
+ * a memcpy call per row cost more than its copy. */
+static inline __attribute__((always_inline)) void FN(fr_copy_)(const T *restrict src,
+                                                                T *restrict dst, int n) {
+    int j = 0;
+    for (; j + L <= n; j += L) FN(fr_st_)(dst + j, FN(fr_ld_)(src + j));
+    for (; j < n; j++) dst[j] = src[j];
+}
+
 /* Zero-padded, polyphase copy of a (C, H, W) block for stride (sh, sw): planes (C, sh, sw, Hq, Wq)
  * with xq[c][a][b][y][x] = xpad[c][y*sh + a][x*sw + b] (zero outside the input), so that a
  * strided convolution reads each phase plane at stride 1. For stride 1 it is the padded image. */
@@ -196,7 +205,7 @@ FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, in
                     for (int q = 0; q < lo; q++) dst[q] = 0;
                     int q = lo;
                     if (sw == 1) {
-                        memcpy(dst + lo, row + (lo + b - pw), sizeof(T) * (hi - lo));
+                        FN(fr_copy_)(row + (lo + b - pw), dst + lo, hi - lo);
                         q = hi;
                     } else if (sw == 2) { /* the even lanes of two vectors, L at a time */
                         const int s0 = b - pw;  /* where output q = 0 reads in the row */
