@@ -593,6 +593,7 @@ cdef inline void wino_wgrad_item(const floating[:, :, :, ::1] x,
 
 cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,
                      int sh, int sw, int Hq, int Wq) noexcept nogil:
+    # writes only the elements inside x: the rest of xq must already be zero (fr_pad_)
     if floating is float:
         fr_pad_f(x, xq, C, H, W, ph, pw, sh, sw, Hq, Wq)
     else:
@@ -657,6 +658,7 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int n, g
     with nogil, parallel(num_threads=n_threads):
         xpad = &scratch[threadid(), 0]
+        memset(xpad, 0, C * plane * sizeof(floating))  # pad writes only the inside
         for n in prange(N, schedule="guided"):
             pad(&x[n, 0, 0, 0], xpad, C, H, W, ph, pw, sh, sw, Hq, Wq)
             for g in range(groups):
@@ -894,6 +896,7 @@ def direct_input_grad_s2(const floating[:, :, :, ::1] dout, const floating[::1] 
     with nogil, parallel(num_threads=n_threads):
         dpad = &scratch[threadid(), 0]
         phases = dpad + size_d
+        memset(dpad, 0, size_d * sizeof(floating))  # pad writes only the inside
         for n in prange(N, schedule="guided"):
             pad(&dout[n, 0, 0, 0], dpad, F, Ho, Wo, 1, 1, 1, 1, Ho + 2, Wo + 2)
             for p in range(4):
@@ -947,6 +950,7 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef int blk, n, g, n0, n1
     with nogil, parallel(num_threads=n_threads):
         xpad = &scratch[threadid(), 0]
+        memset(xpad, 0, (N + n_blocks - 1) // n_blocks * C * plane * sizeof(floating))
         for blk in prange(n_blocks, schedule="guided"):
             n0 = block_start(blk, N, n_blocks)
             n1 = block_start(blk + 1, N, n_blocks)
