@@ -450,6 +450,12 @@ cdef extern from "fr_direct.h" nogil:
                        int F, double *xp, double *V, double *M, double *out, int Ho, int Wo,
                        int q0, int q1, const double *bias, const double *res, int relu,
                        const double *gate)
+    void fr_wino4_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
+                        int F, float *xp, float *V, float *M, float *out, int Ho, int Wo,
+                        int q0, int q1, const float *bias, const float *res, int relu,
+                        const float *gate)
+    void fr_wino4_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
+                            float *upk)
     void fr_wino_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const float *upk, int F, float *xl, float *V,
                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
@@ -522,8 +528,12 @@ cdef inline void direct_wgrad(const floating *xin, Py_ssize_t xs, const floating
 cdef inline void wino_fwd(const floating *x, int C, int H, int W, int ph, int pw,
                           const floating *upk, int F, floating *xp, floating *V, floating *M,
                           floating *out, int Ho, int Wo, int q0, int q1, const floating *bias,
-                          const floating *res, int relu, const floating *gate) noexcept nogil:
-    if floating is float:
+                          const floating *res, int relu, const floating *gate,
+                          int m) noexcept nogil:
+    if floating is float and m == 4:
+        fr_wino4_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res,
+                       relu, gate)
+    elif floating is float:
         fr_wino_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res, relu,
                       gate)
     else:
@@ -671,53 +681,70 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
 
 def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1] upk,
                      int n_threads):
-    """upk (16, O*K) = G g G^T of 3x3 weights w (O, K, 3, 3), packed per element as for
+    """upk (E, O*K) = G g G^T of 3x3 weights w (O, K, 3, 3), packed per element as for
     direct_forward (O % 4 == 0); with flip, of w (K, O, 3, 3) rotated by 180 degrees with its
-    channel axes swapped (the input gradient's weights)."""
+    channel axes swapped (the input gradient's weights). E = 16 elements for F(2x2, 3x3), or
+    36 for F(4x4, 3x3) (float32 only)."""
     check_threads("winograd_weights", n_threads)
     if w.shape[2] != 3 or w.shape[3] != 3:
         raise ValueError(f"winograd_weights: expected 3x3 weights, got w of shape "
                          f"{dims(w.shape, 4)}")
     cdef int O = w.shape[1] if flip else w.shape[0], K = w.shape[0] if flip else w.shape[1]
-    if O % 4 or upk.shape[0] != 16 or upk.shape[1] != O * K:
-        raise ValueError(f"winograd_weights: expected upk of shape (16, {O * K}) and output "
+    cdef int E = _wino_elements("winograd_weights", upk, floating is float)
+    if O % 4 or upk.shape[1] != O * K:
+        raise ValueError(f"winograd_weights: expected upk of shape ({E}, {O * K}) and output "
                          f"channels a multiple of 4, got {tuple(upk.shape)} for {O}")
     cdef int ob
     for ob in prange(O // 4, nogil=True, schedule="static", num_threads=n_threads):
         if floating is float:
-            fr_wino_weights_f(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
+            if E == 36:
+                fr_wino4_weights_f(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
+            else:
+                fr_wino_weights_f(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
         else:
             fr_wino_weights_d(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
+
+
+cdef int _wino_elements(str op, const floating[:, ::1] upk, bint single) except -1:
+    """The Winograd variant of transformed weights upk: 16 elements (F(2x2, 3x3)), or 36
+    (F(4x4, 3x3), float32 only)."""
+    if upk.shape[0] == 16 or (upk.shape[0] == 36 and single):
+        return upk.shape[0]
+    raise ValueError(f"{op}: expected upk with 16 rows (F(2x2, 3x3)) or, in float32, 36 "
+                     f"(F(4x4, 3x3)), got {tuple(upk.shape)}")
 
 
 def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
                      const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                      const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] out,
                      floating[:, ::1] scratch, int ph, int pw, int n_threads):
-    """3x3 stride-1 convolution by Winograd F(2x2, 3x3) (fr_winograd_impl.h), with the epilogue
-    of direct_forward. IN: x (N, C, H, W); upk (16, F/4 * C * 4), the transformed weights
-    G w G^T packed per element as by the direct kernel (winograd_weights). OUT: out (N, F,
-    H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 even, W_out/2 a multiple of L/2,
-    NT = H_out*W_out/4 (the tiles) a multiple of L, F % 4 == 0.
-    SCRATCH: (n_threads, (H_out + 2)*(W_out + 2) + 16*((C + F)*NT + 2*WINO_GAP)).
+    """3x3 stride-1 convolution by Winograd F(m x m, 3x3) (fr_winograd_impl.h), with the
+    epilogue of direct_forward; m = 2, or 4 when upk has 36 rows (float32 only).
+    IN: x (N, C, H, W); upk (E = (m + 2)**2, F/4 * C * 4), the transformed weights G w G^T
+    packed per element as by the direct kernel (winograd_weights). OUT: out (N, F, H_out,
+    W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 multiples of m, W_out/m a multiple of
+    L/2, NT = H_out*W_out/m**2 (the tiles) a multiple of L, F % 4 == 0.
+    SCRATCH: (n_threads, (H_out + 2)*(W_out + 2) + E*((C + F)*NT + 2*WINO_GAP)).
     """
     check_threads("winograd_forward", n_threads)
     cdef int L = 8 if floating is float else 4
+    cdef int E = _wino_elements("winograd_forward", upk, floating is float)
+    cdef int m = 4 if E == 36 else 2
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
-    cdef int NT = Ho * Wo // 4
+    cdef int NT = Ho * Wo // (m * m)
     cdef size_t size_x = <size_t>(Ho + 2) * (Wo + 2)
-    cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
+    cdef size_t size_v = <size_t>E * (C * NT + WINO_GAP)
     check_scratch("winograd_forward", scratch, n_threads,
-                  size_x + size_v + <size_t>16 * (F * NT + WINO_GAP))
+                  size_x + size_v + <size_t>E * (F * NT + WINO_GAP))
     _stride_pad("winograd_forward", 1, 1, ph, pw)
     expect_shape("winograd_forward", "out", out.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
-    if Ho % 2 or Wo % 2 or (Wo // 2) % (L // 2) or NT % L or F % 4:
-        raise ValueError(f"winograd_forward: expected even output planes with W_out/2 a "
-                         f"multiple of {L // 2} and H_out*W_out/4 of {L}, and F % 4 == 0, got "
-                         f"({Ho}, {Wo}) and F = {F}")
-    expect_shape("winograd_forward", "upk", upk.shape, (16, <Py_ssize_t>F * C))
+    if Ho % m or Wo % m or (Wo // m) % (L // 2) or NT % L or F % 4:
+        raise ValueError(f"winograd_forward: expected output planes of multiples of {m} with "
+                         f"W_out/{m} a multiple of {L // 2} and H_out*W_out/{m * m} of {L}, and "
+                         f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
+    expect_shape("winograd_forward", "upk", upk.shape, (E, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_forward", b, F)
     cdef const floating *rp = _like_out("winograd_forward", "res", res, out)
     cdef const floating *gp = _like_out("winograd_forward", "gate", gate, out)
@@ -737,7 +764,7 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
                 wino_fwd(&x[n, 0, 0, 0], C, H, W, ph, pw, &upk[0, 0], F, xq, xq + size_x,
                          xq + size_x + size_v, &out[n, 0, 0, 0], Ho, Wo, q0, q1, bp,
                          rp + n * img if rp != NULL else NULL, relu,
-                         gp + n * img if gp != NULL else NULL)
+                         gp + n * img if gp != NULL else NULL, m)
 
 
 def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,

@@ -420,3 +420,201 @@ static void FN(fr_wino_dw_out_)(const T *restrict dwt, int F, int C, ptrdiff_t f
     }
 }
 
+
+#if L == 8
+/* ---- Winograd F(4x4, 3x3), float32 ----------------------------------------------------------
+ * 4x4 output tiles from 6x6 input patches (the points 0, +-1, +-2 of Lavin & Gray):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+ *          0 4 0 -5 0 1],
+ *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+ * 36 products per 16 outputs and channel pair (2.25 per output, F(2x2)'s 4), and the 36 planes
+ * of transforms hold 2.25 values per pixel and channel instead of 4. The larger coefficients
+ * cost accuracy: about 5e-6 of the largest output in float32 against F(2x2)'s 3e-7 (still 4x
+ * inside the tests' tolerance); float64 keeps F(2x2). Layout as F(2x2)'s: 36 planes (C, NT),
+ * tile q = s*TW + t, a vector = 8 tiles, two halves of 4 consecutive tiles of one tile row
+ * (TW % 4 == 0), NT % 8 == 0. */
+#define SH __builtin_shufflevector
+
+/* r = B^T d for one column (or row) of six vectors. */
+static inline __attribute__((always_inline)) void FN(fr_bt6_)(const VEC d[6], VEC r[6]) {
+    const VEC t0 = d[4] - (T)4 * d[2], t1 = d[3] - (T)4 * d[1];
+    const VEC t2 = d[4] - d[2], t3 = (T)2 * (d[3] - d[1]);
+    r[0] = (T)4 * d[0] - (T)5 * d[2] + d[4];
+    r[1] = t0 + t1;
+    r[2] = t0 - t1;
+    r[3] = t2 + t3;
+    r[4] = t2 - t3;
+    r[5] = (T)4 * d[1] - (T)5 * d[3] + d[5];
+}
+
+/* o = A^T m for six vectors. */
+static inline __attribute__((always_inline)) void FN(fr_at6_)(const VEC m[6], VEC o[4]) {
+    const VEC s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    o[0] = m[0] + s12 + s34;
+    o[1] = d12 + (T)2 * d34;
+    o[2] = s12 + (T)4 * s34;
+    o[3] = d12 + (T)8 * d34 + m[5];
+}
+
+/* Row i of the 6x6 patches of a half (4 tiles at a: columns 4k + j, k < 4, j < 6) as three
+ * pairs of columns: p[0] = columns 0 | 1, p[1] = 2 | 3, p[2] = 4 | 5 (4 tiles each). The loads
+ * end at column 17, the last column of the padded row for the row's last half. */
+static inline __attribute__((always_inline)) void FN(fr_w4_row_)(const T *a, VEC p[3]) {
+    const VEC x = FN(fr_ld_)(a), y = FN(fr_ld_)(a + 8), z = FN(fr_ld_)(a + 10);
+    p[0] = SH(x, y, 0, 4, 8, 12, 1, 5, 9, 13);
+    p[1] = SH(x, y, 2, 6, 10, 14, 3, 7, 11, 15);
+    p[2] = SH(SH(x, y, 4, 8, 12, 5, 9, 13, 0, 0), z, 0, 1, 2, 14, 3, 4, 5, 15);
+}
+
+/* V (36 planes es apart, each (C, NT)) = B^T d B for the tiles [q0, q1) of x (C, H, W)
+ * zero-padded by ph, pw (Hp = H + 2ph = 4TH + 2, Wp = W + 2pw = 4TW + 2) through xp. */
+FR_CLONES static void FN(fr_wino4_in_)(const T *restrict x, int C, int H, int W, int ph, int pw,
+                                       T *restrict xp, int Hp, int Wp, int TW, int NT, int q0,
+                                       int q1, T *restrict V, ptrdiff_t es) {
+    memset(xp, 0, sizeof(T) * (size_t)Hp * Wp);
+    for (int c = 0; c < C; c++) {
+        for (int y = 0; y < H; y++)
+            FN(fr_copy_)(x + ((ptrdiff_t)c * H + y) * W, xp + (ptrdiff_t)(y + ph) * Wp + pw, W);
+        for (int q = q0; q < q1; q += L) {
+            const T *a0 = xp + 4 * (q / TW) * (ptrdiff_t)Wp + 4 * (q % TW);
+            const T *a1 = xp + 4 * ((q + 4) / TW) * (ptrdiff_t)Wp + 4 * ((q + 4) % TW);
+            VEC u[6][6]; /* u[i][j]: patch element (i, j) of the 8 tiles */
+            for (int i = 0; i < 6; i++) {
+                VEC p0[3], p1[3];
+                FN(fr_w4_row_)(a0 + i * Wp, p0);
+                FN(fr_w4_row_)(a1 + i * Wp, p1);
+                for (int k = 0; k < 3; k++) {
+                    u[i][2 * k] = SH(p0[k], p1[k], 0, 1, 2, 3, 8, 9, 10, 11);
+                    u[i][2 * k + 1] = SH(p0[k], p1[k], 4, 5, 6, 7, 12, 13, 14, 15);
+                }
+            }
+            VEC t[6][6]; /* t = B^T u, column by column */
+            for (int j = 0; j < 6; j++) {
+                VEC col[6], r[6];
+                for (int i = 0; i < 6; i++) col[i] = u[i][j];
+                FN(fr_bt6_)(col, r);
+                for (int i = 0; i < 6; i++) t[i][j] = r[i];
+            }
+            T *v = V + (ptrdiff_t)c * NT + q;
+            for (int a = 0; a < 6; a++) { /* V = t B, row by row */
+                VEC r[6];
+                FN(fr_bt6_)(t[a], r);
+                for (int b = 0; b < 6; b++) FN(fr_st_)(v + (6 * a + b) * es, r[b]);
+            }
+        }
+    }
+}
+
+/* The outputs of row i of a half's 4 tiles (y[j]: column j of each tile) in output order: 16
+ * values, two vectors. */
+static inline __attribute__((always_inline)) void FN(fr_w4_store_)(
+    T *out, ptrdiff_t o, VEC y0, VEC y1, VEC y2, VEC y3, const T *res, int relu, const T *gate,
+    const int half) {
+    VEC s01, s23;
+    if (half == 0) {
+        s01 = SH(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11);
+        s23 = SH(y2, y3, 0, 8, 1, 9, 2, 10, 3, 11);
+    } else {
+        s01 = SH(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15);
+        s23 = SH(y2, y3, 4, 12, 5, 13, 6, 14, 7, 15);
+    }
+    FN(fr_store_)(out, o, SH(s01, s23, 0, 1, 8, 9, 2, 3, 10, 11), res, relu, gate);
+    FN(fr_store_)(out, o + 8, SH(s01, s23, 4, 5, 12, 13, 6, 7, 14, 15), res, relu, gate);
+}
+
+/* out (F, 4TH, Wo) = A^T M A (+ bias) (+ res) (relu) (gate) from M (36 planes ms apart, each
+ * (F, NT)), tiles [q0, q1). */
+FR_CLONES static void FN(fr_wino4_out_)(const T *restrict M, ptrdiff_t ms, int F, int TW, int NT,
+                                        int q0, int q1, int Wo, T *out, const T *bias,
+                                        const T *res, int relu, const T *gate) {
+    const ptrdiff_t P = (ptrdiff_t)4 * (NT / TW) * Wo;
+    for (int f = 0; f < F; f++) {
+        const T b = bias ? bias[f] : (T)0;
+        const T *mf = M + (ptrdiff_t)f * NT;
+        const ptrdiff_t fo = (ptrdiff_t)f * P;
+        for (int q = q0; q < q1; q += L) {
+            VEC t[4][6], y[4][4];
+            for (int j = 0; j < 6; j++) { /* t = A^T m, column by column */
+                VEC col[6], r[4];
+                for (int a = 0; a < 6; a++) col[a] = FN(fr_ld_)(mf + (6 * a + j) * ms + q);
+                FN(fr_at6_)(col, r);
+                for (int i = 0; i < 4; i++) t[i][j] = r[i];
+            }
+            for (int i = 0; i < 4; i++) { /* y = t A */
+                FN(fr_at6_)(t[i], y[i]);
+                for (int j = 0; j < 4; j++) y[i][j] += b;
+            }
+            const ptrdiff_t o0 = fo + 4 * (q / TW) * (ptrdiff_t)Wo + 4 * (q % TW);
+            const ptrdiff_t o1 = fo + 4 * ((q + 4) / TW) * (ptrdiff_t)Wo + 4 * ((q + 4) % TW);
+            for (int i = 0; i < 4; i++) {
+                FN(fr_w4_store_)(out, o0 + i * Wo, y[i][0], y[i][1], y[i][2], y[i][3], res, relu,
+                                 gate, 0);
+                FN(fr_w4_store_)(out, o1 + i * Wo, y[i][0], y[i][1], y[i][2], y[i][3], res, relu,
+                                 gate, 1);
+            }
+        }
+    }
+}
+#undef SH
+
+/* One image by F(4x4, 3x3), as fr_wino_fwd_: Ho = H + 2ph - 2 and Wo = W + 2pw - 2 multiples of
+ * 4, TW = Wo/4 of 4, NT = Ho*Wo/16 of 8; upk (36, F/4, C, 4). Scratch: xp ((Ho + 2)*(Wo + 2)),
+ * V (36 planes of C*NT + FR_WINO_GAP), M (36 of F*NT + FR_WINO_GAP). */
+FR_CLONES static void FN(fr_wino4_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
+                                        const T *upk, int F, T *xp, T *V, T *M, T *out,
+                                        int Ho, int Wo, int q0, int q1, const T *bias,
+                                        const T *res, int relu, const T *gate) {
+    const int TW = Wo / 4, NT = Ho * Wo / 16;
+    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
+    FN(fr_wino4_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, q0, q1, V, es);
+    for (int e = 0; e < 36; e++)
+        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, q0, q1, F, M + e * ms);
+    FN(fr_wino4_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate);
+}
+
+/* upk (36, O/4, K, 4) = G g G^T (6x6) for output channels 4*ob0 .. 4*ob1 - 1, as
+ * fr_wino_weights_ does for F(2x2) (flip: the input gradient's weights), in double. */
+static void FN(fr_wino4_weights_)(const T *restrict w, int O, int K, int flip, int ob0, int ob1,
+                                  T *restrict upk) {
+    enum { KC = 16 };
+    const ptrdiff_t es = (ptrdiff_t)O * K;
+    T buf[36][KC * 4];
+    for (int ob = ob0; ob < ob1; ob++)
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            const int kc = K - k0 < KC ? K - k0 : KC;
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < 4; r++) {
+                    const int o = 4 * ob + r;
+                    const T *src = flip ? w + ((ptrdiff_t)(k0 + k) * O + o) * 9
+                                        : w + ((ptrdiff_t)o * K + k0 + k) * 9;
+                    double g[3][3], t[6][3];
+                    for (int i = 0; i < 3; i++)
+                        for (int j = 0; j < 3; j++)
+                            g[i][j] = flip ? src[(2 - i) * 3 + 2 - j] : src[i * 3 + j];
+#define FR_G6(v, g0, g1, g2)                                                                    \
+    do {                                                                                        \
+        (v)[0] = (g0) / 4;                                                                      \
+        (v)[1] = -((g0) + (g1) + (g2)) / 6;                                                     \
+        (v)[2] = -((g0) - (g1) + (g2)) / 6;                                                     \
+        (v)[3] = (g0) / 24 + (g1) / 12 + (g2) / 6;                                              \
+        (v)[4] = (g0) / 24 - (g1) / 12 + (g2) / 6;                                              \
+        (v)[5] = (g2);                                                                          \
+    } while (0)
+                    for (int j = 0; j < 3; j++) {
+                        double c6[6];
+                        FR_G6(c6, g[0][j], g[1][j], g[2][j]);
+                        for (int a = 0; a < 6; a++) t[a][j] = c6[a];
+                    }
+                    for (int a = 0; a < 6; a++) {
+                        double r6[6];
+                        FR_G6(r6, t[a][0], t[a][1], t[a][2]);
+                        for (int b = 0; b < 6; b++) buf[6 * a + b][4 * k + r] = (T)r6[b];
+                    }
+#undef FR_G6
+                }
+            for (int e = 0; e < 36; e++)
+                memcpy(upk + e * es + ((ptrdiff_t)ob * K + k0) * 4, buf[e], sizeof(T) * 4 * kc);
+        }
+}
+#endif /* L == 8 */

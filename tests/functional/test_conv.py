@@ -279,6 +279,86 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
         assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
 
 
+# float32 maps of whole vectors of 4x4 tiles: Winograd F(4x4, 3x3) for the forward pass and,
+# where its output is such a map too (padding 1), the input gradient
+WINOGRAD4 = [
+    (2, 16, 32, 32, 16, 3, 3, 1, 1, 1),
+    (3, 20, 16, 32, 24, 3, 3, 1, 1, 1),  # non-square; C_in not a multiple of 4
+    (2, 16, 18, 18, 16, 3, 3, 1, 0, 1),  # dx: an 18x18 map
+    (2, 16, 14, 14, 16, 3, 3, 1, 2, 1),  # dx: a 14x14 map
+]
+
+
+@pytest.mark.parametrize("cfg", WINOGRAD4)
+def test_winograd4_path_is_taken_and_matches_reference(cfg, rng, monkeypatch):
+    # forward with bias, residual and ReLU, dx with the ReLU-input mask, by F(4x4, 3x3) against
+    # the float64 reference, and the same with F(4x4) off (F(2x2) or the direct kernels)
+    import fastres.functional.conv as fc
+    rows = []
+    real = fc._k.winograd_weights
+    monkeypatch.setattr(fc._k, "winograd_weights",
+                        lambda w, flip, upk, n: rows.append(upk.shape[0]) or real(w, flip, upk, n))
+    x, w, b, kw = _run(cfg, np.float32, rng)
+    x = np.maximum(x, 0)
+    out0, cache = F.conv2d_forward(x, w, b, **kw)
+    res = rng.standard_normal(out0.shape).astype(np.float32)
+    dout = np.cos(out0)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    ref, rcache = R.conv2d_forward(x64, w64, b64, **kw)
+    ref = np.maximum(ref + res, 0)
+    dout = dout * (ref > 0)  # through the ReLU (masked by the reference, for both)
+    rdx = R.conv2d_backward(dout.astype(np.float64), rcache)[0] * (x > 0)
+    runs = []
+    for on in (True, False):
+        monkeypatch.setattr(fc, "_WINOGRAD4", on)
+        rows.clear()
+        out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
+        dx = F.conv2d_backward(dout, cache, relu_input=True)[0]
+        runs.append((out, dx))
+        # forward, then dx: F(4x4) where its map allows, else F(2x2) (16 rows) or no Winograd
+        assert rows[0] == (36 if on else 16)
+        assert rows[1:] == [36] if on and kw["padding"] == 1 else 36 not in rows[1:]
+    for out, dx in runs:
+        for got, want in ((out, ref), (dx, rdx)):
+            scale = np.abs(want).max()
+            np.testing.assert_allclose(got / scale, want / scale, **TOL[np.float32])
+    assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
+
+
+def test_winograd4_thread_invariance(rng):
+    x, w, b, kw = _run((37, *WINOGRAD4[1][1:]), np.float32, rng)
+    runs = []
+    for t in (1, 2, 3):
+        out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
+        runs.append((out, *F.conv2d_backward(np.cos(out), cache, n_threads=t)))
+    for run in runs[1:]:
+        for a, b_ in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b_)
+
+
+def test_winograd4_kernel_refuses_what_it_cannot_index():
+    # F(4x4, 3x3) weights (36 rows) only in float32, and only for maps of whole vectors of
+    # 4x4 tiles; the scratch must hold its 36 planes
+    from fastres._kernels import _conv as k
+    w = np.zeros((16, 16, 3, 3))
+    with pytest.raises(ValueError, match=r"winograd_weights: expected upk with 16 rows"):
+        k.winograd_weights(w, False, np.zeros((36, 256)), 1)
+    x = np.zeros((1, 16, 8, 8), np.float32)
+    out = np.zeros((1, 16, 8, 8), np.float32)
+    upk = np.zeros((36, 256), np.float32)
+    big = np.zeros((1, 1 << 16), np.float32)
+    with pytest.raises(ValueError, match=r"winograd_forward: expected output planes of "
+                                         r"multiples of 4 with W_out/4 a multiple of 4"):
+        k.winograd_forward(x, upk, None, None, False, None, out, big, 1, 1, 1)
+    x, out = np.zeros((1, 16, 16, 16), np.float32), np.zeros((1, 16, 16, 16), np.float32)
+    need = 18 * 18 + 36 * (32 * 16 + 2 * k.winograd_gap)
+    with pytest.raises(ValueError, match="winograd_forward"):
+        k.winograd_forward(x, upk, None, None, False, None, out,
+                           np.zeros((1, need - 1), np.float32), 1, 1, 1)
+    k.winograd_forward(x, upk, None, None, False, None, out, np.zeros((1, need), np.float32),
+                       1, 1, 1)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_padded_input_grad_path_is_taken(dtype, rng, monkeypatch):
     # input channels the direct kernel cannot take as outputs (3, 6): dx on it with the channels
