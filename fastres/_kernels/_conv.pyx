@@ -456,6 +456,11 @@ cdef extern from "fr_direct.h" nogil:
                         const float *gate)
     void fr_wino4_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
                             float *upk)
+    void fr_wino4_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
+                             const float *dout, int F, float *xp, float *V, float *DY, int Ho,
+                             int Wo)
+    void fr_wino4_dw_out_f(const float *dwt, int F, int C, Py_ssize_t fc0, Py_ssize_t fc1,
+                           float *dw)
     void fr_wino_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const float *upk, int F, float *xl, float *V,
                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
@@ -587,8 +592,9 @@ cdef inline void wino_wgrad_sum(const floating *V, Py_ssize_t vs, const floating
 cdef inline void wino_wgrad_item(const floating[:, :, :, ::1] x,
                                  const floating[:, :, :, ::1] dout, int first, bint lanes,
                                  int ph, int pw, floating *xp, floating *dl, floating *V,
-                                 floating *DY) noexcept nogil:
-    """V and DY of one item: the image first, or with lanes the lane group from it."""
+                                 floating *DY, int m) noexcept nogil:
+    """V and DY of one item: the image first, or with lanes the lane group from it; m: the
+    output tile of F(m x m, 3x3) (4: float32 only, without lanes)."""
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
@@ -596,6 +602,9 @@ cdef inline void wino_wgrad_item(const floating[:, :, :, ::1] x,
         wino_lanes_wgrad_in(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - first), C,
                             H, W, ph, pw, &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo, F,
                             xp, dl, V, DY, Ho, Wo)
+    elif floating is float and m == 4:
+        fr_wino4_wgrad_in_f(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0], F, xp,
+                            V, DY, Ho, Wo)
     else:
         wino_wgrad_in(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0], F, xp, V,
                       DY, Ho, Wo)
@@ -690,7 +699,7 @@ def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1]
         raise ValueError(f"winograd_weights: expected 3x3 weights, got w of shape "
                          f"{dims(w.shape, 4)}")
     cdef int O = w.shape[1] if flip else w.shape[0], K = w.shape[0] if flip else w.shape[1]
-    cdef int E = _wino_elements("winograd_weights", upk, floating is float)
+    cdef int E = _wino_elements("winograd_weights", "upk", upk, floating is float)
     if O % 4 or upk.shape[1] != O * K:
         raise ValueError(f"winograd_weights: expected upk of shape ({E}, {O * K}) and output "
                          f"channels a multiple of 4, got {tuple(upk.shape)} for {O}")
@@ -705,13 +714,13 @@ def winograd_weights(const floating[:, :, :, ::1] w, bint flip, floating[:, ::1]
             fr_wino_weights_d(&w[0, 0, 0, 0], O, K, flip, ob, ob + 1, &upk[0, 0])
 
 
-cdef int _wino_elements(str op, const floating[:, ::1] upk, bint single) except -1:
-    """The Winograd variant of transformed weights upk: 16 elements (F(2x2, 3x3)), or 36
-    (F(4x4, 3x3), float32 only)."""
-    if upk.shape[0] == 16 or (upk.shape[0] == 36 and single):
-        return upk.shape[0]
-    raise ValueError(f"{op}: expected upk with 16 rows (F(2x2, 3x3)) or, in float32, 36 "
-                     f"(F(4x4, 3x3)), got {tuple(upk.shape)}")
+cdef int _wino_elements(str op, str name, const floating[:, ::1] a, bint f4) except -1:
+    """The Winograd variant of a (per-element rows: transformed weights or their gradient):
+    16 elements (F(2x2, 3x3)), or 36 (F(4x4, 3x3): float32, image by image) where f4."""
+    if a.shape[0] == 16 or (a.shape[0] == 36 and f4):
+        return a.shape[0]
+    raise ValueError(f"{op}: expected {name} with 16 rows (F(2x2, 3x3)) or, in float32 image "
+                     f"by image, 36 (F(4x4, 3x3)), got {tuple(a.shape)}")
 
 
 def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
@@ -728,7 +737,7 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     """
     check_threads("winograd_forward", n_threads)
     cdef int L = 8 if floating is float else 4
-    cdef int E = _wino_elements("winograd_forward", upk, floating is float)
+    cdef int E = _wino_elements("winograd_forward", "upk", upk, floating is float)
     cdef int m = 4 if E == 36 else 2
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
@@ -772,7 +781,10 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                          floating[:, ::1] dwt_part, floating[:, ::1] db_part,
                          floating[:, ::1] scratch, floating[::1] shared, int ph, int pw,
                          int group, bint lanes, int n_threads):
-    """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3).
+    """Weight (and bias) gradient of a 3x3 stride-1 convolution by Winograd F(m x m, 3x3):
+    m = 2, or 4 when dwt has 36 rows (float32, without lanes; the map as for winograd_forward
+    with m = 4). E = (m + 2)**2 elements below; the sizes written for F(2x2) (16, 4) are then
+    36 and 16.
 
     IN: x (N, C, H, W), dout (N, F, H_out, W_out) with the shapes of winograd_forward, or with
     lanes of winograd_lanes_forward, where groups of L images (the batch-lane layout; the last
@@ -793,17 +805,20 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
+    cdef int E = _wino_elements("winograd_weight_grad", "dwt", dwt,
+                               floating is float and not lanes)
+    cdef int m = 4 if E == 36 else 2
     cdef int per = L if lanes else 1  # images per item (an image, or a lane group)
     cdef int items = (N + per - 1) // per
     cdef bint is_shared = shared is not None
     # with lanes an odd plane is tiled one row / column larger (see fr_wino_lanes_fwd_)
     cdef int He = Ho + Ho % 2 if lanes else Ho, We = Wo + Wo % 2 if lanes else Wo
-    cdef int NT = He * We // 4 * per, wsize = 16 * F * C
+    cdef int NT = He * We // (m * m) * per, wsize = E * F * C
     cdef int n_blocks = 1 if is_shared else (dwt_part.shape[0] if dwt_part is not None else 0)
     cdef size_t size_x = <size_t>(He + 2) * (We + 2) * (C * L if lanes else 1)
     cdef size_t size_d = <size_t>F * He * We * L if lanes else 0
-    cdef size_t size_v = <size_t>16 * (C * NT + WINO_GAP)
-    cdef size_t size_m = <size_t>16 * (F * NT + WINO_GAP)
+    cdef size_t size_v = <size_t>E * (C * NT + WINO_GAP)
+    cdef size_t size_m = <size_t>E * (F * NT + WINO_GAP)
     if group < 1:
         raise ValueError(f"winograd_weight_grad: expected group >= 1, got {group}")
     check_scratch("winograd_weight_grad", scratch, n_threads,
@@ -815,13 +830,14 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     _stride_pad("winograd_weight_grad", 1, 1, ph, pw)
     expect_shape("winograd_weight_grad", "dout", dout.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
-    if (Ho < 1 or Wo < 1 or F % 4 or (not lanes and (Ho % 2 or Wo % 2 or (Wo // 2) % (L // 2)
+    if (Ho < 1 or Wo < 1 or F % 4 or (not lanes and (Ho % m or Wo % m or (Wo // m) % (L // 2)
                                                      or NT % L))):
         raise ValueError(f"winograd_weight_grad: expected non-empty output planes (without "
-                         f"lanes even, with W_out/2 a multiple of {L // 2} and H_out*W_out/4 of "
-                         f"{L}), and F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
+                         f"lanes multiples of {m}, with W_out/{m} a multiple of {L // 2} and "
+                         f"H_out*W_out/{m * m} of {L}), and F % 4 == 0, got ({Ho}, {Wo}) and "
+                         f"F = {F}")
     expect_shape("winograd_weight_grad", "dw", dw.shape, (F, C, 3, 3))
-    expect_shape("winograd_weight_grad", "dwt", dwt.shape, (16, <Py_ssize_t>F * C))
+    expect_shape("winograd_weight_grad", "dwt", dwt.shape, (E, <Py_ssize_t>F * C))
     _partials("winograd_weight_grad", "dwt_part", n_blocks,
               wsize if is_shared or dwt_part is None else dwt_part.shape[1], items, wsize,
               db_part.shape[0], db_part.shape[1], F)
@@ -833,7 +849,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef floating *dl
     cdef floating *V
     cdef floating *DY
-    cdef int blk, n, g, m, n0, n1, u, n_units = 16 * (F // 4)
+    cdef int blk, n, g, k, n0, n1, u, n_units = E * (F // 4)
     if is_shared:  # every item's transforms, then the sums split among the threads
         V = &shared[0]
         DY = V + <size_t>items * size_v
@@ -841,7 +857,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
             xp = &scratch[threadid(), 0]
             for n in prange(items, schedule="guided"):
                 wino_wgrad_item(x, dout, n * per, lanes, ph, pw, xp, xp + size_x,
-                                V + <size_t>n * size_v, DY + <size_t>n * size_m)
+                                V + <size_t>n * size_v, DY + <size_t>n * size_m, m)
         for u in prange(n_units, nogil=True, schedule="guided", num_threads=n_threads):
             wino_wgrad_sum(V, size_v, DY, size_m, items, C, F, NT, u, u + 1, 0, &dwt[0, 0])
         if want_db:
@@ -859,17 +875,20 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
                     bias_partial(dout, n0 * per, min(n1 * per, N), dbq + <size_t>blk * F)
                 g = n0
                 while g < n1:  # the block's items in groups, in order, added to its partial
-                    m = min(group, n1 - g)
-                    for n in range(m):
+                    k = min(group, n1 - g)
+                    for n in range(k):
                         wino_wgrad_item(x, dout, (g + n) * per, lanes, ph, pw, xp, dl,
-                                        V + n * size_v, DY + n * size_m)
-                    wino_wgrad_sum(V, size_v, DY, size_m, m, C, F, NT, 0, n_units, g > n0,
+                                        V + n * size_v, DY + n * size_m, m)
+                    wino_wgrad_sum(V, size_v, DY, size_m, k, C, F, NT, 0, n_units, g > n0,
                                    dwq + <size_t>blk * wsize)
                     g = g + group
         sum_blocks(dwq, n_blocks, wsize, &dwt[0, 0], n_threads)
     cdef Py_ssize_t ch, n_chunks = (F * C + SUM_CHUNK - 1) // SUM_CHUNK
     for ch in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        if floating is float:
+        if floating is float and E == 36:
+            fr_wino4_dw_out_f(&dwt[0, 0], F, C, ch * SUM_CHUNK,
+                              min(F * C, (ch + 1) * SUM_CHUNK), &dw[0, 0, 0, 0])
+        elif floating is float:
             fr_wino_dw_out_f(&dwt[0, 0], F, C, ch * SUM_CHUNK, min(F * C, (ch + 1) * SUM_CHUNK),
                              &dw[0, 0, 0, 0])
         else:

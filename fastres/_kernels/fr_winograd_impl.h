@@ -556,7 +556,6 @@ FR_CLONES static void FN(fr_wino4_out_)(const T *restrict M, ptrdiff_t ms, int F
         }
     }
 }
-#undef SH
 
 /* One image by F(4x4, 3x3), as fr_wino_fwd_: Ho = H + 2ph - 2 and Wo = W + 2pw - 2 multiples of
  * 4, TW = Wo/4 of 4, NT = Ho*Wo/16 of 8; upk (36, F/4, C, 4). Scratch: xp ((Ho + 2)*(Wo + 2)),
@@ -571,6 +570,106 @@ FR_CLONES static void FN(fr_wino4_fwd_)(const T *x, int C, int H, int W, int ph,
     for (int e = 0; e < 36; e++)
         FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, q0, q1, F, M + e * ms);
     FN(fr_wino4_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate);
+}
+
+/* The weight gradient by F(4x4, 3x3), as F(2x2)'s (fr_wino_dy_ and on): DY = A dy A^T (6x6) of
+ * each 4x4 tile dy of dout, A = (A^T)^T; then the 36 sums (fr_wino_wgrad_sum_) and
+ * dw = G^T W G (fr_wino4_dw_out_). */
+static inline __attribute__((always_inline)) void FN(fr_a6_)(const VEC y[4], VEC z[6]) {
+    const VEC s02 = y[0] + y[2], s13 = y[1] + y[3];
+    const VEC e = y[0] + (T)4 * y[2], o = (T)2 * y[1] + (T)8 * y[3];
+    z[0] = y[0];
+    z[1] = s02 + s13;
+    z[2] = s02 - s13;
+    z[3] = e + o;
+    z[4] = e - o;
+    z[5] = y[3];
+}
+
+/* DY (36 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 4TH, Wo). */
+FR_CLONES static void FN(fr_wino4_dy_)(const T *restrict dout, int F, int Wo, int NT,
+                                       T *restrict DY, ptrdiff_t es) {
+    const int TW = Wo / 4;
+    const ptrdiff_t P = (ptrdiff_t)4 * (NT / TW) * Wo;
+    for (int f = 0; f < F; f++) {
+        const T *df = dout + (ptrdiff_t)f * P;
+        for (int q = 0; q < NT; q += L) {
+            const T *a0 = df + 4 * (q / TW) * (ptrdiff_t)Wo + 4 * (q % TW);
+            const T *a1 = df + 4 * ((q + 4) / TW) * (ptrdiff_t)Wo + 4 * ((q + 4) % TW);
+            VEC y[4][4]; /* y[i][j]: element (i, j) of the 8 tiles */
+            for (int i = 0; i < 4; i++) {
+                const VEC u0 = FN(fr_ld_)(a0 + i * Wo), u1 = FN(fr_ld_)(a0 + i * Wo + 8);
+                const VEC w0 = FN(fr_ld_)(a1 + i * Wo), w1 = FN(fr_ld_)(a1 + i * Wo + 8);
+                const VEC p01 = SH(u0, u1, 0, 4, 8, 12, 1, 5, 9, 13);
+                const VEC p23 = SH(u0, u1, 2, 6, 10, 14, 3, 7, 11, 15);
+                const VEC r01 = SH(w0, w1, 0, 4, 8, 12, 1, 5, 9, 13);
+                const VEC r23 = SH(w0, w1, 2, 6, 10, 14, 3, 7, 11, 15);
+                y[i][0] = SH(p01, r01, 0, 1, 2, 3, 8, 9, 10, 11);
+                y[i][1] = SH(p01, r01, 4, 5, 6, 7, 12, 13, 14, 15);
+                y[i][2] = SH(p23, r23, 0, 1, 2, 3, 8, 9, 10, 11);
+                y[i][3] = SH(p23, r23, 4, 5, 6, 7, 12, 13, 14, 15);
+            }
+            VEC z[6][4]; /* z = A y, column by column */
+            for (int j = 0; j < 4; j++) {
+                VEC col[4], r[6];
+                for (int i = 0; i < 4; i++) col[i] = y[i][j];
+                FN(fr_a6_)(col, r);
+                for (int a = 0; a < 6; a++) z[a][j] = r[a];
+            }
+            T *v = DY + (ptrdiff_t)f * NT + q;
+            for (int a = 0; a < 6; a++) { /* DY = z A^T, row by row */
+                VEC r[6];
+                FN(fr_a6_)(z[a], r);
+                for (int b = 0; b < 6; b++) FN(fr_st_)(v + (6 * a + b) * es, r[b]);
+            }
+        }
+    }
+}
+
+/* The weight gradient's F(4x4) transforms of one image, as fr_wino_wgrad_in_ (36 planes). */
+FR_CLONES static void FN(fr_wino4_wgrad_in_)(const T *x, int C, int H, int W, int ph, int pw,
+                                             const T *dout, int F, T *xp, T *V, T *DY, int Ho,
+                                             int Wo) {
+    const int NT = Ho * Wo / 16;
+    FN(fr_wino4_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 4, NT, 0, NT, V,
+                     (ptrdiff_t)C * NT + FR_WINO_GAP);
+    FN(fr_wino4_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
+}
+
+/* dw (F, C, 3, 3) = G^T W G, W[a][b] = dwt[6a + b][f*C + c], for f*C + c in [fc0, fc1), in
+ * double (as fr_wino_dw_out_); G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0;
+ * 0 -1/6 -1/6 1/6 1/6 1]. */
+static void FN(fr_wino4_dw_out_)(const T *restrict dwt, int F, int C, ptrdiff_t fc0,
+                                 ptrdiff_t fc1, T *restrict dw) {
+    enum { NC = 16 };
+    const ptrdiff_t FC = (ptrdiff_t)F * C;
+    T buf[36][NC];
+#define FR_GT6(o, w)                                                                            \
+    do {                                                                                        \
+        (o)[0] = (w)[0] / 4 - ((w)[1] + (w)[2]) / 6 + ((w)[3] + (w)[4]) / 24;                   \
+        (o)[1] = ((w)[2] - (w)[1]) / 6 + ((w)[3] - (w)[4]) / 12;                                \
+        (o)[2] = ((w)[3] + (w)[4]) / 6 - ((w)[1] + (w)[2]) / 6 + (w)[5];                        \
+    } while (0)
+    for (ptrdiff_t f0 = fc0; f0 < fc1; f0 += NC) {
+        const int nc = fc1 - f0 < NC ? (int)(fc1 - f0) : NC;
+        for (int e = 0; e < 36; e++) memcpy(buf[e], dwt + e * FC + f0, sizeof(T) * nc);
+        for (int m = 0; m < nc; m++) {
+            double t[3][6];
+            for (int b = 0; b < 6; b++) {
+                double col[6], o[3];
+                for (int a = 0; a < 6; a++) col[a] = buf[6 * a + b][m];
+                FR_GT6(o, col);
+                for (int i = 0; i < 3; i++) t[i][b] = o[i];
+            }
+            T *d = dw + (f0 + m) * 9;
+            for (int i = 0; i < 3; i++) {
+                double o[3];
+                FR_GT6(o, t[i]);
+                for (int j = 0; j < 3; j++) d[i * 3 + j] = (T)o[j];
+            }
+        }
+    }
+#undef FR_GT6
 }
 
 /* upk (36, O/4, K, 4) = G g G^T (6x6) for output channels 4*ob0 .. 4*ob1 - 1, as
@@ -617,4 +716,5 @@ static void FN(fr_wino4_weights_)(const T *restrict w, int O, int K, int flip, i
                 memcpy(upk + e * es + ((ptrdiff_t)ob * K + k0) * 4, buf[e], sizeof(T) * 4 * kc);
         }
 }
+#undef SH
 #endif /* L == 8 */

@@ -174,9 +174,9 @@ def _wino_lanes_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: in
 
 
 # Float32 maps whose rows hold whole vectors of 4x4 tiles (W_out a multiple of 16: CIFAR's
-# 32x32 and 16x16) take Winograd F(4x4, 3x3) for the forward pass and the input gradient: 2.25
+# 32x32 and 16x16) take Winograd F(4x4, 3x3) (forward, input and weight gradients): 2.25
 # multiplications per output and channel pair instead of 4, at some accuracy (fr_winograd_impl.h:
-# about 5e-6 of the largest output against 3e-7). The weight gradient stays on F(2x2, 3x3).
+# about 5e-6 of the largest output against 3e-7).
 _WINOGRAD4 = True
 
 
@@ -216,18 +216,21 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
 
 def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_part,
                       padding: tuple[int, int], blocks: int, n: int, lanes: bool = False) -> None:
-    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3), with
-    lanes on the batch-lane layout (lane groups of L images in place of images)."""
+    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3) (F(4x4,
+    3x3) where _wino4_ok), with lanes on the batch-lane layout (lane groups of L images in place
+    of images)."""
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
     per = _lanes(x.dtype) if lanes else 1
+    m = 4 if not lanes and _wino4_ok(Ho, Wo, x.dtype) else 2
+    E = (m + 2) ** 2
     if lanes:
         Ho, Wo = _even(Ho), _even(Wo)
     items = -(-x.shape[0] // per)
-    NT = Ho * Wo // 4 * per
-    per_item = 16 * ((C + F) * NT + 2 * _k.winograd_gap)
+    NT = Ho * Wo // m**2 * per
+    per_item = E * ((C + F) * NT + 2 * _k.winograd_gap)
     # each thread's padded image (lanes: and its dout)
     pads = (C * (Ho + 2) * (Wo + 2) + F * Ho * Wo) * per if lanes else (Ho + 2) * (Wo + 2)
-    dwt = arena.empty((16, F * C), x.dtype)
+    dwt = arena.empty((E, F * C), x.dtype)
     # at least _WINO_DW_TILES tiles per block (a lane group of 4x4 maps has only 32), but two
     # blocks where there are two items (threads share out blocks: one would idle the second)
     blocks = max(min(2, items, blocks), min(blocks, items // -(-_WINO_DW_TILES // NT)))
@@ -239,7 +242,7 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
         return
     group = max(1, min(-(-_WINO_DW_TILES // NT), -(-items // blocks),
                        _WINO_DW_GROUP_ELEMS // per_item))
-    _k.winograd_weight_grad(x, dout, dw, db, dwt, arena.empty((blocks, 16 * F * C), x.dtype),
+    _k.winograd_weight_grad(x, dout, dw, db, dwt, arena.empty((blocks, E * F * C), x.dtype),
                             db_part, arena.empty((n, pads + group * per_item), x.dtype), None,
                             *padding, group, lanes, n)
 

@@ -291,37 +291,40 @@ WINOGRAD4 = [
 
 @pytest.mark.parametrize("cfg", WINOGRAD4)
 def test_winograd4_path_is_taken_and_matches_reference(cfg, rng, monkeypatch):
-    # forward with bias, residual and ReLU, dx with the ReLU-input mask, by F(4x4, 3x3) against
-    # the float64 reference, and the same with F(4x4) off (F(2x2) or the direct kernels)
+    # forward with bias, residual and ReLU, dx with the ReLU-input mask, dw and db by F(4x4,
+    # 3x3) against the float64 reference, and the same with F(4x4) off (F(2x2) or the direct
+    # kernels)
     import fastres.functional.conv as fc
-    rows = []
-    real = fc._k.winograd_weights
+    rows = []  # the Winograd variant (16 or 36 elements) of each transform, in call order
+    real_w, real_dw = fc._k.winograd_weights, fc._k.winograd_weight_grad
     monkeypatch.setattr(fc._k, "winograd_weights",
-                        lambda w, flip, upk, n: rows.append(upk.shape[0]) or real(w, flip, upk, n))
+                        lambda *a: rows.append(a[2].shape[0]) or real_w(*a))
+    monkeypatch.setattr(fc._k, "winograd_weight_grad",
+                        lambda *a: rows.append(a[4].shape[0]) or real_dw(*a))
     x, w, b, kw = _run(cfg, np.float32, rng)
     x = np.maximum(x, 0)
     out0, cache = F.conv2d_forward(x, w, b, **kw)
     res = rng.standard_normal(out0.shape).astype(np.float32)
-    dout = np.cos(out0)
     x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
     ref, rcache = R.conv2d_forward(x64, w64, b64, **kw)
     ref = np.maximum(ref + res, 0)
-    dout = dout * (ref > 0)  # through the ReLU (masked by the reference, for both)
-    rdx = R.conv2d_backward(dout.astype(np.float64), rcache)[0] * (x > 0)
+    dout = np.cos(out0) * (ref > 0)  # through the ReLU (masked by the reference, for both)
+    rdx, rdw, rdb = R.conv2d_backward(dout.astype(np.float64), rcache)
+    want = (ref, rdx * (x > 0), rdw, rdb)
     runs = []
     for on in (True, False):
         monkeypatch.setattr(fc, "_WINOGRAD4", on)
         rows.clear()
         out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
-        dx = F.conv2d_backward(dout, cache, relu_input=True)[0]
-        runs.append((out, dx))
-        # forward, then dx: F(4x4) where its map allows, else F(2x2) (16 rows) or no Winograd
-        assert rows[0] == (36 if on else 16)
-        assert rows[1:] == [36] if on and kw["padding"] == 1 else 36 not in rows[1:]
-    for out, dx in runs:
-        for got, want in ((out, ref), (dx, rdx)):
-            scale = np.abs(want).max()
-            np.testing.assert_allclose(got / scale, want / scale, **TOL[np.float32])
+        runs.append((out, *F.conv2d_backward(dout, cache, relu_input=True)))
+        # forward, dx (F(4x4) where its map allows, else F(2x2) or no Winograd), then dw
+        e = 36 if on else 16
+        assert rows[0] == e and rows[-1] == e
+        assert rows[1:-1] == [e] if kw["padding"] == 1 else 36 not in rows[1:-1]
+    for run in runs:
+        for got, wanted in zip(run, want):
+            scale = np.abs(wanted).max()
+            np.testing.assert_allclose(got / scale, wanted / scale, **TOL[np.float32])
     assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
 
 
@@ -357,6 +360,17 @@ def test_winograd4_kernel_refuses_what_it_cannot_index():
                            np.zeros((1, need - 1), np.float32), 1, 1, 1)
     k.winograd_forward(x, upk, None, None, False, None, out, np.zeros((1, need), np.float32),
                        1, 1, 1)
+    # the weight gradient's 36-row sums: float32 image by image only
+    x64, d64 = np.zeros((1, 16, 16, 16)), np.zeros((1, 16, 16, 16))
+    with pytest.raises(ValueError, match=r"winograd_weight_grad: expected dwt with 16 rows"):
+        k.winograd_weight_grad(x64, d64, np.zeros((16, 16, 3, 3)), None, np.zeros((36, 256)),
+                               np.zeros((1, 36 * 256)), np.zeros((1, 16)),
+                               np.zeros((1, 1 << 16)), None, 1, 1, 1, False, 1)
+    with pytest.raises(ValueError, match=r"winograd_weight_grad: expected dwt with 16 rows"):
+        k.winograd_weight_grad(x, out, np.zeros((16, 16, 3, 3), np.float32), None,
+                               np.zeros((36, 256), np.float32), np.zeros((1, 36 * 256), np.float32),
+                               np.zeros((1, 16), np.float32), np.zeros((1, 1 << 20), np.float32),
+                               None, 1, 1, 1, True, 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
