@@ -461,6 +461,14 @@ cdef extern from "fr_direct.h" nogil:
                              int Wo)
     void fr_wino4_dw_out_f(const float *dwt, int F, int C, Py_ssize_t fc0, Py_ssize_t fc1,
                            float *dw)
+    void fr_wino4_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
+                              int ph, int pw, const float *upk, int F, float *xl, float *V,
+                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
+                              const float *bias, const float *res, int relu)
+    void fr_wino4_lanes_wgrad_in_f(const float *x, Py_ssize_t xs, int nimg, int C, int H,
+                                   int W, int ph, int pw, const float *dout, Py_ssize_t ds,
+                                   int F, float *xl, float *dl, float *V, float *DY, int Ho,
+                                   int Wo)
     void fr_wino_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const float *upk, int F, float *xl, float *V,
                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
@@ -559,8 +567,11 @@ cdef inline void wino_lanes_fwd(const floating *x, Py_ssize_t xs, int nimg, int 
                                 int ph, int pw, const floating *upk, int F, floating *xl,
                                 floating *V, floating *M, floating *ol, floating *out,
                                 Py_ssize_t os, int Ho, int Wo, const floating *bias,
-                                const floating *res, int relu) noexcept nogil:
-    if floating is float:
+                                const floating *res, int relu, int m) noexcept nogil:
+    if floating is float and m == 4:
+        fr_wino4_lanes_fwd_f(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho,
+                             Wo, bias, res, relu)
+    elif floating is float:
         fr_wino_lanes_fwd_f(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
                             bias, res, relu)
     else:
@@ -571,8 +582,11 @@ cdef inline void wino_lanes_fwd(const floating *x, Py_ssize_t xs, int nimg, int 
 cdef inline void wino_lanes_wgrad_in(const floating *x, Py_ssize_t xs, int nimg, int C, int H,
                                      int W, int ph, int pw, const floating *dout, Py_ssize_t ds,
                                      int F, floating *xl, floating *dl, floating *V,
-                                     floating *DY, int Ho, int Wo) noexcept nogil:
-    if floating is float:
+                                     floating *DY, int Ho, int Wo, int m) noexcept nogil:
+    if floating is float and m == 4:
+        fr_wino4_lanes_wgrad_in_f(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
+                                  Wo)
+    elif floating is float:
         fr_wino_lanes_wgrad_in_f(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
                                  Wo)
     else:
@@ -594,14 +608,14 @@ cdef inline void wino_wgrad_item(const floating[:, :, :, ::1] x,
                                  int ph, int pw, floating *xp, floating *dl, floating *V,
                                  floating *DY, int m) noexcept nogil:
     """V and DY of one item: the image first, or with lanes the lane group from it; m: the
-    output tile of F(m x m, 3x3) (4: float32 only, without lanes)."""
+    output tile of F(m x m, 3x3) (4: float32 only)."""
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
     if lanes:
         wino_lanes_wgrad_in(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - first), C,
                             H, W, ph, pw, &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo, F,
-                            xp, dl, V, DY, Ho, Wo)
+                            xp, dl, V, DY, Ho, Wo, m)
     elif floating is float and m == 4:
         fr_wino4_wgrad_in_f(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0], F, xp,
                             V, DY, Ho, Wo)
@@ -805,14 +819,14 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
-    cdef int E = _wino_elements("winograd_weight_grad", "dwt", dwt,
-                               floating is float and not lanes)
+    cdef int E = _wino_elements("winograd_weight_grad", "dwt", dwt, floating is float)
     cdef int m = 4 if E == 36 else 2
     cdef int per = L if lanes else 1  # images per item (an image, or a lane group)
     cdef int items = (N + per - 1) // per
     cdef bint is_shared = shared is not None
-    # with lanes an odd plane is tiled one row / column larger (see fr_wino_lanes_fwd_)
-    cdef int He = Ho + Ho % 2 if lanes else Ho, We = Wo + Wo % 2 if lanes else Wo
+    # with lanes a plane is tiled up to a multiple of m rows / columns (fr_wino_lanes_fwd_)
+    cdef int He = (Ho + m - 1) // m * m if lanes else Ho
+    cdef int We = (Wo + m - 1) // m * m if lanes else Wo
     cdef int NT = He * We // (m * m) * per, wsize = E * F * C
     cdef int n_blocks = 1 if is_shared else (dwt_part.shape[0] if dwt_part is not None else 0)
     cdef size_t size_x = <size_t>(He + 2) * (We + 2) * (C * L if lanes else 1)
@@ -1038,30 +1052,32 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
                            const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                            floating[:, :, :, ::1] out, floating[:, ::1] scratch, int ph, int pw,
                            int n_threads):
-    """3x3 stride-1 convolution out = [relu](conv(x) [+ b] [+ res]) by Winograd F(2x2, 3x3) on
-    the batch-lane layout (L images in the lanes of a vector; fr_winograd_impl.h), for maps
-    whose tile rows are narrower than a vector. IN: x (N, C, H, W); upk as for
-    winograd_forward; res like out or None. OUT: out (N, F,
-    H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 (odd ones computed one larger
-    and cropped: He, We below are them rounded up to even), F % 4 == 0.
-    SCRATCH: (n_threads, (C*(He + 2)*(We + 2) + F*He*We)*L + 16*((C + F)*NTL + 2*WINO_GAP)),
-    NTL = He*We/4*L."""
+    """3x3 stride-1 convolution out = [relu](conv(x) [+ b] [+ res]) by Winograd F(m x m, 3x3)
+    on the batch-lane layout (L images in the lanes of a vector; fr_winograd_impl.h), for maps
+    whose tile rows are narrower than a vector; m = 2, or 4 when upk has 36 rows (float32).
+    IN: x (N, C, H, W); upk (E = (m + 2)**2, F*C) as for winograd_forward; res like out or
+    None. OUT: out (N, F, H_out, W_out), H_out = H + 2ph - 2 and W_out = W + 2pw - 2 (computed
+    up to multiples of m and cropped: He, We below), F % 4 == 0.
+    SCRATCH: (n_threads, (C*(He + 2)*(We + 2) + F*He*We)*L + E*((C + F)*NTL + 2*WINO_GAP)),
+    NTL = He*We/m**2*L."""
     check_threads("winograd_lanes_forward", n_threads)
     cdef int L = 8 if floating is float else 4
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], Ho = out.shape[2], Wo = out.shape[3]
-    cdef int He = Ho + Ho % 2, We = Wo + Wo % 2
-    cdef int NTL = (He // 2) * (We // 2) * L
+    cdef int E = _wino_elements("winograd_lanes_forward", "upk", upk, floating is float)
+    cdef int m = 4 if E == 36 else 2
+    cdef int He = (Ho + m - 1) // m * m, We = (Wo + m - 1) // m * m
+    cdef int NTL = (He // m) * (We // m) * L
     cdef size_t size_x = <size_t>C * (He + 2) * (We + 2) * L, size_o = <size_t>F * He * We * L
     cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
-    check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + 16 * (es + ms))
+    check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + E * (es + ms))
     _stride_pad("winograd_lanes_forward", 1, 1, ph, pw)
     expect_shape("winograd_lanes_forward", "out", out.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if Ho < 1 or Wo < 1 or F % 4:
         raise ValueError(f"winograd_lanes_forward: expected non-empty output planes and "
                          f"F % 4 == 0, got ({Ho}, {Wo}) and F = {F}")
-    expect_shape("winograd_lanes_forward", "upk", upk.shape, (16, <Py_ssize_t>F * C))
+    expect_shape("winograd_lanes_forward", "upk", upk.shape, (E, <Py_ssize_t>F * C))
     cdef const floating *bp = _bias("winograd_lanes_forward", b, F)
     cdef const floating *rp = _like_out("winograd_lanes_forward", "res", res, out)
     cdef Py_ssize_t img = <Py_ssize_t>F * Ho * Wo
@@ -1072,8 +1088,8 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
         for blk in prange((N + L - 1) // L, schedule="guided"):
             wino_lanes_fwd(&x[blk * L, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - blk * L), C,
                            H, W, ph, pw, &upk[0, 0], F, xl, xl + size_x + size_o,
-                           xl + size_x + size_o + 16 * es, xl + size_x, &out[blk * L, 0, 0, 0],
-                           img, Ho, Wo, bp, rp + blk * L * img if rp != NULL else NULL, relu)
+                           xl + size_x + size_o + E * es, xl + size_x, &out[blk * L, 0, 0, 0],
+                           img, Ho, Wo, bp, rp + blk * L * img if rp != NULL else NULL, relu, m)
 
 
 def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,

@@ -716,5 +716,108 @@ static void FN(fr_wino4_weights_)(const T *restrict w, int O, int K, int flip, i
                 memcpy(upk + e * es + ((ptrdiff_t)ob * K + k0) * 4, buf[e], sizeof(T) * 4 * kc);
         }
 }
+/* F(4x4, 3x3) on the batch-lane layout (as F(2x2)'s above: a vector is one tile element of L
+ * images, no shuffles): TH x TW tiles of 4x4, NTL = TH*TW*L columns, 36 planes.
+ * V = B^T d B of xl (C, 4TH + 2, 4TW + 2, L), padded. */
+FR_CLONES static void FN(fr_wino4_lanes_in_)(const T *restrict xl, int C, int TH, int TW,
+                                             T *restrict V, ptrdiff_t es) {
+    const int Hp = 4 * TH + 2, Wp = 4 * TW + 2, NTL = TH * TW * L;
+    for (int c = 0; c < C; c++)
+        for (int s = 0; s < TH; s++)
+            for (int t = 0; t < TW; t++) {
+                const T *a = xl + (((ptrdiff_t)c * Hp + 4 * s) * Wp + 4 * t) * L;
+                VEC u[6][6];
+                for (int j = 0; j < 6; j++) { /* u = B^T d, column by column */
+                    VEC col[6], r[6];
+                    for (int i = 0; i < 6; i++) col[i] = FN(fr_ld_)(a + (i * Wp + j) * L);
+                    FN(fr_bt6_)(col, r);
+                    for (int i = 0; i < 6; i++) u[i][j] = r[i];
+                }
+                T *v = V + (ptrdiff_t)c * NTL + (s * TW + t) * L;
+                for (int i = 0; i < 6; i++) { /* V = u B, row by row */
+                    VEC r[6];
+                    FN(fr_bt6_)(u[i], r);
+                    for (int j = 0; j < 6; j++) FN(fr_st_)(v + (6 * i + j) * es, r[j]);
+                }
+            }
+}
+
+/* ol (F, 4TH, 4TW, L) = A^T M A (+ bias), M (36 planes ms apart, each (F, NTL)). */
+FR_CLONES static void FN(fr_wino4_lanes_out_)(const T *restrict M, ptrdiff_t ms, int F, int TH,
+                                              int TW, const T *bias, T *restrict ol) {
+    const int Wo = 4 * TW, NTL = TH * TW * L;
+    for (int f = 0; f < F; f++)
+        for (int s = 0; s < TH; s++)
+            for (int t = 0; t < TW; t++) {
+                const T *mf = M + (ptrdiff_t)f * NTL + (s * TW + t) * L;
+                const T b = bias ? bias[f] : (T)0;
+                VEC u[4][6];
+                for (int j = 0; j < 6; j++) { /* u = A^T m, column by column */
+                    VEC col[6], r[4];
+                    for (int i = 0; i < 6; i++) col[i] = FN(fr_ld_)(mf + (6 * i + j) * ms);
+                    FN(fr_at6_)(col, r);
+                    for (int i = 0; i < 4; i++) u[i][j] = r[i];
+                }
+                T *o = ol + (((ptrdiff_t)f * 4 * TH + 4 * s) * Wo + 4 * t) * L;
+                for (int i = 0; i < 4; i++) { /* y = u A */
+                    VEC y[4];
+                    FN(fr_at6_)(u[i], y);
+                    for (int j = 0; j < 4; j++) FN(fr_st_)(o + (i * Wo + j) * L, y[j] + b);
+                }
+            }
+}
+
+/* DY (36 planes es apart, each (F, NTL)) = A dy A^T of dl (F, 4TH, 4TW, L). */
+FR_CLONES static void FN(fr_wino4_lanes_dy_)(const T *restrict dl, int F, int TH, int TW,
+                                             T *restrict DY, ptrdiff_t es) {
+    const int Wo = 4 * TW, NTL = TH * TW * L;
+    for (int f = 0; f < F; f++)
+        for (int s = 0; s < TH; s++)
+            for (int t = 0; t < TW; t++) {
+                const T *a = dl + (((ptrdiff_t)f * 4 * TH + 4 * s) * Wo + 4 * t) * L;
+                VEC z[6][4];
+                for (int j = 0; j < 4; j++) { /* z = A dy, column by column */
+                    VEC col[4], r[6];
+                    for (int i = 0; i < 4; i++) col[i] = FN(fr_ld_)(a + (i * Wo + j) * L);
+                    FN(fr_a6_)(col, r);
+                    for (int i = 0; i < 6; i++) z[i][j] = r[i];
+                }
+                T *v = DY + (ptrdiff_t)f * NTL + (s * TW + t) * L;
+                for (int i = 0; i < 6; i++) { /* DY = z A^T, row by row */
+                    VEC r[6];
+                    FN(fr_a6_)(z[i], r);
+                    for (int j = 0; j < 6; j++) FN(fr_st_)(v + (6 * i + j) * es, r[j]);
+                }
+            }
+}
+
+/* fr_wino_lanes_fwd_ by F(4x4): TH = ceil(Ho/4), TW = ceil(Wo/4); xl (C, 4TH + 2, 4TW + 2, L)
+ * and ol (F, 4TH, 4TW, L): a map that is not a multiple of 4 is computed on more zero padding,
+ * and cropped. */
+FR_CLONES static void FN(fr_wino4_lanes_fwd_)(const T *x, ptrdiff_t xs, int nimg, int C, int H,
+                                              int W, int ph, int pw, const T *upk, int F, T *xl,
+                                              T *V, T *M, T *ol, T *out, ptrdiff_t os, int Ho,
+                                              int Wo, const T *bias, const T *res, int relu) {
+    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4, NTL = TH * TW * L;
+    const ptrdiff_t es = (ptrdiff_t)C * NTL + FR_WINO_GAP, ms = (ptrdiff_t)F * NTL + FR_WINO_GAP;
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 4 * TH - Ho, 4 * TW - Wo);
+    FN(fr_wino4_lanes_in_)(xl, C, TH, TW, V, es);
+    for (int e = 0; e < 36; e++)
+        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NTL, 0, NTL, F, M + e * ms);
+    FN(fr_wino4_lanes_out_)(M, ms, F, TH, TW, bias, ol);
+    FN(fr_lanes_out_)(ol, F, Ho, Wo, 4 * TH, 4 * TW, nimg, out, os, res, relu);
+}
+
+/* fr_wino_lanes_wgrad_in_ by F(4x4) (the extra rows / columns have zero gradient). */
+FR_CLONES static void FN(fr_wino4_lanes_wgrad_in_)(const T *x, ptrdiff_t xs, int nimg, int C,
+                                                   int H, int W, int ph, int pw, const T *dout,
+                                                   ptrdiff_t ds, int F, T *xl, T *dl, T *V,
+                                                   T *DY, int Ho, int Wo) {
+    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4, NTL = TH * TW * L;
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 4 * TH - Ho, 4 * TW - Wo);
+    FN(fr_lanes_in_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0, 4 * TH - Ho, 4 * TW - Wo);
+    FN(fr_wino4_lanes_in_)(xl, C, TH, TW, V, (ptrdiff_t)C * NTL + FR_WINO_GAP);
+    FN(fr_wino4_lanes_dy_)(dl, F, TH, TW, DY, (ptrdiff_t)F * NTL + FR_WINO_GAP);
+}
 #undef SH
 #endif /* L == 8 */

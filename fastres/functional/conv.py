@@ -173,10 +173,12 @@ def _wino_lanes_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: in
             and _lanes_ok(stride, W_out, F, dtype))
 
 
-# Float32 maps whose rows hold whole vectors of 4x4 tiles (W_out a multiple of 16: CIFAR's
-# 32x32 and 16x16) take Winograd F(4x4, 3x3) (forward, input and weight gradients): 2.25
-# multiplications per output and channel pair instead of 4, at some accuracy (fr_winograd_impl.h:
-# about 5e-6 of the largest output against 3e-7).
+# Float32 3x3 convolutions take Winograd F(4x4, 3x3) (forward, input and weight gradients):
+# 2.25 multiplications per output and channel pair instead of 4, at some accuracy
+# (fr_winograd_impl.h: about 5e-6 of the largest output against 3e-7). Image by image on maps
+# whose rows hold whole vectors of 4x4 tiles (W_out a multiple of 16: CIFAR's 32x32, 16x16); on
+# the batch-lane layout where its tiles, counting the padding up to multiples of 4, cost at most
+# 3/4 of F(2x2)'s multiplications (7x7, 14x14, 28x28, 4x4; not 6x6, which F(2x2) tiles exactly).
 _WINOGRAD4 = True
 
 
@@ -185,9 +187,20 @@ def _wino4_ok(H_out: int, W_out: int, dtype) -> bool:
             and (H_out * W_out // 16) % 8 == 0)
 
 
-def _even(n: int) -> int:
-    """n rounded up to even: the batch-lane Winograd tiles an odd plane one larger."""
-    return n + n % 2
+def _up(n: int, m: int) -> int:
+    """n rounded up to a multiple of m: the batch-lane Winograd F(m x m) tiles a plane so."""
+    return -(-n // m) * m
+
+
+def _wino4_lanes_ok(H_out: int, W_out: int, dtype) -> bool:
+    return (_WINOGRAD4 and dtype == np.float32
+            and 9 * _up(H_out, 4) * _up(W_out, 4) <= 12 * _up(H_out, 2) * _up(W_out, 2))
+
+
+def _wino_m(H_out: int, W_out: int, dtype, lanes: bool) -> int:
+    """The output tile of the Winograd variant for these maps: F(4x4) or F(2x2)."""
+    ok = _wino4_lanes_ok if lanes else _wino4_ok
+    return 4 if ok(H_out, W_out, dtype) else 2
 
 
 def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
@@ -197,34 +210,34 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
     3); with lanes on the batch-lane layout, whose epilogue has no gate."""
     C, F, Ho, Wo = x.shape[1], *out.shape[1:]
-    m = 4 if not lanes and _wino4_ok(Ho, Wo, x.dtype) else 2
-    upk = arena.empty(((m + 2) ** 2, F * C), dtype=x.dtype)
+    m = _wino_m(Ho, Wo, x.dtype, lanes)
+    E = (m + 2) ** 2
+    upk = arena.empty((E, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk, n)
     if lanes:
         assert gate is None
-        L, He, We = _lanes(x.dtype), _even(Ho), _even(Wo)
+        L, He, We = _lanes(x.dtype), _up(Ho, m), _up(Wo, m)
         size = ((C * (He + 2) * (We + 2) + F * He * We) * L
-                + 16 * ((C + F) * He * We // 4 * L + 2 * _k.winograd_gap))
+                + E * ((C + F) * He * We // m**2 * L + 2 * _k.winograd_gap))
         _k.winograd_lanes_forward(x, upk, b, residual, relu, out,
                                   arena.empty((n, size), dtype=x.dtype), *padding, n)
     else:
-        size = (Ho + 2) * (Wo + 2) + upk.shape[0] * ((C + F) * Ho * Wo // m**2
-                                                     + 2 * _k.winograd_gap)
+        size = (Ho + 2) * (Wo + 2) + E * ((C + F) * Ho * Wo // m**2 + 2 * _k.winograd_gap)
         _k.winograd_forward(x, upk, b, residual, relu, gate, out,
                             arena.empty((n, size), dtype=x.dtype), *padding, n)
 
 
 def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_part,
                       padding: tuple[int, int], blocks: int, n: int, lanes: bool = False) -> None:
-    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3) (F(4x4,
-    3x3) where _wino4_ok), with lanes on the batch-lane layout (lane groups of L images in place
-    of images)."""
+    """dw (F, C, 3, 3) [and db] of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3) or F(4x4,
+    3x3) (_wino_m), with lanes on the batch-lane layout (lane groups of L images in place of
+    images)."""
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
     per = _lanes(x.dtype) if lanes else 1
-    m = 4 if not lanes and _wino4_ok(Ho, Wo, x.dtype) else 2
+    m = _wino_m(Ho, Wo, x.dtype, lanes)
     E = (m + 2) ** 2
     if lanes:
-        Ho, Wo = _even(Ho), _even(Wo)
+        Ho, Wo = _up(Ho, m), _up(Wo, m)
     items = -(-x.shape[0] // per)
     NT = Ho * Wo // m**2 * per
     per_item = E * ((C + F) * NT + 2 * _k.winograd_gap)

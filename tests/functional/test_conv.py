@@ -279,13 +279,19 @@ def test_winograd_path_is_taken_and_matches_direct(dtype, rng, monkeypatch):
         assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
 
 
-# float32 maps of whole vectors of 4x4 tiles: Winograd F(4x4, 3x3) for the forward pass and,
-# where its output is such a map too (padding 1), the input gradient
+# Winograd F(4x4, 3x3) in float32: image by image on maps of whole vectors of 4x4 tiles, the
+# input gradient of padding 0 / 2 (18x18 / 14x14 maps) on the batch-lane layout
 WINOGRAD4 = [
     (2, 16, 32, 32, 16, 3, 3, 1, 1, 1),
     (3, 20, 16, 32, 24, 3, 3, 1, 1, 1),  # non-square; C_in not a multiple of 4
-    (2, 16, 18, 18, 16, 3, 3, 1, 0, 1),  # dx: an 18x18 map
-    (2, 16, 14, 14, 16, 3, 3, 1, 2, 1),  # dx: a 14x14 map
+    (2, 16, 18, 18, 16, 3, 3, 1, 0, 1),
+    (2, 16, 14, 14, 16, 3, 3, 1, 2, 1),
+    # the batch-lane layout: maps narrower than whole vectors (4x4, 28x28) or not multiples of
+    # 4 (7x7, 14x14: computed up to 8x8, 16x16 and cropped); 11 images: a short lane group
+    (11, 16, 4, 4, 20, 3, 3, 1, 1, 1),
+    (11, 20, 7, 7, 16, 3, 3, 1, 1, 1),
+    (9, 16, 14, 14, 16, 3, 3, 1, 1, 1),
+    (3, 16, 28, 28, 20, 3, 3, 1, 1, 1),
 ]
 
 
@@ -317,10 +323,8 @@ def test_winograd4_path_is_taken_and_matches_reference(cfg, rng, monkeypatch):
         rows.clear()
         out, cache = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)
         runs.append((out, *F.conv2d_backward(dout, cache, relu_input=True)))
-        # forward, dx (F(4x4) where its map allows, else F(2x2) or no Winograd), then dw
-        e = 36 if on else 16
-        assert rows[0] == e and rows[-1] == e
-        assert rows[1:-1] == [e] if kw["padding"] == 1 else 36 not in rows[1:-1]
+        # forward, dx, dw
+        assert rows == [36 if on else 16] * 3
     for run in runs:
         for got, wanted in zip(run, want):
             scale = np.abs(wanted).max()
@@ -360,17 +364,24 @@ def test_winograd4_kernel_refuses_what_it_cannot_index():
                            np.zeros((1, need - 1), np.float32), 1, 1, 1)
     k.winograd_forward(x, upk, None, None, False, None, out, np.zeros((1, need), np.float32),
                        1, 1, 1)
-    # the weight gradient's 36-row sums: float32 image by image only
+    # 36-row weights and sums: float32 only
     x64, d64 = np.zeros((1, 16, 16, 16)), np.zeros((1, 16, 16, 16))
     with pytest.raises(ValueError, match=r"winograd_weight_grad: expected dwt with 16 rows"):
         k.winograd_weight_grad(x64, d64, np.zeros((16, 16, 3, 3)), None, np.zeros((36, 256)),
                                np.zeros((1, 36 * 256)), np.zeros((1, 16)),
                                np.zeros((1, 1 << 16)), None, 1, 1, 1, False, 1)
-    with pytest.raises(ValueError, match=r"winograd_weight_grad: expected dwt with 16 rows"):
-        k.winograd_weight_grad(x, out, np.zeros((16, 16, 3, 3), np.float32), None,
-                               np.zeros((36, 256), np.float32), np.zeros((1, 36 * 256), np.float32),
-                               np.zeros((1, 16), np.float32), np.zeros((1, 1 << 20), np.float32),
-                               None, 1, 1, 1, True, 1)
+    with pytest.raises(ValueError, match=r"winograd_lanes_forward: expected upk with 16 rows"):
+        k.winograd_lanes_forward(x64, np.zeros((36, 256)), None, None, False, d64,
+                                 np.zeros((1, 1 << 18)), 1, 1, 1)
+    # the batch-lane F(4x4) scratch: (C*(He + 2)*(We + 2) + F*He*We)*L + 36*((C + F)*NTL + 2*gap)
+    # for 7x7 maps computed as 8x8 (the F(2x2) size, for 8x8 too, is smaller)
+    x7, o7 = np.zeros((3, 16, 7, 7), np.float32), np.zeros((3, 16, 7, 7), np.float32)
+    need = (16 * 10 * 10 + 16 * 64) * 8 + 36 * (32 * 4 * 8 + 2 * k.winograd_gap)
+    with pytest.raises(ValueError, match="winograd_lanes_forward"):
+        k.winograd_lanes_forward(x7, upk, None, None, False, o7,
+                                 np.zeros((1, need - 1), np.float32), 1, 1, 1)
+    k.winograd_lanes_forward(x7, upk, None, None, False, o7, np.zeros((1, need), np.float32),
+                             1, 1, 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
