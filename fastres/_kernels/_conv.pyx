@@ -808,7 +808,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     batch blocks (of images, or lane groups) summed in block order; scratch (n_threads,
     (H_out + 2)*(W_out + 2) + group*16*((C + F)*NT + 2*WINO_GAP)), NT = H_out*W_out/4, or with
     lanes (C*(He + 2)*(We + 2) + F*He*We)*L + group*16*((C + F)*NT*L + 2*WINO_GAP), NT =
-    He*We/4, He and We H_out and W_out rounded up to even (lanes take odd planes).
+    He*We/4, He and We H_out and W_out rounded up to multiples of m (lanes take any plane).
     shared, for a small batch, or None: every item's transforms (items*16*((C + F)*NT +
     2*WINO_GAP) elements, NT*L with lanes), made in parallel; then the threads split the sums
     (element e, 4 output channels) among them, each over all the items, so there are no block

@@ -9,6 +9,7 @@
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
  * Vectors hold L consecutive tiles, two halves of L/2 each inside one tile row (TW % (L/2) == 0);
  * a half's 2x2 outputs interleave into one vector of L outputs of one output row.
+ * F(4x4, 3x3) (float32) follows at the end of the file, on the same layouts.
  */
 /* Where tile q starts in a plane of rows `row` elements apart: tile (s, t) = (q / TW, q % TW)
  * covers rows 2s.., columns 2t.. (the two halves of a vector of tiles start at q and q + L/2). */
@@ -646,9 +647,10 @@ static void FN(fr_wino4_dw_out_)(const T *restrict dwt, int F, int C, ptrdiff_t 
     T buf[36][NC];
 #define FR_GT6(o, w)                                                                            \
     do {                                                                                        \
-        (o)[0] = (w)[0] / 4 - ((w)[1] + (w)[2]) / 6 + ((w)[3] + (w)[4]) / 24;                   \
-        (o)[1] = ((w)[2] - (w)[1]) / 6 + ((w)[3] - (w)[4]) / 12;                                \
-        (o)[2] = ((w)[3] + (w)[4]) / 6 - ((w)[1] + (w)[2]) / 6 + (w)[5];                        \
+        const double s12_ = (w)[1] + (w)[2], s34_ = (w)[3] + (w)[4];                          \
+        (o)[0] = (w)[0] * 0.25 - s12_ * (1.0 / 6) + s34_ * (1.0 / 24);                          \
+        (o)[1] = ((w)[2] - (w)[1]) * (1.0 / 6) + ((w)[3] - (w)[4]) * (1.0 / 12);                \
+        (o)[2] = (s34_ - s12_) * (1.0 / 6) + (w)[5];                                            \
     } while (0)
     for (ptrdiff_t f0 = fc0; f0 < fc1; f0 += NC) {
         const int nc = fc1 - f0 < NC ? (int)(fc1 - f0) : NC;
@@ -693,11 +695,12 @@ static void FN(fr_wino4_weights_)(const T *restrict w, int O, int K, int flip, i
                             g[i][j] = flip ? src[(2 - i) * 3 + 2 - j] : src[i * 3 + j];
 #define FR_G6(v, g0, g1, g2)                                                                    \
     do {                                                                                        \
-        (v)[0] = (g0) / 4;                                                                      \
-        (v)[1] = -((g0) + (g1) + (g2)) / 6;                                                     \
-        (v)[2] = -((g0) - (g1) + (g2)) / 6;                                                     \
-        (v)[3] = (g0) / 24 + (g1) / 12 + (g2) / 6;                                              \
-        (v)[4] = (g0) / 24 - (g1) / 12 + (g2) / 6;                                              \
+        const double p_ = (g0) * (1.0 / 24) + (g2) * (1.0 / 6), q_ = (g1) * (1.0 / 12);       \
+        (v)[0] = (g0) * 0.25;                                                                   \
+        (v)[1] = -((g0) + (g1) + (g2)) * (1.0 / 6);                                             \
+        (v)[2] = -((g0) - (g1) + (g2)) * (1.0 / 6);                                             \
+        (v)[3] = p_ + q_;                                                                       \
+        (v)[4] = p_ - q_;                                                                       \
         (v)[5] = (g2);                                                                          \
     } while (0)
                     for (int j = 0; j < 3; j++) {

@@ -179,7 +179,12 @@ def _wino_lanes_ok(KH: int, KW: int, stride: tuple[int, int], groups: int, C: in
 # whose rows hold whole vectors of 4x4 tiles (W_out a multiple of 16: CIFAR's 32x32, 16x16); on
 # the batch-lane layout where its tiles, counting the padding up to multiples of 4, cost at most
 # 3/4 of F(2x2)'s multiplications (7x7, 14x14, 28x28, 4x4; not 6x6, which F(2x2) tiles exactly).
+# Its weights have 36 elements per channel pair instead of 16, and transforming them (and the
+# weight gradient's sums) costs about as much as 1000 multiplications per pair more: so only
+# where the batch saves at least _WINO4_MIN_SAVED per pair (batch 32: 512@4x4 saves 896 and
+# ran 1.3x slower by F(4x4), 256@7x7 saves 3584 and ran 1.3x faster).
 _WINOGRAD4 = True
+_WINO4_MIN_SAVED = 2048
 
 
 def _wino4_ok(H_out: int, W_out: int, dtype) -> bool:
@@ -197,10 +202,11 @@ def _wino4_lanes_ok(H_out: int, W_out: int, dtype) -> bool:
             and 9 * _up(H_out, 4) * _up(W_out, 4) <= 12 * _up(H_out, 2) * _up(W_out, 2))
 
 
-def _wino_m(H_out: int, W_out: int, dtype, lanes: bool) -> int:
+def _wino_m(N: int, H_out: int, W_out: int, dtype, lanes: bool) -> int:
     """The output tile of the Winograd variant for these maps: F(4x4) or F(2x2)."""
     ok = _wino4_lanes_ok if lanes else _wino4_ok
-    return 4 if ok(H_out, W_out, dtype) else 2
+    saved = N * (4 * _up(H_out, 2) * _up(W_out, 2) - 2.25 * _up(H_out, 4) * _up(W_out, 4))
+    return 4 if ok(H_out, W_out, dtype) and saved >= _WINO4_MIN_SAVED else 2
 
 
 def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
@@ -210,7 +216,7 @@ def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[
     or with flip those of the input gradient of a convolution with weights w (C_in, C_out, 3,
     3); with lanes on the batch-lane layout, whose epilogue has no gate."""
     C, F, Ho, Wo = x.shape[1], *out.shape[1:]
-    m = _wino_m(Ho, Wo, x.dtype, lanes)
+    m = _wino_m(x.shape[0], Ho, Wo, x.dtype, lanes)
     E = (m + 2) ** 2
     upk = arena.empty((E, F * C), dtype=x.dtype)
     _k.winograd_weights(w, flip, upk, n)
@@ -234,7 +240,7 @@ def _wino_weight_grad(x: np.ndarray, dout: np.ndarray, dw: np.ndarray, db, db_pa
     images)."""
     C, F, Ho, Wo = x.shape[1], *dout.shape[1:]
     per = _lanes(x.dtype) if lanes else 1
-    m = _wino_m(Ho, Wo, x.dtype, lanes)
+    m = _wino_m(x.shape[0], Ho, Wo, x.dtype, lanes)
     E = (m + 2) ** 2
     if lanes:
         Ho, Wo = _up(Ho, m), _up(Wo, m)

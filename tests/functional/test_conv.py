@@ -301,6 +301,7 @@ def test_winograd4_path_is_taken_and_matches_reference(cfg, rng, monkeypatch):
     # 3x3) against the float64 reference, and the same with F(4x4) off (F(2x2) or the direct
     # kernels)
     import fastres.functional.conv as fc
+    monkeypatch.setattr(fc, "_WINO4_MIN_SAVED", 0)  # these small batches too
     rows = []  # the Winograd variant (16 or 36 elements) of each transform, in call order
     real_w, real_dw = fc._k.winograd_weights, fc._k.winograd_weight_grad
     monkeypatch.setattr(fc._k, "winograd_weights",
@@ -332,8 +333,20 @@ def test_winograd4_path_is_taken_and_matches_reference(cfg, rng, monkeypatch):
     assert (runs[0][0] >= 0).all() and (runs[0][1][x <= 0] == 0).all()
 
 
-def test_winograd4_thread_invariance(rng):
-    x, w, b, kw = _run((37, *WINOGRAD4[1][1:]), np.float32, rng)
+def test_winograd4_variant_choice():
+    # F(4x4) where a float32 batch saves enough multiplications per channel pair for its larger
+    # weight transforms; never in float64, nor where its padding costs (6x6 on lanes)
+    from fastres.functional.conv import _wino_m
+    f32 = np.float32
+    assert _wino_m(128, 32, 32, f32, False) == 4 and _wino_m(2, 32, 32, f32, False) == 4
+    assert _wino_m(1, 32, 32, f32, False) == 2 and _wino_m(128, 32, 32, np.float64, False) == 2
+    assert _wino_m(32, 7, 7, f32, True) == 4 and _wino_m(32, 4, 4, f32, True) == 2
+    assert _wino_m(128, 6, 6, f32, True) == 2 and _wino_m(32, 28, 28, f32, True) == 4
+
+
+@pytest.mark.parametrize("cfg", [WINOGRAD4[1], WINOGRAD4[5]])
+def test_winograd4_thread_invariance(cfg, rng):
+    x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
     runs = []
     for t in (1, 2, 3):
         out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
