@@ -44,6 +44,7 @@ class FusedConvBN:
         self.conv, self.bn, self.relu, self.residual = conv, bn, relu, residual
         self._inputs = None  # _snapshot of the arrays the folded weights came from
         self._folded = None
+        self._weight_cache = {}  # the folded weights' transforms (conv2d_forward's weight_cache)
         self._cache = None
         self._relu_cache = None
 
@@ -64,6 +65,7 @@ class FusedConvBN:
             w = (c.weight.data.astype(np.float64) * s[:, None, None, None]).astype(c.dtype)
             b = (bn.bias.data + (b0 - bn.running_mean.astype(np.float64)) * s).astype(c.dtype)
             self._folded, self._inputs = (w, b, s), snapshot
+            self._weight_cache = {}
         return self._folded
 
     def forward(self, x, residual=None):
@@ -74,7 +76,8 @@ class FusedConvBN:
         w, b, _ = self.folded()
         out, self._cache = F.conv2d_forward(x, w, b, stride=c.stride, padding=c.padding,
                                             groups=c.groups, residual=residual,
-                                            relu=self.relu is not None)
+                                            relu=self.relu is not None,
+                                            weight_cache=self._weight_cache)
         self._relu_cache = ReluCache(out) if self.relu is not None else None
         return out
 

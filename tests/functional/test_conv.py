@@ -398,6 +398,26 @@ def test_winograd4_kernel_refuses_what_it_cannot_index():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [WINOGRAD4[0], WINOGRAD4[4], WINOGRAD[1]])
+def test_weight_cache_keeps_the_winograd_transform(cfg, dtype, rng, monkeypatch):
+    # per image and on the batch-lane layout: the transform runs once per cache dict, and the
+    # outputs are those without a cache, bit for bit
+    import fastres.functional.conv as fc
+    monkeypatch.setattr(fc, "_WINO4_MIN_SAVED", 0)
+    calls = _spy(monkeypatch, fc._k, ("winograd_weights",))
+    x, w, b, kw = _run(cfg, dtype, rng)
+    plain = F.conv2d_forward(x, w, b, **kw)[0]
+    cache = {}
+    outs = [F.conv2d_forward(x, w, b, weight_cache=cache, **kw)[0] for _ in range(3)]
+    assert calls == ["winograd_weights"] * 2
+    for out in outs:
+        np.testing.assert_array_equal(out, plain)
+    with pytest.raises(TypeError, match="conv2d_forward: expected weight_cache to be a dict or "
+                                        "None, got list"):
+        F.conv2d_forward(x, w, weight_cache=[], **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_padded_input_grad_path_is_taken(dtype, rng, monkeypatch):
     # input channels the direct kernel cannot take as outputs (3, 6): dx on it with the channels
     # padded to 4 / 8 by zero weights, cropped; against the reference

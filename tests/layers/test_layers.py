@@ -272,6 +272,24 @@ def test_init_schemes():
     assert np.abs(dense.weight.data).max() <= 0.1
 
 
+def test_fused_eval_winograd_follows_weight_changes(rng):
+    # the folded convolution keeps its Winograd-transformed weights between eval forwards
+    # (conv2d_forward's weight_cache) and drops them when a parameter changes
+    seq = Sequential(Conv2D(16, 16, 3, padding=1, rng=rng), BatchNorm2D(16), ReLU())
+    x = rng.standard_normal((4, 16, 16, 16)).astype(np.float32)
+    seq.eval()
+    first = seq.forward(x).copy()
+    np.testing.assert_array_equal(seq.forward(x), first)
+    for change in (lambda: seq[0].weight.data.__imul__(2), lambda: seq[1].bias.data.__iadd__(1)):
+        change()
+        fused = seq.forward(x).copy()
+        seq.fuse = False
+        plain = seq.forward(x)
+        seq.fuse = True
+        assert not np.array_equal(fused, first) and rel_error(fused, plain) < 1e-5
+        first = fused
+
+
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (F64, 1e-12)])
 def test_fused_eval_equals_unfused(rng, dtype, tol):
     seq = Sequential(Conv2D(3, 4, 3, padding=1, dtype=dtype, rng=rng), BatchNorm2D(4, dtype=dtype),
