@@ -344,6 +344,24 @@ def test_winograd4_variant_choice():
     assert _wino_m(128, 6, 6, f32, True) == 2 and _wino_m(32, 28, 28, f32, True) == 4
 
 
+@pytest.mark.parametrize("N", [1, 2, 3])
+def test_winograd4_small_batch_bands(N, rng, monkeypatch):
+    # fewer images than threads: each image's F(4x4) tiles cut into bands, one per thread (8
+    # vectors of tiles for 3 and 5 threads: uneven bands), with the residual and ReLU epilogue
+    import fastres.functional.conv as fc
+    monkeypatch.setattr(fc, "_WINO4_MIN_SAVED", 0)
+    x, w, b, kw = _run((N, *WINOGRAD4[0][1:]), np.float32, rng)
+    res = np.sin(F.conv2d_forward(x, w, **kw)[0])
+    runs = [F.conv2d_forward(x, w, b, residual=res, relu=True, n_threads=t, **kw)[0]
+            for t in (1, 2, 3, 5)]
+    for out in runs[1:]:
+        np.testing.assert_array_equal(out, runs[0])
+    ref = R.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)[0]
+    expected = np.maximum(ref + res, 0)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(runs[0] / scale, expected / scale, **TOL[np.float32])
+
+
 @pytest.mark.parametrize("cfg", [WINOGRAD4[1], WINOGRAD4[5]])
 def test_winograd4_thread_invariance(cfg, rng):
     x, w, b, kw = _run((37, *cfg[1:]), np.float32, rng)
