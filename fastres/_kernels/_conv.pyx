@@ -445,50 +445,38 @@ cdef extern from "fr_direct.h" nogil:
                            int nv, Py_ssize_t P, int F, double *dw)
     void fr_wino_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
                        int F, float *xp, float *V, float *M, float *out, int Ho, int Wo, int q0,
-                       int q1, const float *bias, const float *res, int relu, const float *gate)
+                       int q1, const float *bias, const float *res, int relu, const float *gate,
+                       int m)
     void fr_wino_fwd_d(const double *x, int C, int H, int W, int ph, int pw, const double *upk,
                        int F, double *xp, double *V, double *M, double *out, int Ho, int Wo,
                        int q0, int q1, const double *bias, const double *res, int relu,
-                       const double *gate)
-    void fr_wino4_fwd_f(const float *x, int C, int H, int W, int ph, int pw, const float *upk,
-                        int F, float *xp, float *V, float *M, float *out, int Ho, int Wo,
-                        int q0, int q1, const float *bias, const float *res, int relu,
-                        const float *gate)
+                       const double *gate, int m)
     void fr_wino4_weights_f(const float *w, int O, int K, int flip, int ob0, int ob1,
                             float *upk)
-    void fr_wino4_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
-                             const float *dout, int F, float *xp, float *V, float *DY, int Ho,
-                             int Wo)
     void fr_wino4_dw_out_f(const float *dwt, int F, int C, Py_ssize_t fc0, Py_ssize_t fc1,
                            float *dw)
-    void fr_wino4_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
-                              int ph, int pw, const float *upk, int F, float *xl, float *V,
-                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
-                              const float *bias, const float *res, int relu)
-    void fr_wino4_lanes_wgrad_in_f(const float *x, Py_ssize_t xs, int nimg, int C, int H,
-                                   int W, int ph, int pw, const float *dout, Py_ssize_t ds,
-                                   int F, float *xl, float *dl, float *V, float *DY, int Ho,
-                                   int Wo)
     void fr_wino_lanes_fwd_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const float *upk, int F, float *xl, float *V,
                              float *M, float *ol, float *out, Py_ssize_t os, int Ho, int Wo,
-                             const float *bias, const float *res, int relu)
+                             const float *bias, const float *res, int relu, int m)
     void fr_wino_lanes_fwd_d(const double *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                              int ph, int pw, const double *upk, int F, double *xl, double *V,
                              double *M, double *ol, double *out, Py_ssize_t os, int Ho, int Wo,
-                             const double *bias, const double *res, int relu)
+                             const double *bias, const double *res, int relu, int m)
     void fr_wino_lanes_wgrad_in_f(const float *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                                   int ph, int pw, const float *dout, Py_ssize_t ds, int F,
-                                  float *xl, float *dl, float *V, float *DY, int Ho, int Wo)
+                                  float *xl, float *dl, float *V, float *DY, int Ho, int Wo,
+                                  int m)
     void fr_wino_lanes_wgrad_in_d(const double *x, Py_ssize_t xs, int nimg, int C, int H, int W,
                                   int ph, int pw, const double *dout, Py_ssize_t ds, int F,
-                                  double *xl, double *dl, double *V, double *DY, int Ho, int Wo)
+                                  double *xl, double *dl, double *V, double *DY, int Ho, int Wo,
+                                  int m)
     void fr_wino_wgrad_in_f(const float *x, int C, int H, int W, int ph, int pw,
                             const float *dout, int F, float *xp, float *V, float *DY, int Ho,
-                            int Wo)
+                            int Wo, int m)
     void fr_wino_wgrad_in_d(const double *x, int C, int H, int W, int ph, int pw,
                             const double *dout, int F, double *xp, double *V, double *DY,
-                            int Ho, int Wo)
+                            int Ho, int Wo, int m)
     void fr_wino_wgrad_sum_f(const float *V, Py_ssize_t vs, const float *DY, Py_ssize_t ds,
                              int nimg, int C, int F, int NT, int u0, int u1, int add, float *dwt)
     void fr_wino_wgrad_sum_d(const double *V, Py_ssize_t vs, const double *DY, Py_ssize_t ds,
@@ -538,29 +526,28 @@ cdef inline void direct_wgrad(const floating *xin, Py_ssize_t xs, const floating
         fr_direct_wgrad_d(xin, xs, dout, ds, nimg, off, K, vin, vout, nv, P, F, dw)
 
 
+# m: the output tile of Winograd F(m x m, 3x3), 2, or 4 (float32 only; the kernels take
+# F(2x2) in float64)
 cdef inline void wino_fwd(const floating *x, int C, int H, int W, int ph, int pw,
                           const floating *upk, int F, floating *xp, floating *V, floating *M,
                           floating *out, int Ho, int Wo, int q0, int q1, const floating *bias,
                           const floating *res, int relu, const floating *gate,
                           int m) noexcept nogil:
-    if floating is float and m == 4:
-        fr_wino4_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res,
-                       relu, gate)
-    elif floating is float:
+    if floating is float:
         fr_wino_fwd_f(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res, relu,
-                      gate)
+                      gate, m)
     else:
         fr_wino_fwd_d(x, C, H, W, ph, pw, upk, F, xp, V, M, out, Ho, Wo, q0, q1, bias, res, relu,
-                      gate)
+                      gate, 2)
 
 
 cdef inline void wino_wgrad_in(const floating *x, int C, int H, int W, int ph, int pw,
                                const floating *dout, int F, floating *xp, floating *V,
-                               floating *DY, int Ho, int Wo) noexcept nogil:
+                               floating *DY, int Ho, int Wo, int m) noexcept nogil:
     if floating is float:
-        fr_wino_wgrad_in_f(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo)
+        fr_wino_wgrad_in_f(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo, m)
     else:
-        fr_wino_wgrad_in_d(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo)
+        fr_wino_wgrad_in_d(x, C, H, W, ph, pw, dout, F, xp, V, DY, Ho, Wo, 2)
 
 
 cdef inline void wino_lanes_fwd(const floating *x, Py_ssize_t xs, int nimg, int C, int H, int W,
@@ -568,30 +555,24 @@ cdef inline void wino_lanes_fwd(const floating *x, Py_ssize_t xs, int nimg, int 
                                 floating *V, floating *M, floating *ol, floating *out,
                                 Py_ssize_t os, int Ho, int Wo, const floating *bias,
                                 const floating *res, int relu, int m) noexcept nogil:
-    if floating is float and m == 4:
-        fr_wino4_lanes_fwd_f(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho,
-                             Wo, bias, res, relu)
-    elif floating is float:
+    if floating is float:
         fr_wino_lanes_fwd_f(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
-                            bias, res, relu)
+                            bias, res, relu, m)
     else:
         fr_wino_lanes_fwd_d(x, xs, nimg, C, H, W, ph, pw, upk, F, xl, V, M, ol, out, os, Ho, Wo,
-                            bias, res, relu)
+                            bias, res, relu, 2)
 
 
 cdef inline void wino_lanes_wgrad_in(const floating *x, Py_ssize_t xs, int nimg, int C, int H,
                                      int W, int ph, int pw, const floating *dout, Py_ssize_t ds,
                                      int F, floating *xl, floating *dl, floating *V,
                                      floating *DY, int Ho, int Wo, int m) noexcept nogil:
-    if floating is float and m == 4:
-        fr_wino4_lanes_wgrad_in_f(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
-                                  Wo)
-    elif floating is float:
+    if floating is float:
         fr_wino_lanes_wgrad_in_f(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
-                                 Wo)
+                                 Wo, m)
     else:
         fr_wino_lanes_wgrad_in_d(x, xs, nimg, C, H, W, ph, pw, dout, ds, F, xl, dl, V, DY, Ho,
-                                 Wo)
+                                 Wo, 2)
 
 
 cdef inline void wino_wgrad_sum(const floating *V, Py_ssize_t vs, const floating *DY,
@@ -616,12 +597,9 @@ cdef inline void wino_wgrad_item(const floating[:, :, :, ::1] x,
         wino_lanes_wgrad_in(&x[first, 0, 0, 0], <Py_ssize_t>C * H * W, min(L, N - first), C,
                             H, W, ph, pw, &dout[first, 0, 0, 0], <Py_ssize_t>F * Ho * Wo, F,
                             xp, dl, V, DY, Ho, Wo, m)
-    elif floating is float and m == 4:
-        fr_wino4_wgrad_in_f(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0], F, xp,
-                            V, DY, Ho, Wo)
     else:
         wino_wgrad_in(&x[first, 0, 0, 0], C, H, W, ph, pw, &dout[first, 0, 0, 0], F, xp, V,
-                      DY, Ho, Wo)
+                      DY, Ho, Wo, m)
 
 
 cdef inline void pad(const floating *x, floating *xq, int C, int H, int W, int ph, int pw,

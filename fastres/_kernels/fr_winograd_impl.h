@@ -64,9 +64,10 @@ static inline __attribute__((always_inline)) void FN(fr_wino_adya_)(const VEC y[
 
 /* V (16 planes es apart, each (C, NT)) = B^T d B for every tile of x (C, H, W) zero-padded
  * by ph, pw to Hp = 2TH + 2 = H + 2ph rows and Wp = 2TW + 2 = W + 2pw columns, one channel at
- * a time through xp (Hp*Wp, so that the transform reads it from L1). A half of a vector is tiles t..t+L/2-1 of
- * tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1 interleaved) and 2t + 2..
- * (columns 2, 3); the even and odd lanes of the two halves' loads are the four columns. */
+ * a time through xp (Hp*Wp, so that the transform reads it from L1). A half of a vector is
+ * tiles t..t+L/2-1 of tile row s: padded row 2s + i, columns 2t.. (patch columns 0, 1
+ * interleaved) and 2t + 2.. (columns 2, 3); the even and odd lanes of the two halves' loads are
+ * the four columns. */
 FR_CLONES static void FN(fr_wino_in_)(const T *restrict x, int C, int H, int W, int ph, int pw,
                                       T *restrict xp, int Hp, int Wp, int TW, int NT, int q0,
                                       int q1, T *restrict V, ptrdiff_t es) {
@@ -162,25 +163,6 @@ FR_CLONES static void FN(fr_wino_gemm_)(const T *V, const T *upk, int C, int NT,
 #ifndef FR_WINO_GAP
 #define FR_WINO_GAP 16
 #endif
-/* One image: out (F, Ho, Wo) = conv3x3(x (C, H, W), padding ph, pw) (+ bias) (+ res) (relu)
- * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 even, TW = Wo/2 a multiple of L/2, NT =
- * Ho*Wo/4 a multiple of L, F % 4 == 0. upk (16, F/4, C, 4): U packed per element as for the
- * direct kernel. Only the tiles [q0, q1) (multiples of L): threads that share an image take a
- * band of tiles each, and every output element is computed by the same code on the same data
- * however the tiles are cut. Scratch: xp ((Ho + 2)*(Wo + 2)), V (16 planes of C*NT +
- * FR_WINO_GAP), M (16 of F*NT + FR_WINO_GAP), of which the band's columns are used. */
-FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
-                                       const T *upk, int F, T *xp, T *V, T *M, T *out,
-                                       int Ho, int Wo, int q0, int q1, const T *bias,
-                                       const T *res, int relu, const T *gate) {
-    const int TW = Wo / 2, NT = Ho * Wo / 4;
-    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
-    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, q0, q1, V, es);
-    for (int e = 0; e < 16; e++)
-        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, q0, q1, F, M + e * ms);
-    FN(fr_wino_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate);
-}
-
 /* The weight gradient. With dy the 2x2 output-gradient tile and d the 4x4 input patch of a
  * tile, dW = G^T [sum over tiles and images of (A dy A^T) .* (B^T d B)] G (the forward read
  * backwards); the sums are 16 products (F x tiles) by (tiles x C) (fr_wino_wgrad_sum_), then
@@ -205,17 +187,6 @@ FR_CLONES static void FN(fr_wino_dy_)(const T *restrict dout, int F, int Wo, int
             FN(fr_wino_adya_)(y, DY + (ptrdiff_t)f * NT + q, es);
         }
     }
-}
-
-/* The weight gradient's transforms of one image: V and DY (16 planes each, es and ms apart, as
- * in fr_wino_fwd_) from x (C, H, W) and dout (F, Ho, Wo); xp is scratch for the padded image. */
-FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int ph, int pw,
-                                            const T *dout, int F, T *xp, T *V, T *DY, int Ho,
-                                            int Wo) {
-    const int NT = Ho * Wo / 4;
-    FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 2, NT, 0, NT, V,
-                    (ptrdiff_t)C * NT + FR_WINO_GAP);
-    FN(fr_wino_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
 }
 
 /* dwt (F, C) of one element = sum over nimg images (vs and ds apart) and their NT tiles of
@@ -315,39 +286,6 @@ FR_CLONES static void FN(fr_wino_lanes_dy_)(const T *restrict dl, int F, int TH,
                                      {FN(fr_ld_)(a + Wo * L), FN(fr_ld_)(a + (Wo + 1) * L)}};
                 FN(fr_wino_adya_)(y, DY + (ptrdiff_t)f * NTL + (s * TW + t) * L, es);
             }
-}
-
-/* One group of nimg <= L images (xs apart) on the batch-lane layout: out (nimg images os
- * apart, each (F, Ho, Wo)) = conv3x3 (+ bias) (+ res, laid out as out) (relu) through xl (C,
- * 2TH + 2, 2TW + 2, L), V, M (as for fr_wino_fwd_, NTL columns) and ol (F, 2TH, 2TW, L), TH =
- * ceil(Ho/2), TW = ceil(Wo/2): an odd map (7x7) is computed one row / column larger on more
- * zero padding, and cropped. */
-FR_CLONES static void FN(fr_wino_lanes_fwd_)(const T *x, ptrdiff_t xs, int nimg, int C, int H,
-                                             int W, int ph, int pw, const T *upk, int F, T *xl,
-                                             T *V, T *M, T *ol, T *out, ptrdiff_t os, int Ho,
-                                             int Wo, const T *bias, const T *res, int relu) {
-    const int TH = (Ho + 1) / 2, TW = (Wo + 1) / 2, NTL = TH * TW * L;
-    const ptrdiff_t es = (ptrdiff_t)C * NTL + FR_WINO_GAP, ms = (ptrdiff_t)F * NTL + FR_WINO_GAP;
-    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 2 * TH - Ho, 2 * TW - Wo);
-    FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, es);
-    for (int e = 0; e < 16; e++)
-        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NTL, 0, NTL, F, M + e * ms);
-    FN(fr_wino_lanes_out_)(M, ms, F, TH, TW, bias, ol);
-    FN(fr_lanes_out_)(ol, F, Ho, Wo, 2 * TH, 2 * TW, nimg, out, os, res, relu);
-}
-
-/* The weight gradient's transforms of a group of nimg <= L images (xs and ds apart) on the
- * batch-lane layout, through xl (C, 2TH + 2, 2TW + 2, L) and dl (F, 2TH, 2TW, L) (as above:
- * the extra row / column of an odd map has zero gradient, so its tiles add nothing). */
-FR_CLONES static void FN(fr_wino_lanes_wgrad_in_)(const T *x, ptrdiff_t xs, int nimg, int C,
-                                                  int H, int W, int ph, int pw, const T *dout,
-                                                  ptrdiff_t ds, int F, T *xl, T *dl, T *V,
-                                                  T *DY, int Ho, int Wo) {
-    const int TH = (Ho + 1) / 2, TW = (Wo + 1) / 2, NTL = TH * TW * L;
-    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 2 * TH - Ho, 2 * TW - Wo);
-    FN(fr_lanes_in_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0, 2 * TH - Ho, 2 * TW - Wo);
-    FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, (ptrdiff_t)C * NTL + FR_WINO_GAP);
-    FN(fr_wino_lanes_dy_)(dl, F, TH, TW, DY, (ptrdiff_t)F * NTL + FR_WINO_GAP);
 }
 
 /* upk (16, O/4, K, 4) = G g G^T for output channels 4*ob0 .. 4*ob1 - 1 and every input channel
@@ -558,21 +496,6 @@ FR_CLONES static void FN(fr_wino4_out_)(const T *restrict M, ptrdiff_t ms, int F
     }
 }
 
-/* One image by F(4x4, 3x3), as fr_wino_fwd_: Ho = H + 2ph - 2 and Wo = W + 2pw - 2 multiples of
- * 4, TW = Wo/4 of 4, NT = Ho*Wo/16 of 8; upk (36, F/4, C, 4). Scratch: xp ((Ho + 2)*(Wo + 2)),
- * V (36 planes of C*NT + FR_WINO_GAP), M (36 of F*NT + FR_WINO_GAP). */
-FR_CLONES static void FN(fr_wino4_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
-                                        const T *upk, int F, T *xp, T *V, T *M, T *out,
-                                        int Ho, int Wo, int q0, int q1, const T *bias,
-                                        const T *res, int relu, const T *gate) {
-    const int TW = Wo / 4, NT = Ho * Wo / 16;
-    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
-    FN(fr_wino4_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, q0, q1, V, es);
-    for (int e = 0; e < 36; e++)
-        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, q0, q1, F, M + e * ms);
-    FN(fr_wino4_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate);
-}
-
 /* The weight gradient by F(4x4, 3x3), as F(2x2)'s (fr_wino_dy_ and on): DY = A dy A^T (6x6) of
  * each 4x4 tile dy of dout, A = (A^T)^T; then the 36 sums (fr_wino_wgrad_sum_) and
  * dw = G^T W G (fr_wino4_dw_out_). */
@@ -625,16 +548,6 @@ FR_CLONES static void FN(fr_wino4_dy_)(const T *restrict dout, int F, int Wo, in
             }
         }
     }
-}
-
-/* The weight gradient's F(4x4) transforms of one image, as fr_wino_wgrad_in_ (36 planes). */
-FR_CLONES static void FN(fr_wino4_wgrad_in_)(const T *x, int C, int H, int W, int ph, int pw,
-                                             const T *dout, int F, T *xp, T *V, T *DY, int Ho,
-                                             int Wo) {
-    const int NT = Ho * Wo / 16;
-    FN(fr_wino4_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 4, NT, 0, NT, V,
-                     (ptrdiff_t)C * NT + FR_WINO_GAP);
-    FN(fr_wino4_dy_)(dout, F, Wo, NT, DY, (ptrdiff_t)F * NT + FR_WINO_GAP);
 }
 
 /* dw (F, C, 3, 3) = G^T W G, W[a][b] = dwt[6a + b][f*C + c], for f*C + c in [fc0, fc1), in
@@ -800,33 +713,92 @@ FR_CLONES static void FN(fr_wino4_lanes_dy_)(const T *restrict dl, int F, int TH
             }
 }
 
-/* fr_wino_lanes_fwd_ by F(4x4): TH = ceil(Ho/4), TW = ceil(Wo/4); xl (C, 4TH + 2, 4TW + 2, L)
- * and ol (F, 4TH, 4TW, L): a map that is not a multiple of 4 is computed on more zero padding,
- * and cropped. */
-FR_CLONES static void FN(fr_wino4_lanes_fwd_)(const T *x, ptrdiff_t xs, int nimg, int C, int H,
-                                              int W, int ph, int pw, const T *upk, int F, T *xl,
-                                              T *V, T *M, T *ol, T *out, ptrdiff_t os, int Ho,
-                                              int Wo, const T *bias, const T *res, int relu) {
-    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4, NTL = TH * TW * L;
-    const ptrdiff_t es = (ptrdiff_t)C * NTL + FR_WINO_GAP, ms = (ptrdiff_t)F * NTL + FR_WINO_GAP;
-    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 4 * TH - Ho, 4 * TW - Wo);
-    FN(fr_wino4_lanes_in_)(xl, C, TH, TW, V, es);
-    for (int e = 0; e < 36; e++)
-        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NTL, 0, NTL, F, M + e * ms);
-    FN(fr_wino4_lanes_out_)(M, ms, F, TH, TW, bias, ol);
-    FN(fr_lanes_out_)(ol, F, Ho, Wo, 4 * TH, 4 * TW, nimg, out, os, res, relu);
-}
-
-/* fr_wino_lanes_wgrad_in_ by F(4x4) (the extra rows / columns have zero gradient). */
-FR_CLONES static void FN(fr_wino4_lanes_wgrad_in_)(const T *x, ptrdiff_t xs, int nimg, int C,
-                                                   int H, int W, int ph, int pw, const T *dout,
-                                                   ptrdiff_t ds, int F, T *xl, T *dl, T *V,
-                                                   T *DY, int Ho, int Wo) {
-    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4, NTL = TH * TW * L;
-    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, 4 * TH - Ho, 4 * TW - Wo);
-    FN(fr_lanes_in_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0, 4 * TH - Ho, 4 * TW - Wo);
-    FN(fr_wino4_lanes_in_)(xl, C, TH, TW, V, (ptrdiff_t)C * NTL + FR_WINO_GAP);
-    FN(fr_wino4_lanes_dy_)(dl, F, TH, TW, DY, (ptrdiff_t)F * NTL + FR_WINO_GAP);
-}
 #undef SH
 #endif /* L == 8 */
+
+/* ---- the drivers, F(m x m, 3x3) with m = 2 or 4 (4: float32 only) ------------------------- */
+#if L == 8
+#define FR_BY_M(m, call4, call2) \
+    do {                         \
+        if ((m) == 4)            \
+            call4;               \
+        else                     \
+            call2;               \
+    } while (0)
+#else
+#define FR_BY_M(m, call4, call2) call2
+#endif
+
+/* One image: out (F, Ho, Wo) = conv3x3(x (C, H, W), padding ph, pw) (+ bias) (+ res) (relu)
+ * (gate), Ho = H + 2ph - 2 and Wo = W + 2pw - 2 multiples of m, TW = Wo/m a multiple of L/2,
+ * NT = Ho*Wo/m^2 a multiple of L, F % 4 == 0. upk (E = (m + 2)^2, F/4, C, 4): U packed per
+ * element as for the direct kernel. Only the tiles [q0, q1) (multiples of L): threads that
+ * share an image take a band of tiles each, and every output element is computed by the same
+ * code on the same data however the tiles are cut. Scratch: xp ((Ho + 2)*(Wo + 2)), V (E planes
+ * of C*NT + FR_WINO_GAP), M (E of F*NT + FR_WINO_GAP), of which the band's columns are used. */
+FR_CLONES static void FN(fr_wino_fwd_)(const T *x, int C, int H, int W, int ph, int pw,
+                                       const T *upk, int F, T *xp, T *V, T *M, T *out,
+                                       int Ho, int Wo, int q0, int q1, const T *bias,
+                                       const T *res, int relu, const T *gate, int m) {
+    const int TW = Wo / m, NT = Ho * Wo / (m * m), E = (m + 2) * (m + 2);
+    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
+    FR_BY_M(m, FN(fr_wino4_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, q0, q1, V, es),
+            FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, TW, NT, q0, q1, V, es));
+    for (int e = 0; e < E; e++)
+        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NT, q0, q1, F, M + e * ms);
+    FR_BY_M(m, FN(fr_wino4_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate),
+            FN(fr_wino_out_)(M, ms, F, TW, NT, q0, q1, Wo, out, bias, res, relu, gate));
+}
+
+/* The weight gradient's transforms of one image: V and DY (E planes each, es and ms apart, as
+ * in fr_wino_fwd_) from x (C, H, W) and dout (F, Ho, Wo); xp is scratch for the padded image. */
+FR_CLONES static void FN(fr_wino_wgrad_in_)(const T *x, int C, int H, int W, int ph, int pw,
+                                            const T *dout, int F, T *xp, T *V, T *DY, int Ho,
+                                            int Wo, int m) {
+    const int NT = Ho * Wo / (m * m);
+    const ptrdiff_t es = (ptrdiff_t)C * NT + FR_WINO_GAP, ms = (ptrdiff_t)F * NT + FR_WINO_GAP;
+    FR_BY_M(m, FN(fr_wino4_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 4, NT, 0, NT, V, es),
+            FN(fr_wino_in_)(x, C, H, W, ph, pw, xp, Ho + 2, Wo + 2, Wo / 2, NT, 0, NT, V, es));
+    FR_BY_M(m, FN(fr_wino4_dy_)(dout, F, Wo, NT, DY, ms), FN(fr_wino_dy_)(dout, F, Wo, NT, DY, ms));
+}
+
+/* One group of nimg <= L images (xs apart) on the batch-lane layout: out (nimg images os
+ * apart, each (F, Ho, Wo)) = conv3x3 (+ bias) (+ res, laid out as out) (relu) through xl (C,
+ * m*TH + 2, m*TW + 2, L), V, M (as for fr_wino_fwd_, NTL columns) and ol (F, m*TH, m*TW, L),
+ * TH = ceil(Ho/m), TW = ceil(Wo/m): a map that is not a multiple of m (7x7) is computed up to
+ * one on more zero padding, and cropped. */
+FR_CLONES static void FN(fr_wino_lanes_fwd_)(const T *x, ptrdiff_t xs, int nimg, int C, int H,
+                                             int W, int ph, int pw, const T *upk, int F, T *xl,
+                                             T *V, T *M, T *ol, T *out, ptrdiff_t os, int Ho,
+                                             int Wo, const T *bias, const T *res, int relu,
+                                             int m) {
+    const int TH = (Ho + m - 1) / m, TW = (Wo + m - 1) / m, NTL = TH * TW * L;
+    const int E = (m + 2) * (m + 2);
+    const ptrdiff_t es = (ptrdiff_t)C * NTL + FR_WINO_GAP, ms = (ptrdiff_t)F * NTL + FR_WINO_GAP;
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, m * TH - Ho, m * TW - Wo);
+    FR_BY_M(m, FN(fr_wino4_lanes_in_)(xl, C, TH, TW, V, es),
+            FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, es));
+    for (int e = 0; e < E; e++)
+        FN(fr_wino_gemm_)(V + e * es, upk + (ptrdiff_t)e * F * C, C, NTL, 0, NTL, F, M + e * ms);
+    FR_BY_M(m, FN(fr_wino4_lanes_out_)(M, ms, F, TH, TW, bias, ol),
+            FN(fr_wino_lanes_out_)(M, ms, F, TH, TW, bias, ol));
+    FN(fr_lanes_out_)(ol, F, Ho, Wo, m * TH, m * TW, nimg, out, os, res, relu);
+}
+
+/* The weight gradient's transforms of a group of nimg <= L images (xs and ds apart) on the
+ * batch-lane layout, through xl (C, m*TH + 2, m*TW + 2, L) and dl (F, m*TH, m*TW, L) (as above:
+ * the extra rows / columns have zero gradient, so their tiles add nothing). */
+FR_CLONES static void FN(fr_wino_lanes_wgrad_in_)(const T *x, ptrdiff_t xs, int nimg, int C,
+                                                  int H, int W, int ph, int pw, const T *dout,
+                                                  ptrdiff_t ds, int F, T *xl, T *dl, T *V,
+                                                  T *DY, int Ho, int Wo, int m) {
+    const int TH = (Ho + m - 1) / m, TW = (Wo + m - 1) / m, NTL = TH * TW * L;
+    const ptrdiff_t es = (ptrdiff_t)C * NTL + FR_WINO_GAP, ms = (ptrdiff_t)F * NTL + FR_WINO_GAP;
+    FN(fr_lanes_in_)(x, xs, nimg, xl, C, H, W, ph, pw, m * TH - Ho, m * TW - Wo);
+    FN(fr_lanes_in_)(dout, ds, nimg, dl, F, Ho, Wo, 0, 0, m * TH - Ho, m * TW - Wo);
+    FR_BY_M(m, FN(fr_wino4_lanes_in_)(xl, C, TH, TW, V, es),
+            FN(fr_wino_lanes_in_)(xl, C, TH, TW, V, es));
+    FR_BY_M(m, FN(fr_wino4_lanes_dy_)(dl, F, TH, TW, DY, ms),
+            FN(fr_wino_lanes_dy_)(dl, F, TH, TW, DY, ms));
+}
+#undef FR_BY_M
