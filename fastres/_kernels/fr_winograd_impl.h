@@ -396,14 +396,97 @@ static inline __attribute__((always_inline)) void FN(fr_at6_)(const VEC m[6], VE
     o[3] = d12 + (T)8 * d34 + m[5];
 }
 
+/* z = A y for four vectors, A = (A^T)^T. */
+static inline __attribute__((always_inline)) void FN(fr_a6_)(const VEC y[4], VEC z[6]) {
+    const VEC s02 = y[0] + y[2], s13 = y[1] + y[3];
+    const VEC e = y[0] + (T)4 * y[2], o = (T)2 * y[1] + (T)8 * y[3];
+    z[0] = y[0];
+    z[1] = s02 + s13;
+    z[2] = s02 - s13;
+    z[3] = e + o;
+    z[4] = e - o;
+    z[5] = y[3];
+}
+
+/* The 2-D transforms of one vector of tiles, columns first, then rows (both layouts):
+ * fr_btdb6_: the 36 elements of B^T d B of 6x6 patches d, stored es apart from v;
+ * fr_atma6_: the 4x4 outputs A^T m A + b from the 36 elements m;
+ * fr_adya6_: the 36 elements of A y A^T of 4x4 output-gradient tiles y, stored es apart. */
+static inline __attribute__((always_inline)) void FN(fr_btdb6_)(const VEC d[6][6], T *v,
+                                                               ptrdiff_t es) {
+    VEC u[6][6];
+    for (int j = 0; j < 6; j++) {
+        VEC col[6], r[6];
+        for (int i = 0; i < 6; i++) col[i] = d[i][j];
+        FN(fr_bt6_)(col, r);
+        for (int i = 0; i < 6; i++) u[i][j] = r[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        VEC r[6];
+        FN(fr_bt6_)(u[i], r);
+        for (int j = 0; j < 6; j++) FN(fr_st_)(v + (6 * i + j) * es, r[j]);
+    }
+}
+
+static inline __attribute__((always_inline)) void FN(fr_atma6_)(const VEC m[36], T b,
+                                                               VEC y[4][4]) {
+    VEC u[4][6];
+    for (int j = 0; j < 6; j++) {
+        VEC col[6], r[4];
+        for (int i = 0; i < 6; i++) col[i] = m[6 * i + j];
+        FN(fr_at6_)(col, r);
+        for (int i = 0; i < 4; i++) u[i][j] = r[i];
+    }
+    for (int i = 0; i < 4; i++) {
+        FN(fr_at6_)(u[i], y[i]);
+        for (int j = 0; j < 4; j++) y[i][j] += b;
+    }
+}
+
+static inline __attribute__((always_inline)) void FN(fr_adya6_)(const VEC y[4][4], T *v,
+                                                               ptrdiff_t es) {
+    VEC z[6][4];
+    for (int j = 0; j < 4; j++) {
+        VEC col[4], r[6];
+        for (int i = 0; i < 4; i++) col[i] = y[i][j];
+        FN(fr_a6_)(col, r);
+        for (int i = 0; i < 6; i++) z[i][j] = r[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        VEC r[6];
+        FN(fr_a6_)(z[i], r);
+        for (int j = 0; j < 6; j++) FN(fr_st_)(v + (6 * i + j) * es, r[j]);
+    }
+}
+
+/* Image by image, a vector holds two halves of 4 tiles. fr_w4_pairs_: columns 4k + j (k < 4,
+ * j < 4) of the 16 values x | y as two pairs of columns, p[0] = columns 0 | 1 and p[1] = 2 | 3
+ * (4 tiles each); fr_w4_join_: the 8-tile vectors of a pair's two columns from the pairs p0,
+ * p1 of the two halves. */
+static inline __attribute__((always_inline)) void FN(fr_w4_pairs_)(VEC x, VEC y, VEC p[2]) {
+    p[0] = SH(x, y, 0, 4, 8, 12, 1, 5, 9, 13);
+    p[1] = SH(x, y, 2, 6, 10, 14, 3, 7, 11, 15);
+}
+
+static inline __attribute__((always_inline)) void FN(fr_w4_join_)(VEC p0, VEC p1, VEC *lo,
+                                                                 VEC *hi) {
+    *lo = SH(p0, p1, 0, 1, 2, 3, 8, 9, 10, 11);
+    *hi = SH(p0, p1, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
 /* Row i of the 6x6 patches of a half (4 tiles at a: columns 4k + j, k < 4, j < 6) as three
  * pairs of columns: p[0] = columns 0 | 1, p[1] = 2 | 3, p[2] = 4 | 5 (4 tiles each). The loads
  * end at column 17, the last column of the padded row for the row's last half. */
 static inline __attribute__((always_inline)) void FN(fr_w4_row_)(const T *a, VEC p[3]) {
     const VEC x = FN(fr_ld_)(a), y = FN(fr_ld_)(a + 8), z = FN(fr_ld_)(a + 10);
-    p[0] = SH(x, y, 0, 4, 8, 12, 1, 5, 9, 13);
-    p[1] = SH(x, y, 2, 6, 10, 14, 3, 7, 11, 15);
+    FN(fr_w4_pairs_)(x, y, p);
     p[2] = SH(SH(x, y, 4, 8, 12, 5, 9, 13, 0, 0), z, 0, 1, 2, 14, 3, 4, 5, 15);
+}
+
+/* Where the half of tiles q .. q+3 starts in a plane of rows `row` elements apart. */
+static inline __attribute__((always_inline)) ptrdiff_t FN(fr_w4_at_)(int q, int TW,
+                                                                    ptrdiff_t row) {
+    return 4 * (q / TW) * row + 4 * (q % TW);
 }
 
 /* V (36 planes es apart, each (C, NT)) = B^T d B for the tiles [q0, q1) of x (C, H, W)
@@ -416,31 +499,16 @@ FR_CLONES static void FN(fr_wino4_in_)(const T *restrict x, int C, int H, int W,
         for (int y = 0; y < H; y++)
             FN(fr_copy_)(x + ((ptrdiff_t)c * H + y) * W, xp + (ptrdiff_t)(y + ph) * Wp + pw, W);
         for (int q = q0; q < q1; q += L) {
-            const T *a0 = xp + 4 * (q / TW) * (ptrdiff_t)Wp + 4 * (q % TW);
-            const T *a1 = xp + 4 * ((q + 4) / TW) * (ptrdiff_t)Wp + 4 * ((q + 4) % TW);
-            VEC u[6][6]; /* u[i][j]: patch element (i, j) of the 8 tiles */
+            const T *a0 = xp + FN(fr_w4_at_)(q, TW, Wp), *a1 = xp + FN(fr_w4_at_)(q + 4, TW, Wp);
+            VEC d[6][6]; /* d[i][j]: patch element (i, j) of the 8 tiles */
             for (int i = 0; i < 6; i++) {
                 VEC p0[3], p1[3];
                 FN(fr_w4_row_)(a0 + i * Wp, p0);
                 FN(fr_w4_row_)(a1 + i * Wp, p1);
-                for (int k = 0; k < 3; k++) {
-                    u[i][2 * k] = SH(p0[k], p1[k], 0, 1, 2, 3, 8, 9, 10, 11);
-                    u[i][2 * k + 1] = SH(p0[k], p1[k], 4, 5, 6, 7, 12, 13, 14, 15);
-                }
+                for (int k = 0; k < 3; k++)
+                    FN(fr_w4_join_)(p0[k], p1[k], &d[i][2 * k], &d[i][2 * k + 1]);
             }
-            VEC t[6][6]; /* t = B^T u, column by column */
-            for (int j = 0; j < 6; j++) {
-                VEC col[6], r[6];
-                for (int i = 0; i < 6; i++) col[i] = u[i][j];
-                FN(fr_bt6_)(col, r);
-                for (int i = 0; i < 6; i++) t[i][j] = r[i];
-            }
-            T *v = V + (ptrdiff_t)c * NT + q;
-            for (int a = 0; a < 6; a++) { /* V = t B, row by row */
-                VEC r[6];
-                FN(fr_bt6_)(t[a], r);
-                for (int b = 0; b < 6; b++) FN(fr_st_)(v + (6 * a + b) * es, r[b]);
-            }
+            FN(fr_btdb6_)(d, V + (ptrdiff_t)c * NT + q, es);
         }
     }
 }
@@ -448,15 +516,14 @@ FR_CLONES static void FN(fr_wino4_in_)(const T *restrict x, int C, int H, int W,
 /* The outputs of row i of a half's 4 tiles (y[j]: column j of each tile) in output order: 16
  * values, two vectors. */
 static inline __attribute__((always_inline)) void FN(fr_w4_store_)(
-    T *out, ptrdiff_t o, VEC y0, VEC y1, VEC y2, VEC y3, const T *res, int relu, const T *gate,
-    const int half) {
+    T *out, ptrdiff_t o, const VEC y[4], const T *res, int relu, const T *gate, const int half) {
     VEC s01, s23;
     if (half == 0) {
-        s01 = SH(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11);
-        s23 = SH(y2, y3, 0, 8, 1, 9, 2, 10, 3, 11);
+        s01 = SH(y[0], y[1], 0, 8, 1, 9, 2, 10, 3, 11);
+        s23 = SH(y[2], y[3], 0, 8, 1, 9, 2, 10, 3, 11);
     } else {
-        s01 = SH(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15);
-        s23 = SH(y2, y3, 4, 12, 5, 13, 6, 14, 7, 15);
+        s01 = SH(y[0], y[1], 4, 12, 5, 13, 6, 14, 7, 15);
+        s23 = SH(y[2], y[3], 4, 12, 5, 13, 6, 14, 7, 15);
     }
     FN(fr_store_)(out, o, SH(s01, s23, 0, 1, 8, 9, 2, 3, 10, 11), res, relu, gate);
     FN(fr_store_)(out, o + 8, SH(s01, s23, 4, 5, 12, 13, 6, 7, 14, 15), res, relu, gate);
@@ -473,44 +540,23 @@ FR_CLONES static void FN(fr_wino4_out_)(const T *restrict M, ptrdiff_t ms, int F
         const T *mf = M + (ptrdiff_t)f * NT;
         const ptrdiff_t fo = (ptrdiff_t)f * P;
         for (int q = q0; q < q1; q += L) {
-            VEC t[4][6], y[4][4];
-            for (int j = 0; j < 6; j++) { /* t = A^T m, column by column */
-                VEC col[6], r[4];
-                for (int a = 0; a < 6; a++) col[a] = FN(fr_ld_)(mf + (6 * a + j) * ms + q);
-                FN(fr_at6_)(col, r);
-                for (int i = 0; i < 4; i++) t[i][j] = r[i];
-            }
-            for (int i = 0; i < 4; i++) { /* y = t A */
-                FN(fr_at6_)(t[i], y[i]);
-                for (int j = 0; j < 4; j++) y[i][j] += b;
-            }
-            const ptrdiff_t o0 = fo + 4 * (q / TW) * (ptrdiff_t)Wo + 4 * (q % TW);
-            const ptrdiff_t o1 = fo + 4 * ((q + 4) / TW) * (ptrdiff_t)Wo + 4 * ((q + 4) % TW);
+            VEC m[36], y[4][4];
+            for (int e = 0; e < 36; e++) m[e] = FN(fr_ld_)(mf + e * ms + q);
+            FN(fr_atma6_)(m, b, y);
+            const ptrdiff_t o0 = fo + FN(fr_w4_at_)(q, TW, Wo);
+            const ptrdiff_t o1 = fo + FN(fr_w4_at_)(q + 4, TW, Wo);
             for (int i = 0; i < 4; i++) {
-                FN(fr_w4_store_)(out, o0 + i * Wo, y[i][0], y[i][1], y[i][2], y[i][3], res, relu,
-                                 gate, 0);
-                FN(fr_w4_store_)(out, o1 + i * Wo, y[i][0], y[i][1], y[i][2], y[i][3], res, relu,
-                                 gate, 1);
+                FN(fr_w4_store_)(out, o0 + i * Wo, y[i], res, relu, gate, 0);
+                FN(fr_w4_store_)(out, o1 + i * Wo, y[i], res, relu, gate, 1);
             }
         }
     }
 }
 
 /* The weight gradient by F(4x4, 3x3), as F(2x2)'s (fr_wino_dy_ and on): DY = A dy A^T (6x6) of
- * each 4x4 tile dy of dout, A = (A^T)^T; then the 36 sums (fr_wino_wgrad_sum_) and
- * dw = G^T W G (fr_wino4_dw_out_). */
-static inline __attribute__((always_inline)) void FN(fr_a6_)(const VEC y[4], VEC z[6]) {
-    const VEC s02 = y[0] + y[2], s13 = y[1] + y[3];
-    const VEC e = y[0] + (T)4 * y[2], o = (T)2 * y[1] + (T)8 * y[3];
-    z[0] = y[0];
-    z[1] = s02 + s13;
-    z[2] = s02 - s13;
-    z[3] = e + o;
-    z[4] = e - o;
-    z[5] = y[3];
-}
-
-/* DY (36 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 4TH, Wo). */
+ * each 4x4 tile dy of dout; then the 36 sums (fr_wino_wgrad_sum_) and dw = G^T W G
+ * (fr_wino4_dw_out_).
+ * DY (36 planes es apart, each (F, NT)) = A dy A^T for every tile of dout (F, 4TH, Wo). */
 FR_CLONES static void FN(fr_wino4_dy_)(const T *restrict dout, int F, int Wo, int NT,
                                        T *restrict DY, ptrdiff_t es) {
     const int TW = Wo / 4;
@@ -518,34 +564,16 @@ FR_CLONES static void FN(fr_wino4_dy_)(const T *restrict dout, int F, int Wo, in
     for (int f = 0; f < F; f++) {
         const T *df = dout + (ptrdiff_t)f * P;
         for (int q = 0; q < NT; q += L) {
-            const T *a0 = df + 4 * (q / TW) * (ptrdiff_t)Wo + 4 * (q % TW);
-            const T *a1 = df + 4 * ((q + 4) / TW) * (ptrdiff_t)Wo + 4 * ((q + 4) % TW);
+            const T *a0 = df + FN(fr_w4_at_)(q, TW, Wo), *a1 = df + FN(fr_w4_at_)(q + 4, TW, Wo);
             VEC y[4][4]; /* y[i][j]: element (i, j) of the 8 tiles */
             for (int i = 0; i < 4; i++) {
-                const VEC u0 = FN(fr_ld_)(a0 + i * Wo), u1 = FN(fr_ld_)(a0 + i * Wo + 8);
-                const VEC w0 = FN(fr_ld_)(a1 + i * Wo), w1 = FN(fr_ld_)(a1 + i * Wo + 8);
-                const VEC p01 = SH(u0, u1, 0, 4, 8, 12, 1, 5, 9, 13);
-                const VEC p23 = SH(u0, u1, 2, 6, 10, 14, 3, 7, 11, 15);
-                const VEC r01 = SH(w0, w1, 0, 4, 8, 12, 1, 5, 9, 13);
-                const VEC r23 = SH(w0, w1, 2, 6, 10, 14, 3, 7, 11, 15);
-                y[i][0] = SH(p01, r01, 0, 1, 2, 3, 8, 9, 10, 11);
-                y[i][1] = SH(p01, r01, 4, 5, 6, 7, 12, 13, 14, 15);
-                y[i][2] = SH(p23, r23, 0, 1, 2, 3, 8, 9, 10, 11);
-                y[i][3] = SH(p23, r23, 4, 5, 6, 7, 12, 13, 14, 15);
+                VEC p0[2], p1[2];
+                FN(fr_w4_pairs_)(FN(fr_ld_)(a0 + i * Wo), FN(fr_ld_)(a0 + i * Wo + 8), p0);
+                FN(fr_w4_pairs_)(FN(fr_ld_)(a1 + i * Wo), FN(fr_ld_)(a1 + i * Wo + 8), p1);
+                for (int k = 0; k < 2; k++)
+                    FN(fr_w4_join_)(p0[k], p1[k], &y[i][2 * k], &y[i][2 * k + 1]);
             }
-            VEC z[6][4]; /* z = A y, column by column */
-            for (int j = 0; j < 4; j++) {
-                VEC col[4], r[6];
-                for (int i = 0; i < 4; i++) col[i] = y[i][j];
-                FN(fr_a6_)(col, r);
-                for (int a = 0; a < 6; a++) z[a][j] = r[a];
-            }
-            T *v = DY + (ptrdiff_t)f * NT + q;
-            for (int a = 0; a < 6; a++) { /* DY = z A^T, row by row */
-                VEC r[6];
-                FN(fr_a6_)(z[a], r);
-                for (int b = 0; b < 6; b++) FN(fr_st_)(v + (6 * a + b) * es, r[b]);
-            }
+            FN(fr_adya6_)(y, DY + (ptrdiff_t)f * NT + q, es);
         }
     }
 }
@@ -597,7 +625,7 @@ FR_CLONES static void FN(fr_wino4_weights_)(const T *restrict w, int O, int K, i
      * slower on 64x64 and 128x128 weights; 512x512 ones are bound by writing their 38 MB). */
     enum { KC = 16, NP = KC * 4 };
     const ptrdiff_t es = (ptrdiff_t)O * K;
-    double g[3][3][NP], t[6][3][NP], r6[6][NP];
+    double g[3][3][NP], t[3][6][NP], r6[6][NP];
     T buf[36][NP];
     for (int ob = ob0; ob < ob1; ob++)
         for (int k0 = 0; k0 < K; k0 += KC) {
@@ -622,13 +650,10 @@ FR_CLONES static void FN(fr_wino4_weights_)(const T *restrict w, int O, int K, i
         (v)[4][p] = p_ - q_;                                                                    \
         (v)[5][p] = c_;                                                                         \
     }
-            for (int j = 0; j < 3; j++) { /* t = G g, column by column */
-                double (*c6)[NP] = r6;
-                FR_G6(c6, g[0][j], g[1][j], g[2][j]);
-                for (int a = 0; a < 6; a++) memcpy(t[a][j], r6[a], sizeof(double) * np_);
-            }
+            for (int j = 0; j < 3; j++) /* t[j] = G g[:, j], column by column */
+                FR_G6(t[j], g[0][j], g[1][j], g[2][j]);
             for (int a = 0; a < 6; a++) { /* U = t G^T, row by row */
-                FR_G6(r6, t[a][0], t[a][1], t[a][2]);
+                FR_G6(r6, t[0][a], t[1][a], t[2][a]);
                 for (int b = 0; b < 6; b++)
                     for (int p = 0; p < np_; p++) buf[6 * a + b][p] = (T)r6[b][p];
             }
@@ -648,19 +673,10 @@ FR_CLONES static void FN(fr_wino4_lanes_in_)(const T *restrict xl, int C, int TH
         for (int s = 0; s < TH; s++)
             for (int t = 0; t < TW; t++) {
                 const T *a = xl + (((ptrdiff_t)c * Hp + 4 * s) * Wp + 4 * t) * L;
-                VEC u[6][6];
-                for (int j = 0; j < 6; j++) { /* u = B^T d, column by column */
-                    VEC col[6], r[6];
-                    for (int i = 0; i < 6; i++) col[i] = FN(fr_ld_)(a + (i * Wp + j) * L);
-                    FN(fr_bt6_)(col, r);
-                    for (int i = 0; i < 6; i++) u[i][j] = r[i];
-                }
-                T *v = V + (ptrdiff_t)c * NTL + (s * TW + t) * L;
-                for (int i = 0; i < 6; i++) { /* V = u B, row by row */
-                    VEC r[6];
-                    FN(fr_bt6_)(u[i], r);
-                    for (int j = 0; j < 6; j++) FN(fr_st_)(v + (6 * i + j) * es, r[j]);
-                }
+                VEC d[6][6];
+                for (int i = 0; i < 6; i++)
+                    for (int j = 0; j < 6; j++) d[i][j] = FN(fr_ld_)(a + (i * Wp + j) * L);
+                FN(fr_btdb6_)(d, V + (ptrdiff_t)c * NTL + (s * TW + t) * L, es);
             }
 }
 
@@ -672,20 +688,12 @@ FR_CLONES static void FN(fr_wino4_lanes_out_)(const T *restrict M, ptrdiff_t ms,
         for (int s = 0; s < TH; s++)
             for (int t = 0; t < TW; t++) {
                 const T *mf = M + (ptrdiff_t)f * NTL + (s * TW + t) * L;
-                const T b = bias ? bias[f] : (T)0;
-                VEC u[4][6];
-                for (int j = 0; j < 6; j++) { /* u = A^T m, column by column */
-                    VEC col[6], r[4];
-                    for (int i = 0; i < 6; i++) col[i] = FN(fr_ld_)(mf + (6 * i + j) * ms);
-                    FN(fr_at6_)(col, r);
-                    for (int i = 0; i < 4; i++) u[i][j] = r[i];
-                }
+                VEC m[36], y[4][4];
+                for (int e = 0; e < 36; e++) m[e] = FN(fr_ld_)(mf + e * ms);
+                FN(fr_atma6_)(m, bias ? bias[f] : (T)0, y);
                 T *o = ol + (((ptrdiff_t)f * 4 * TH + 4 * s) * Wo + 4 * t) * L;
-                for (int i = 0; i < 4; i++) { /* y = u A */
-                    VEC y[4];
-                    FN(fr_at6_)(u[i], y);
-                    for (int j = 0; j < 4; j++) FN(fr_st_)(o + (i * Wo + j) * L, y[j] + b);
-                }
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) FN(fr_st_)(o + (i * Wo + j) * L, y[i][j]);
             }
 }
 
@@ -697,19 +705,10 @@ FR_CLONES static void FN(fr_wino4_lanes_dy_)(const T *restrict dl, int F, int TH
         for (int s = 0; s < TH; s++)
             for (int t = 0; t < TW; t++) {
                 const T *a = dl + (((ptrdiff_t)f * 4 * TH + 4 * s) * Wo + 4 * t) * L;
-                VEC z[6][4];
-                for (int j = 0; j < 4; j++) { /* z = A dy, column by column */
-                    VEC col[4], r[6];
-                    for (int i = 0; i < 4; i++) col[i] = FN(fr_ld_)(a + (i * Wo + j) * L);
-                    FN(fr_a6_)(col, r);
-                    for (int i = 0; i < 6; i++) z[i][j] = r[i];
-                }
-                T *v = DY + (ptrdiff_t)f * NTL + (s * TW + t) * L;
-                for (int i = 0; i < 6; i++) { /* DY = z A^T, row by row */
-                    VEC r[6];
-                    FN(fr_a6_)(z[i], r);
-                    for (int j = 0; j < 6; j++) FN(fr_st_)(v + (6 * i + j) * es, r[j]);
-                }
+                VEC y[4][4];
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) y[i][j] = FN(fr_ld_)(a + (i * Wo + j) * L);
+                FN(fr_adya6_)(y, DY + (ptrdiff_t)f * NTL + (s * TW + t) * L, es);
             }
 }
 

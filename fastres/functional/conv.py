@@ -187,26 +187,21 @@ _WINOGRAD4 = True
 _WINO4_MIN_SAVED = 2048
 
 
-def _wino4_ok(H_out: int, W_out: int, dtype) -> bool:
-    return (_WINOGRAD4 and dtype == np.float32 and H_out % 4 == 0 and W_out % 16 == 0
-            and (H_out * W_out // 16) % 8 == 0)
-
-
 def _up(n: int, m: int) -> int:
     """n rounded up to a multiple of m: the batch-lane Winograd F(m x m) tiles a plane so."""
     return -(-n // m) * m
 
 
-def _wino4_lanes_ok(H_out: int, W_out: int, dtype) -> bool:
-    return (_WINOGRAD4 and dtype == np.float32
-            and 9 * _up(H_out, 4) * _up(W_out, 4) <= 12 * _up(H_out, 2) * _up(W_out, 2))
-
-
 def _wino_m(N: int, H_out: int, W_out: int, dtype, lanes: bool) -> int:
-    """The output tile of the Winograd variant for these maps: F(4x4) or F(2x2)."""
-    ok = _wino4_lanes_ok if lanes else _wino4_ok
-    saved = N * (4 * _up(H_out, 2) * _up(W_out, 2) - 2.25 * _up(H_out, 4) * _up(W_out, 4))
-    return 4 if ok(H_out, W_out, dtype) and saved >= _WINO4_MIN_SAVED else 2
+    """The output tile of the Winograd variant for a batch of N such maps: 4 (F(4x4)) or 2."""
+    if not (_WINOGRAD4 and dtype == np.float32):
+        return 2
+    p2, p4 = _up(H_out, 2) * _up(W_out, 2), _up(H_out, 4) * _up(W_out, 4)  # tiled pixels
+    if lanes:  # tiles, with their padding, at most 3/4 of F(2x2)'s multiplications
+        fits = 9 * p4 <= 12 * p2
+    else:  # rows of whole vectors of 4x4 tiles
+        fits = H_out % 4 == 0 and W_out % 16 == 0 and (H_out * W_out // 16) % 8 == 0
+    return 4 if fits and N * (4 * p2 - 2.25 * p4) >= _WINO4_MIN_SAVED else 2
 
 
 def _wino_conv(x: np.ndarray, w: np.ndarray, b, out: np.ndarray, padding: tuple[int, int],
