@@ -163,7 +163,12 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
     if torch:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    results, selected = [], [c for c in cases(batch, torch, rng) if not only or only in c.name]
+    all_cases = cases(batch, torch, rng)
+    wanted = [w.strip() for w in only.split(",")] if only else []
+    results, selected = [], [c for c in all_cases if not wanted or any(w in c.name for w in wanted)]
+    if not selected:
+        raise SystemExit(f"bench_ops: --only {only!r} matches no op; the ops are: "
+                         + ", ".join(dict.fromkeys(c.name for c in all_cases)))
     for c in selected:
         state = c.fast_fwd()
         fns = {"fwd": c.fast_fwd, "bwd": lambda c=c, state=state: c.fast_bwd(state)}
@@ -239,7 +244,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--ref-repeats", type=int, default=3)
     p.add_argument("--json", default="bench_results/ops.json")
-    p.add_argument("--only", default=None, help="run only ops whose name contains this text")
+    p.add_argument("--only", default=None, help="run only ops whose name contains one of these comma-separated texts")
     a = p.parse_args(argv)
     run(a.threads, a.batch, a.repeats, a.ref_repeats, a.json, a.only)
 

@@ -8,7 +8,6 @@ threadpoolctl) when fastres is imported: OpenMP and BLAS threads never multiply.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 
 __all__ = ["get_num_threads", "set_num_threads", "resolve_threads", "blas_info"]
 
@@ -16,7 +15,6 @@ _num_threads: int | None = None
 _blas_libs: list = []
 
 
-@lru_cache(maxsize=8)
 def _threads_for(env: str) -> int:
     env = env.split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
@@ -27,15 +25,15 @@ def _threads_for(env: str) -> int:
         return os.cpu_count() or 1
 
 
-def _default_threads() -> int:
-    # cached per OMP_NUM_THREADS value: sched_getaffinity costs microseconds on every op call
-    return _threads_for(os.environ.get("OMP_NUM_THREADS", ""))
+# Read once, at import, as the OpenMP runtime reads OMP_NUM_THREADS once at start-up (and
+# PyTorch likewise): looking it up on every op call cost ~1 us of a few-microsecond call.
+_DEFAULT_THREADS = _threads_for(os.environ.get("OMP_NUM_THREADS", ""))
 
 
 def get_num_threads() -> int:
-    """Number of threads the kernels use (``set_num_threads``, else ``OMP_NUM_THREADS``, else
-    the CPUs this process may run on)."""
-    return _num_threads if _num_threads is not None else _default_threads()
+    """Number of threads the kernels use (``set_num_threads``, else ``OMP_NUM_THREADS`` as it
+    was when fastres was imported, else the CPUs this process may run on)."""
+    return _num_threads if _num_threads is not None else _DEFAULT_THREADS
 
 
 def set_num_threads(n: int | None) -> None:
@@ -49,7 +47,7 @@ def set_num_threads(n: int | None) -> None:
 def resolve_threads(n_threads: int | None) -> int:
     """The thread count for one call: an explicit ``n_threads`` or the global setting."""
     if n_threads is None:
-        return get_num_threads()
+        return _num_threads if _num_threads is not None else _DEFAULT_THREADS
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
         raise ValueError(f"n_threads: expected a positive int or None, got {n_threads!r}")
     return n_threads

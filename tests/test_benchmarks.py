@@ -3,6 +3,8 @@
 import gc
 import json
 
+import pytest
+
 from benchmarks import bench_ops
 from benchmarks._common import median_ms, no_gc
 
@@ -18,6 +20,15 @@ def test_bench_ops_runs_and_writes_json(tmp_path, capsys):
     assert row["op"] == "linear" and row["fwd_ms"] > 0 and row["speedup_vs_ref"] > 0
     (floor,) = data["floors"]
     assert floor["floor_ms"] > 0 and floor["budget_ms"] == row["ref_ms"] / 10
+
+
+def test_bench_ops_only_takes_several_ops_and_refuses_none(tmp_path, capsys):
+    bench_ops.main(["--only", "relu, softmax", "--batch", "4", "--repeats", "1",
+                    "--ref-repeats", "1", "--json", str(tmp_path / "ops.json")])
+    ops = [r["op"] for r in json.loads((tmp_path / "ops.json").read_text())["results"]]
+    assert ops == ["relu", "softmax cross-entropy"]
+    with pytest.raises(SystemExit, match="matches no op; the ops are: conv3x3 s1, "):
+        bench_ops.main(["--only", "nothing", "--batch", "4", "--repeats", "1"])
 
 
 def test_timing_turns_the_collector_off_and_back():

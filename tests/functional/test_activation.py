@@ -118,3 +118,21 @@ def test_set_num_threads_validates():
     fastres.set_num_threads(1)
     assert fastres.get_num_threads() == 1
     fastres.set_num_threads(None)
+
+
+@pytest.mark.parametrize("env, expected", [("1", 1), ("3", 3), ("2,1", 2), ("", None)])
+def test_omp_num_threads_is_the_default(env, expected):
+    # read at import, as the OpenMP runtime reads it: a fresh interpreter per value
+    import os
+    import subprocess
+    import sys
+    code = ("import os, fastres; n = fastres.get_num_threads(); "
+            "fastres.set_num_threads(5); m = fastres.get_num_threads(); "
+            "fastres.set_num_threads(None); print(n, m, fastres.get_num_threads(), "
+            "len(os.sched_getaffinity(0)))")
+    env_vars = {**os.environ, "OMP_NUM_THREADS": env,
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-c", code], env=env_vars, capture_output=True,
+                         text=True, check=True).stdout.split()
+    n, m, back, cpus = map(int, out)
+    assert (n, m, back) == (expected or cpus, 5, expected or cpus)
