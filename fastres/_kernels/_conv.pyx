@@ -84,16 +84,35 @@ cdef inline void col2im(const floating *col, floating *dx, int C, int H, int W, 
 
 cdef inline const floating *unfold(const floating *x, Py_ssize_t xs, floating *col, int m,
                                    bint pointwise, int C, int H, int W, int KH, int KW, int sh,
-                                   int sw, int ph, int pw, int H_out, int W_out) noexcept nogil:
+                                   int sw, int ph, int pw, int H_out, int W_out,
+                                   floating *xq) noexcept nogil:
     """The (C*KH*KW, m*H_out*W_out) column matrix of m images xs elements apart: x itself for
-    one image of a pointwise conv, else im2col of each image into col, side by side."""
+    one image of a pointwise conv, else im2col of each image into col, side by side. A strided
+    convolution gives xq, room for the polyphase copy (phase_size elements, zero where the
+    padding falls: zeroed once per call), and unfolds from that copy."""
     cdef Py_ssize_t P = <Py_ssize_t>H_out * W_out
-    cdef int i
+    cdef int i, Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     if pointwise and m == 1:
         return x
     for i in range(m):
-        im2col(x + i * xs, col + i * P, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, m * P)
+        if xq == NULL:
+            im2col(x + i * xs, col + i * P, C, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, m * P)
+            continue
+        pad(x + i * xs, xq, C, H, W, ph, pw, sh, sw, Hq, Wq)
+        if floating is float:
+            fr_im2col_phased_f(xq, col + i * P, C, KH, KW, sh, sw, Hq, Wq, H_out, W_out, m * P)
+        else:
+            fr_im2col_phased_d(xq, col + i * P, C, KH, KW, sh, sw, Hq, Wq, H_out, W_out, m * P)
     return col
+
+
+cdef inline Py_ssize_t phase_size(int Cg, int H, int W, int sh, int sw, int ph,
+                                  int pw) noexcept nogil:
+    """Elements of the polyphase copy unfold reads a strided convolution's image from (0 for
+    stride 1: im2col reads the image itself)."""
+    if sh == 1 and sw == 1:
+        return 0
+    return <Py_ssize_t>Cg * sh * sw * ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
 
 
 cdef inline void to_cols(const floating *img, Py_ssize_t ds, floating *cols, int m, int F,
@@ -276,7 +295,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     """out = [relu](conv(x, w) + b [+ res]).  IN: x (N, C, H, W), w (F, C/groups, KH, KW), b
     (F,) or None, res like out or None.
     OUT: out (N, F, H_out, W_out).  nb: images per product.  SCRATCH: (n_threads,
-    (C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column and product matrices."""
+    (C/groups*KH*KW + F/groups) * nb*H_out*W_out + phase_size), each thread's column and
+    product matrices and, for a strided convolution, its polyphase copy of an image's group."""
     check_threads("conv2d_forward", n_threads)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3]
@@ -287,7 +307,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     expect_shape("conv2d_forward", "out", out.shape, (N, F, H_out, W_out))
     cdef int Fg = F // groups, Kg = Cg * KH * KW, P = H_out * W_out
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
-    check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P, nb)
+    cdef Py_ssize_t qs = phase_size(Cg, H, W, sh, sw, ph, pw)
+    check_scratch("conv2d_forward", scratch, n_threads, <Py_ssize_t>(Kg + Fg) * nb * P + qs, nb)
     cdef int n_chunks = (N + nb - 1) // nb
     cdef const floating *bp = _bias("conv2d_forward", b, F)
     cdef const floating *rp = _like_out("conv2d_forward", "res", res, out)
@@ -296,18 +317,22 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef floating *op = &out[0, 0, 0, 0]
     cdef floating *col = NULL
     cdef floating *ybuf = NULL
+    cdef floating *xq = NULL
     cdef const floating *src
     cdef floating *dst
     cdef int ch, n, n0, m, g
     with nogil, parallel(num_threads=n_threads):
         col = &scratch[threadid(), 0]
         ybuf = col + <size_t>Kg * nb * P
+        xq = ybuf + <size_t>Fg * nb * P if qs else NULL
+        if qs:
+            memset(xq, 0, sizeof(floating) * qs)
         for ch in prange(n_chunks, schedule="guided"):
             n0 = ch * nb
             m = min(nb, N - n0)
             for g in range(groups):
                 src = unfold(xp + (<size_t>n0 * C + g * Cg) * H * W, <Py_ssize_t>C * H * W, col,
-                             m, pointwise, Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                             m, pointwise, Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out, xq)
                 dst = op + (<size_t>n0 * F + g * Fg) * P
                 gemm(False, False, Fg, m * P, Kg, <floating>1, wp + <size_t>g * Fg * Kg, Kg,
                      src, m * P, <floating>0, dst if m == 1 else ybuf, m * P)
@@ -333,8 +358,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     IN: x, w, dout (N, F, H_out, W_out).  OUT: dx, dw, db (each may be None to skip it).
     nb: images per product.  SCRATCH: dw_part (n_blocks, F*C/groups*KH*KW) and db_part
     (n_blocks, F), one row per fixed batch block (n_blocks <= N); scratch (n_threads,
-    (2*C/groups*KH*KW + F/groups) * nb*H_out*W_out), each thread's column, column-gradient and
-    output-gradient matrices.
+    (2*C/groups*KH*KW + F/groups) * nb*H_out*W_out + phase_size), each thread's column,
+    column-gradient and output-gradient matrices and its polyphase copy (see conv2d_forward).
     """
     check_threads("conv2d_backward", n_threads)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -353,7 +378,9 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int n_blocks = dw_part.shape[0], wsize = F * Kg
     cdef bint pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     _bias("conv2d_backward", db, F)
-    check_scratch("conv2d_backward", scratch, n_threads, <Py_ssize_t>(2 * Kg + Fg) * nb * P, nb)
+    cdef Py_ssize_t qs = phase_size(Cg, H, W, sh, sw, ph, pw) if want_dw else 0
+    check_scratch("conv2d_backward", scratch, n_threads,
+                  <Py_ssize_t>(2 * Kg + Fg) * nb * P + qs, nb)
     _partials("conv2d_backward", "dw_part", n_blocks, dw_part.shape[1], N, wsize,
               db_part.shape[0], db_part.shape[1], F)
     cdef const floating *xp = &x[0, 0, 0, 0]
@@ -367,6 +394,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef floating *col = NULL
     cdef floating *dcol = NULL
     cdef floating *dbuf = NULL
+    cdef floating *xq = NULL
     cdef const floating *src
     cdef const floating *dsrc
     cdef floating *dimg
@@ -376,6 +404,9 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         col = &scratch[threadid(), 0]
         dcol = col + <size_t>Kg * nb * P
         dbuf = dcol + <size_t>Kg * nb * P
+        xq = dbuf + <size_t>Fg * nb * P if qs else NULL
+        if qs:
+            memset(xq, 0, sizeof(floating) * qs)
         for blk in prange(n_blocks, schedule="guided"):
             n0 = block_start(blk, N, n_blocks)
             n1 = block_start(blk + 1, N, n_blocks)
@@ -397,7 +428,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                         dsrc = dbuf
                     if want_dw:
                         src = unfold(xp + c0 * xs + <size_t>g * Cg * H * W, xs, col, m,
-                                     pointwise, Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+                                     pointwise, Cg, H, W, KH, KW, sh, sw, ph, pw, H_out, W_out,
+                                     xq)
                         # dW_g (Fg x Kg) += dout_g (Fg x mP) @ col^T (mP x Kg)
                         gemm(False, True, Fg, Kg, ld, <floating>1, dsrc, ld, src, ld,
                              <floating>1, dwq + <size_t>blk * wsize + <size_t>g * Fg * Kg, Kg)
@@ -498,6 +530,10 @@ cdef extern from "fr_direct.h" nogil:
                   int sw, int Hq, int Wq)
     void fr_pad_d(const double *x, double *xq, int C, int H, int W, int ph, int pw, int sh,
                   int sw, int Hq, int Wq)
+    void fr_im2col_phased_f(const float *xq, float *col, int C, int KH, int KW, int sh, int sw,
+                            int Hq, int Wq, int H_out, int W_out, Py_ssize_t ld)
+    void fr_im2col_phased_d(const double *xq, double *col, int C, int KH, int KW, int sh,
+                            int sw, int Hq, int Wq, int H_out, int W_out, Py_ssize_t ld)
 
 
 cdef extern from "fr_direct.h":

@@ -88,6 +88,15 @@ def _phase_dims(H: int, W: int, ph: int, pw: int, sh: int, sw: int) -> tuple[int
     return -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
 
 
+def _phase_size(Cg: int, H: int, W: int, ph: int, pw: int, sh: int, sw: int) -> int:
+    """Elements of the polyphase copy from which the im2col kernels unfold a strided
+    convolution's image (channel group); 0 at stride 1."""
+    if (sh, sw) == (1, 1):
+        return 0
+    Hq, Wq = _phase_dims(H, W, ph, pw, sh, sw)
+    return Cg * sh * sw * Hq * Wq
+
+
 @lru_cache(maxsize=512)
 def _direct_plan(Cg: int, H: int, W: int, KH: int, KW: int, ph: int, pw: int, sh: int, sw: int,
                  H_out: int, W_out: int, lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -351,7 +360,8 @@ def _gemm_backward(x, w, dout, dx, dw, db, dw_part, db_part, cache, blocks, n):
     _, Cg, KH, KW = w.shape
     P, groups = H_out * W_out, cache.groups
     nb = min(_images_per_product(N, P), -(-N // blocks))
-    scratch = arena.empty((n, (2 * Cg * KH * KW + F // groups) * nb * P), x.dtype)
+    qs = _phase_size(Cg, *x.shape[2:], *cache.padding, *cache.stride) if dw is not None else 0
+    scratch = arena.empty((n, (2 * Cg * KH * KW + F // groups) * nb * P + qs), x.dtype)
     _k.conv2d_backward(x, w, dout, dx, dw, db, dw_part, db_part, scratch, *cache.stride,
                        *cache.padding, groups, nb, n)
 
@@ -506,8 +516,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
                     residual, bool(relu))
     else:
         nb = _images_per_product(N, H_out * W_out)
-        scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out),
-                              dtype=dtype)
+        scratch = arena.empty((n, (Cg * KH * KW + F // groups) * nb * H_out * W_out
+                               + _phase_size(Cg, H, W, ph, pw, sh, sw)), dtype=dtype)
         _k.conv2d_forward(x, w, b, residual, bool(relu), out, scratch, sh, sw, ph, pw, groups,
                           nb, n)
     return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, x_in, sub)
