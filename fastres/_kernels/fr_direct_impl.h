@@ -235,8 +235,7 @@ FR_CLONES static void FN(fr_pad_)(const T *restrict x, T *restrict xq, int C, in
  * divisions per row) and strided gathers of rows only 4-14 wide had cost half as much as the
  * product on ResNet-50's stride-2 3x3 convolutions (batch 32); unfolding from the copy made
  * their forward 1.1-1.25x faster at 1 thread (256->256 @14x14 29.6 -> 24.2 ms) and 1.2-1.5x at
- * 2 (20-21 -> 13.5 ms), the weight gradient 1.05-1.25x, and the 7x7 stride-2 stem's 1.4x at 1
- * thread. */
+ * 2 (20-21 -> 13.5 ms), the weight gradient 1.05-1.25x. */
 FR_CLONES static void FN(fr_im2col_phased_)(const T *restrict xq, T *restrict col, int C, int KH,
                                             int KW, int sh, int sw, int Hq, int Wq, int H_out,
                                             int W_out, ptrdiff_t ld) {
