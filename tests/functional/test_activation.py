@@ -130,9 +130,13 @@ def test_omp_num_threads_is_the_default(env, expected):
             "fastres.set_num_threads(5); m = fastres.get_num_threads(); "
             "fastres.set_num_threads(None); print(n, m, fastres.get_num_threads(), "
             "len(os.sched_getaffinity(0)))")
-    env_vars = {**os.environ, "OMP_NUM_THREADS": env,
-                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run([sys.executable, "-c", code], env=env_vars, capture_output=True,
-                         text=True, check=True).stdout.split()
+    # the child imports the fastres this process imported (installed, or built in place), from
+    # its own directory: not a source tree without compiled kernels that happens to be the cwd
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fastres.__file__)))
+    env_vars = {**os.environ, "OMP_NUM_THREADS": env, "PYTHONPATH": home}
+    run = subprocess.run([sys.executable, "-c", code], env=env_vars, cwd=home,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout.split()
     n, m, back, cpus = map(int, out)
     assert (n, m, back) == (expected or cpus, 5, expected or cpus)
