@@ -366,41 +366,34 @@ FR_CLONES static void FR_FN(fr_avgpool2x2_grad_plane)(const T *restrict dy, T *r
 /* y[p] = mean of the HW values of plane p, for P consecutive planes. Sixteen lanes (element i
  * goes to lane i % 16, up to the last full group) folded halves onto halves, plus the last
  * HW % 16 elements summed in order: the order depends only on HW, never on the threads.
- * Written with GCC vector extensions: the auto-vectoriser left the lane array scalar. */
+ * Written with GCC vector extensions (the auto-vectoriser left the lane array scalar), as four
+ * 4-lane accumulators: one 16-lane vector was spilled to the stack on every add on AVX2 (GCC 12
+ * splits a 64-byte float vector there), which made the AVX2 path 5x slower. */
 #if defined(__GNUC__)
-typedef T FR_FN(fr_v16) __attribute__((vector_size(16 * sizeof(T))));
-typedef T FR_FN(fr_v8) __attribute__((vector_size(8 * sizeof(T))));
 typedef T FR_FN(fr_v4) __attribute__((vector_size(4 * sizeof(T))));
-#define FR_HALVES(V, HALF, v, out)                                                              \
-    do {                                                                                        \
-        HALF lo_, hi_;                                                                          \
-        memcpy(&lo_, &(v), sizeof lo_);                                                         \
-        memcpy(&hi_, (const char *)&(v) + sizeof lo_, sizeof hi_);                              \
-        (out) = lo_ + hi_;                                                                      \
-    } while (0)
 FR_CLONES static void FR_FN(fr_plane_mean)(const T *restrict x, T *restrict y, ptrdiff_t P,
                                            ptrdiff_t HW) {
-    typedef FR_FN(fr_v16) V16;
-    typedef FR_FN(fr_v8) V8;
     typedef FR_FN(fr_v4) V4;
     for (ptrdiff_t p = 0; p < P; p++) {
         const T *xp = x + p * HW;
-        V16 acc = {0}, v;
+        V4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v; /* lanes 0-3, 4-7, 8-11, 12-15 */
         ptrdiff_t i = 0;
         for (; i + 16 <= HW; i += 16) {
             memcpy(&v, xp + i, sizeof v);
-            acc += v;
+            a0 += v;
+            memcpy(&v, xp + i + 4, sizeof v);
+            a1 += v;
+            memcpy(&v, xp + i + 8, sizeof v);
+            a2 += v;
+            memcpy(&v, xp + i + 12, sizeof v);
+            a3 += v;
         }
         T tail = 0;
         for (; i < HW; i++) tail += xp[i];
-        V8 a8;
-        V4 a4;
-        FR_HALVES(V16, V8, acc, a8);
-        FR_HALVES(V8, V4, a8, a4);
+        V4 a4 = (a0 + a2) + (a1 + a3); /* 16 lanes onto 8, then 8 onto 4 */
         y[p] = (((a4[0] + a4[2]) + (a4[1] + a4[3])) + tail) / (T)HW;
     }
 }
-#undef FR_HALVES
 #else
 FR_CLONES static void FR_FN(fr_plane_mean)(const T *restrict x, T *restrict y, ptrdiff_t P,
                                            ptrdiff_t HW) {
