@@ -7,6 +7,7 @@ threadpoolctl) when fastres is imported: OpenMP and BLAS threads never multiply.
 
 from __future__ import annotations
 
+import glob
 import os
 
 __all__ = ["get_num_threads", "set_num_threads", "resolve_threads", "blas_info"]
@@ -51,6 +52,37 @@ def resolve_threads(n_threads: int | None) -> int:
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
         raise ValueError(f"n_threads: expected a positive int or None, got {n_threads!r}")
     return n_threads
+
+
+def _last_level_cache_bytes() -> int:
+    """The largest cache of CPU 0 as Linux describes it (what lscpu prints), 0 where unknown.
+    Not glibc's sysconf(_SC_LEVEL3_CACHE_SIZE): on AMD EPYC it reports the whole package's L3,
+    8x the slice this CPU shares."""
+    sizes = [0]
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(index) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes)
+
+
+# Elementwise passes that touch more than this many bytes (inputs and output) write their output
+# with streaming stores: it could not stay in the last-level cache beside the inputs anyway, and
+# a streaming store skips reading each destination line first (batch norm 16@32x32, batch 128,
+# 2 threads, on a Zen 1 with an 8 MB L3: forward + backward 2.9 -> 2.3 ms). Outputs of smaller
+# passes stay in the cache for the op that reads them next.
+STREAM_ABOVE_BYTES = _last_level_cache_bytes() or 32 * 2**20  # unknown: a large L3's size
+
+
+def streaming(nbytes: int) -> bool:
+    """Whether a pass over nbytes (inputs and output together) should stream its output."""
+    return nbytes > STREAM_ABOVE_BYTES
 
 
 def _hold_blas_to_one_thread() -> None:

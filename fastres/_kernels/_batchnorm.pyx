@@ -12,6 +12,10 @@ channels and making both passes over a channel back to back, hoping for L2 hits 
 forward + backward were 10-36% slower at batch 128 on all three ResNet-20 shapes, float32, 1
 and 2 threads.)
 
+Streaming: with ``stream`` the elementwise pass writes its output with streaming stores
+(fr_stream_* in fr_common.h): the same values, written around the caches. The caller asks for it
+when the pass's operands exceed the last-level cache (``fastres._config.streaming``).
+
 Determinism: ``block`` comes from the shapes alone; each item's sums go to its own slot of
 ``partial`` (C, n_blocks, 2) and a channel's slots are added in b order, so every number depends
 on the shapes only, never on the thread count.
@@ -37,13 +41,16 @@ cdef extern from "fr_batchnorm.h" nogil:
                              Py_ssize_t len, Py_ssize_t stride, double mean, double scale,
                              double *out)
     void fr_bn_affine_f(const float *x, const float *res, float *y, Py_ssize_t n,
-                        float mean_hi, float mean_lo, float scale, float shift, int relu)
+                        float mean_hi, float mean_lo, float scale, float shift, int relu,
+                        int stream)
     void fr_bn_affine_d(const double *x, const double *res, double *y, Py_ssize_t n,
-                        double mean_hi, double mean_lo, double scale, double shift, int relu)
+                        double mean_hi, double mean_lo, double scale, double shift, int relu,
+                        int stream)
     void fr_bn_dx_f(const float *dy, const float *x, const float *add, float *dx, Py_ssize_t n,
-                    float mean_hi, float mean_lo, float a, float b, float c)
+                    float mean_hi, float mean_lo, float a, float b, float c, int stream)
     void fr_bn_dx_d(const double *dy, const double *x, const double *add, double *dx,
-                    Py_ssize_t n, double mean_hi, double mean_lo, double a, double b, double c)
+                    Py_ssize_t n, double mean_hi, double mean_lo, double a, double b, double c,
+                    int stream)
 
 
 # --- per-item, per-channel and per-row pieces -------------------------------------------
@@ -132,31 +139,34 @@ cdef inline void _finish_backward(const double[::1] inv_std, const floating[::1]
 
 cdef inline void _affine_row(const floating[:, :, ::1] x, const floating *res, bint relu,
                              const floating[:, ::1] coef, floating[:, :, ::1] out, Py_ssize_t n,
-                             Py_ssize_t c) noexcept nogil:
+                             Py_ssize_t c, bint stream) noexcept nogil:
     """out[n, c] = [relu]((x[n, c] - mean) * scale + shift [+ res[n, c]]), with
-    (mean_hi, mean_lo, scale, shift) = coef[c]; res (N, C, HW) like x, or NULL."""
+    (mean_hi, mean_lo, scale, shift) = coef[c]; res (N, C, HW) like x, or NULL; written with
+    streaming stores if stream."""
     cdef Py_ssize_t HW = x.shape[2]
     cdef const floating *r = res + (n * x.shape[1] + c) * HW if res != NULL else NULL
     if floating is float:
         fr_bn_affine_f(&x[n, c, 0], r, &out[n, c, 0], HW, coef[c, 0], coef[c, 1], coef[c, 2],
-                       coef[c, 3], relu)
+                       coef[c, 3], relu, stream)
     else:
         fr_bn_affine_d(&x[n, c, 0], r, &out[n, c, 0], HW, coef[c, 0], coef[c, 1], coef[c, 2],
-                       coef[c, 3], relu)
+                       coef[c, 3], relu, stream)
 
 
 cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
                          const floating *add, const floating[:, ::1] coef,
-                         floating[:, :, ::1] dx, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """dx[n, c] by coef[c] (see _finish_backward) [+ add[n, c]]; add (N, C, HW) or NULL."""
+                         floating[:, :, ::1] dx, Py_ssize_t n, Py_ssize_t c,
+                         bint stream) noexcept nogil:
+    """dx[n, c] by coef[c] (see _finish_backward) [+ add[n, c]]; add (N, C, HW) or NULL;
+    written with streaming stores if stream."""
     cdef Py_ssize_t HW = x.shape[2]
     cdef const floating *a = add + (n * x.shape[1] + c) * HW if add != NULL else NULL
     if floating is float:
         fr_bn_dx_f(&dout[n, c, 0], &x[n, c, 0], a, &dx[n, c, 0], HW, coef[c, 0],
-                   coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4])
+                   coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4], stream)
     else:
         fr_bn_dx_d(&dout[n, c, 0], &x[n, c, 0], a, &dx[n, c, 0], HW, coef[c, 0],
-                   coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4])
+                   coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4], stream)
 
 
 # --- shape checks: the kernels index every operand with x's (N, C, HW) extents ---------------
@@ -230,7 +240,7 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
                   floating[::1] running_var, double momentum, double eps,
                   double[:, :, ::1] partial, floating[:, ::1] coef, double[::1] mean,
                   double[::1] inv_std, const floating[:, :, ::1] res, bint relu,
-                  floating[:, :, ::1] out, Py_ssize_t block, int n_threads):
+                  floating[:, :, ::1] out, Py_ssize_t block, bint stream, int n_threads):
     """Batch statistics, running-stat update, then
     out = [relu]((x - mean) * gamma * inv_std + beta [+ res]).
 
@@ -257,14 +267,14 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
         _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                         coef, mean, inv_std, c)
     for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _affine_row(x, rp, relu, coef, out, r // C, r % C)
+        _affine_row(x, rp, relu, coef, out, r // C, r % C, stream)
 
 
 def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
                  const floating[::1] beta, const floating[::1] running_mean,
                  const floating[::1] running_var, double eps, floating[:, ::1] coef,
                  double[::1] mean, double[::1] inv_std, const floating[:, :, ::1] res,
-                 bint relu, floating[:, :, ::1] out, int n_threads):
+                 bint relu, floating[:, :, ::1] out, bint stream, int n_threads):
     """out = [relu]((x - running_mean) * gamma / sqrt(running_var + eps) + beta [+ res]).
 
     IN: x (N, C, HW), gamma, beta, running_mean, running_var (C,), res like x or None.
@@ -285,14 +295,14 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
         coef[c, 2] = <floating>(gamma[c] * inv_std[c])
         coef[c, 3] = beta[c]
     for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _affine_row(x, rp, relu, coef, out, r // C, r % C)
+        _affine_row(x, rp, relu, coef, out, r // C, r % C, stream)
 
 
 def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
                    const double[::1] mean, const double[::1] inv_std,
                    const floating[::1] gamma, double[:, :, ::1] partial, floating[:, ::1] coef,
                    const floating[:, :, ::1] add, floating[:, :, ::1] dx, floating[::1] dgamma,
-                   floating[::1] dbeta, Py_ssize_t block, int n_threads):
+                   floating[::1] dbeta, Py_ssize_t block, bint stream, int n_threads):
     """Full batch-statistics gradient (see _finish_backward for the formula) [+ add].
 
     IN: dout, x (N, C, HW), mean, inv_std (C,) float64, gamma (C,), add like x or None.
@@ -314,7 +324,7 @@ def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     for c in range(C):
         _finish_backward(inv_std, gamma, partial, mean, M, coef, dgamma, dbeta, c)
     for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _dx_row(dout, x, ap, coef, dx, r // C, r % C)
+        _dx_row(dout, x, ap, coef, dx, r // C, r % C, stream)
 
 
 def backward_eval(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,

@@ -169,9 +169,9 @@ typedef double fr_v4d __attribute__((vector_size(32)));
     }                                                                                           \
     /* y = (x - mean) * scale + shift [+ res] [then max(., 0) if relu] over one run,            \
      * mean = mean_hi + mean_lo; res may be NULL. One loop per case, so each vectorises. */     \
-    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,         \
-                                           T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,    \
-                                           T scale, T shift, int relu) {                        \
+    static inline void fr_bn_affine_run_##S(const T *restrict x, const T *restrict res,        \
+                                            T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,   \
+                                            T scale, T shift, int relu) {                       \
         if (res && relu)                                                                        \
             for (ptrdiff_t i = 0; i < n; i++) {                                                 \
                 T v = ((x[i] - mean_hi) - mean_lo) * scale + shift + res[i];                    \
@@ -188,17 +188,52 @@ typedef double fr_v4d __attribute__((vector_size(32)));
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \
     }                                                                                           \
+    /* The run as above; with stream, computed a chunk at a time into a stack buffer and        \
+     * written with streaming stores (fr_stream_*): the same values, around the caches. */      \
+    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,         \
+                                           T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,    \
+                                           T scale, T shift, int relu, int stream) {            \
+        if (!stream) {                                                                          \
+            fr_bn_affine_run_##S(x, res, y, n, mean_hi, mean_lo, scale, shift, relu);           \
+            return;                                                                             \
+        }                                                                                       \
+        T buf[FR_STREAM_CHUNK];                                                                 \
+        for (ptrdiff_t i = 0; i < n; i += FR_STREAM_CHUNK) {                                    \
+            ptrdiff_t m = n - i < FR_STREAM_CHUNK ? n - i : FR_STREAM_CHUNK;                    \
+            fr_bn_affine_run_##S(x + i, res ? res + i : NULL, buf, m, mean_hi, mean_lo, scale,  \
+                                 shift, relu);                                                  \
+            fr_stream_##S(y + i, buf, m);                                                       \
+        }                                                                                       \
+        fr_stream_fence();                                                                      \
+    }                                                                                           \
     /* dx = a * dy + b * (x - mean) + c [+ add] over one run (training backward; add, the     \
      * gradient that reaches x by other paths, may be NULL). */                                  \
-    FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,              \
-                                       const T *restrict add, T *restrict dx, ptrdiff_t n,      \
-                                       T mean_hi, T mean_lo, T a, T b, T c) {                   \
+    static inline void fr_bn_dx_run_##S(const T *restrict dy, const T *restrict x,             \
+                                        const T *restrict add, T *restrict dx, ptrdiff_t n,     \
+                                        T mean_hi, T mean_lo, T a, T b, T c) {                  \
         if (add)                                                                                \
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
                 dx[i] = (a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c)) + add[i];         \
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
                 dx[i] = a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c);                     \
+    }                                                                                           \
+    /* The run as above, streamed as fr_bn_affine streams. */                                   \
+    FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,              \
+                                       const T *restrict add, T *restrict dx, ptrdiff_t n,      \
+                                       T mean_hi, T mean_lo, T a, T b, T c, int stream) {       \
+        if (!stream) {                                                                          \
+            fr_bn_dx_run_##S(dy, x, add, dx, n, mean_hi, mean_lo, a, b, c);                     \
+            return;                                                                             \
+        }                                                                                       \
+        T buf[FR_STREAM_CHUNK];                                                                 \
+        for (ptrdiff_t i = 0; i < n; i += FR_STREAM_CHUNK) {                                    \
+            ptrdiff_t m = n - i < FR_STREAM_CHUNK ? n - i : FR_STREAM_CHUNK;                    \
+            fr_bn_dx_run_##S(dy + i, x + i, add ? add + i : NULL, buf, m, mean_hi, mean_lo, a,  \
+                             b, c);                                                             \
+            fr_stream_##S(dx + i, buf, m);                                                      \
+        }                                                                                       \
+        fr_stream_fence();                                                                      \
     }
 
 FR_DEFINE_BATCHNORM(float, f)

@@ -9,6 +9,7 @@
 #ifndef FASTRES_COMMON_H
 #define FASTRES_COMMON_H
 
+#include <stddef.h>
 #include <string.h>
 
 #if defined(_OPENMP)
@@ -28,6 +29,40 @@ static inline int fr_omp_max_threads(void) { return 1; }
 #define FR_CLONES
 #define FR_HAVE_CLONES 0
 #endif
+
+/* Streaming (non-temporal) stores: dst[i] = src[i] for i < n, written around the caches, with
+ * no read-for-ownership of the destination lines. For elementwise passes whose output cannot
+ * stay in the last-level cache anyway (the caller decides): the write then costs one memory
+ * transfer instead of two. SSE2 is in every x86-64, so every clone may use it; elsewhere a
+ * plain copy. Call fr_stream_fence() after the last streamed store of a call. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <stdint.h>
+#define FR_STREAM_UNALIGNED(p) ((uintptr_t)(p) & 15)
+static inline void fr_stream_f(float *restrict dst, const float *restrict src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && FR_STREAM_UNALIGNED(dst + i); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static inline void fr_stream_d(double *restrict dst, const double *restrict src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i < n && FR_STREAM_UNALIGNED(dst + i); i++) dst[i] = src[i];
+    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static inline void fr_stream_fence(void) { _mm_sfence(); }
+#undef FR_STREAM_UNALIGNED
+#else
+static inline void fr_stream_f(float *dst, const float *src, ptrdiff_t n) {
+    memcpy(dst, src, (size_t)n * sizeof *dst);
+}
+static inline void fr_stream_d(double *dst, const double *src, ptrdiff_t n) {
+    memcpy(dst, src, (size_t)n * sizeof *dst);
+}
+static inline void fr_stream_fence(void) {}
+#endif
+#define FR_STREAM_CHUNK 256 /* elements computed into a stack buffer per streamed copy */
 
 /* Which clone the loader picks on this CPU: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline. */
 static inline int fr_isa_level(void) {

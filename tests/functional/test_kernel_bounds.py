@@ -120,13 +120,13 @@ def _bn_args(kernel, **over):
     if kernel == "forward_train":
         args = (a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], 0.1, 1e-5,
                 a["partial"], a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"],
-                a["block"], 1)
+                a["block"], False, 1)
     elif kernel == "forward_eval":
         args = (a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], 1e-5,
-                a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"], 1)
+                a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"], False, 1)
     elif kernel == "backward_train":
         args = (a["dout"], a["x"], a["mean"], a["inv_std"], a["gamma"], a["partial"], a["coef"],
-                a["add"], a["dx"], a["dgamma"], a["dbeta"], a["block"], 1)
+                a["add"], a["dx"], a["dgamma"], a["dbeta"], a["block"], False, 1)
     else:
         args = (a["dout"], a["x"], a["mean"], a["inv_std"], a["gamma"], a["partial"], a["dx"],
                 a["dgamma"], a["dbeta"], a["block"], 1)
