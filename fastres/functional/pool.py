@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastres import arena
+from fastres import _config, arena
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
 from fastres.functional._validate import (
@@ -244,7 +244,9 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
     dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.max_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), argmax.reshape(P, g.H_out, g.W_out),
-                           dx.reshape(P, g.H, g.W), *g.params, _threads(n_threads, dx.size))
+                           dx.reshape(P, g.H, g.W), *g.params,
+                           _config.streaming(dx.nbytes + dout.nbytes + argmax.nbytes),
+                           _threads(n_threads, dx.size))
     return dx
 
 
