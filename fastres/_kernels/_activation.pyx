@@ -1,25 +1,28 @@
 """Elementwise kernels: ReLU, the residual add, and the masked multiply behind dropout.
 
 Arrays are flat, C-contiguous and preallocated by ``fastres.functional``; ``n_threads`` threads
-each take one contiguous chunk (elementwise results do not depend on the split).
+each take one contiguous chunk (elementwise results do not depend on the split). With
+``stream`` the output is written with streaming stores (the same values, around the caches):
+``fastres._config.streaming`` decides.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from fastres._kernels._common cimport check_threads
 
 cdef extern from "fr_elementwise.h" nogil:
-    void fr_relu_f(const float *x, float *y, Py_ssize_t n)
-    void fr_relu_d(const double *x, double *y, Py_ssize_t n)
-    void fr_relu_grad_f(const float *dy, const float *y, float *dx, Py_ssize_t n)
-    void fr_relu_grad_d(const double *dy, const double *y, double *dx, Py_ssize_t n)
-    void fr_add_f(const float *a, const float *b, float *out, Py_ssize_t n)
-    void fr_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
+    void fr_relu_f(const float *x, float *y, Py_ssize_t n, int stream)
+    void fr_relu_d(const double *x, double *y, Py_ssize_t n, int stream)
+    void fr_relu_grad_f(const float *dy, const float *y, float *dx, Py_ssize_t n, int stream)
+    void fr_relu_grad_d(const double *dy, const double *y, double *dx, Py_ssize_t n,
+                        int stream)
+    void fr_add_f(const float *a, const float *b, float *out, Py_ssize_t n, int stream)
+    void fr_add_d(const double *a, const double *b, double *out, Py_ssize_t n, int stream)
     void fr_add_gated_f(const float *a, const float *b, const float *g, float *out,
-                        Py_ssize_t n)
+                        Py_ssize_t n, int stream)
     void fr_add_gated_d(const double *a, const double *b, const double *g, double *out,
-                        Py_ssize_t n)
-    void fr_mul_f(const float *a, const float *b, float *out, Py_ssize_t n)
-    void fr_mul_d(const double *a, const double *b, double *out, Py_ssize_t n)
+                        Py_ssize_t n, int stream)
+    void fr_mul_f(const float *a, const float *b, float *out, Py_ssize_t n, int stream)
+    void fr_mul_d(const double *a, const double *b, double *out, Py_ssize_t n, int stream)
 
 cdef enum:
     CHUNK = 32768  # elements per work item (128 KiB of float32)
@@ -36,7 +39,7 @@ cdef int _length(str op, str name, Py_ssize_t got, Py_ssize_t n) except -1:
     return 0
 
 
-def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
+def relu_forward(const floating[::1] x, floating[::1] out, bint stream, int n_threads):
     """out = max(x, 0).  IN: x.  OUT: out (same length)."""
     check_threads("relu_forward", n_threads)
     cdef Py_ssize_t n = x.shape[0], c, lo, hi
@@ -45,12 +48,13 @@ def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
-            fr_relu_f(&x[lo], &out[lo], hi - lo)
+            fr_relu_f(&x[lo], &out[lo], hi - lo, stream)
         else:
-            fr_relu_d(&x[lo], &out[lo], hi - lo)
+            fr_relu_d(&x[lo], &out[lo], hi - lo, stream)
 
 
-def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1] dx, int n_threads):
+def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1] dx, bint stream,
+                  int n_threads):
     """dx = dout where y > 0 else 0 (y is the forward output).  IN: dout, y.  OUT: dx."""
     check_threads("relu_backward", n_threads)
     cdef Py_ssize_t n = dout.shape[0], c, lo, hi
@@ -60,12 +64,13 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
-            fr_relu_grad_f(&dout[lo], &y[lo], &dx[lo], hi - lo)
+            fr_relu_grad_f(&dout[lo], &y[lo], &dx[lo], hi - lo, stream)
         else:
-            fr_relu_grad_d(&dout[lo], &y[lo], &dx[lo], hi - lo)
+            fr_relu_grad_d(&dout[lo], &y[lo], &dx[lo], hi - lo, stream)
 
 
-def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
+def add(const floating[::1] a, const floating[::1] b, floating[::1] out, bint stream,
+        int n_threads):
     """out = a + b.  IN: a, b.  OUT: out (may alias a or b)."""
     check_threads("add", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
@@ -75,13 +80,13 @@ def add(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_t
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
-            fr_add_f(&a[lo], &b[lo], &out[lo], hi - lo)
+            fr_add_f(&a[lo], &b[lo], &out[lo], hi - lo, stream)
         else:
-            fr_add_d(&a[lo], &b[lo], &out[lo], hi - lo)
+            fr_add_d(&a[lo], &b[lo], &out[lo], hi - lo, stream)
 
 
 def add_gated(const floating[::1] a, const floating[::1] b, const floating[::1] gate,
-              floating[::1] out, int n_threads):
+              floating[::1] out, bint stream, int n_threads):
     """out = a + b where gate > 0, else 0 (a gradient sum through a ReLU whose output is gate).
     IN: a, b, gate.  OUT: out (a fresh array: the loop is restrict-qualified)."""
     check_threads("add_gated", n_threads)
@@ -93,12 +98,13 @@ def add_gated(const floating[::1] a, const floating[::1] b, const floating[::1] 
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
-            fr_add_gated_f(&a[lo], &b[lo], &gate[lo], &out[lo], hi - lo)
+            fr_add_gated_f(&a[lo], &b[lo], &gate[lo], &out[lo], hi - lo, stream)
         else:
-            fr_add_gated_d(&a[lo], &b[lo], &gate[lo], &out[lo], hi - lo)
+            fr_add_gated_d(&a[lo], &b[lo], &gate[lo], &out[lo], hi - lo, stream)
 
 
-def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, int n_threads):
+def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, bint stream,
+             int n_threads):
     """out = a * b.  IN: a, b.  OUT: out (may alias a or b)."""
     check_threads("multiply", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
@@ -108,6 +114,6 @@ def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, in
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
         if floating is float:
-            fr_mul_f(&a[lo], &b[lo], &out[lo], hi - lo)
+            fr_mul_f(&a[lo], &b[lo], &out[lo], hi - lo, stream)
         else:
-            fr_mul_d(&a[lo], &b[lo], &out[lo], hi - lo)
+            fr_mul_d(&a[lo], &b[lo], &out[lo], hi - lo, stream)

@@ -188,23 +188,13 @@ typedef double fr_v4d __attribute__((vector_size(32)));
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \
     }                                                                                           \
-    /* The run as above; with stream, computed a chunk at a time into a stack buffer and        \
-     * written with streaming stores (fr_stream_*): the same values, around the caches. */      \
+    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                  \
     FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,         \
                                            T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,    \
                                            T scale, T shift, int relu, int stream) {            \
-        if (!stream) {                                                                          \
-            fr_bn_affine_run_##S(x, res, y, n, mean_hi, mean_lo, scale, shift, relu);           \
-            return;                                                                             \
-        }                                                                                       \
-        T buf[FR_STREAM_CHUNK];                                                                 \
-        for (ptrdiff_t i = 0; i < n; i += FR_STREAM_CHUNK) {                                    \
-            ptrdiff_t m = n - i < FR_STREAM_CHUNK ? n - i : FR_STREAM_CHUNK;                    \
-            fr_bn_affine_run_##S(x + i, res ? res + i : NULL, buf, m, mean_hi, mean_lo, scale,  \
-                                 shift, relu);                                                  \
-            fr_stream_##S(y + i, buf, m);                                                       \
-        }                                                                                       \
-        fr_stream_fence();                                                                      \
+        FR_STREAMED(S, T, y, n, stream,                                                         \
+                    fr_bn_affine_run_##S(x + o_, res ? res + o_ : NULL, d_, m_, mean_hi,        \
+                                         mean_lo, scale, shift, relu));                         \
     }                                                                                           \
     /* dx = a * dy + b * (x - mean) + c [+ add] over one run (training backward; add, the     \
      * gradient that reaches x by other paths, may be NULL). */                                  \
@@ -218,22 +208,13 @@ typedef double fr_v4d __attribute__((vector_size(32)));
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
                 dx[i] = a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c);                     \
     }                                                                                           \
-    /* The run as above, streamed as fr_bn_affine streams. */                                   \
+    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                  \
     FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,              \
                                        const T *restrict add, T *restrict dx, ptrdiff_t n,      \
                                        T mean_hi, T mean_lo, T a, T b, T c, int stream) {       \
-        if (!stream) {                                                                          \
-            fr_bn_dx_run_##S(dy, x, add, dx, n, mean_hi, mean_lo, a, b, c);                     \
-            return;                                                                             \
-        }                                                                                       \
-        T buf[FR_STREAM_CHUNK];                                                                 \
-        for (ptrdiff_t i = 0; i < n; i += FR_STREAM_CHUNK) {                                    \
-            ptrdiff_t m = n - i < FR_STREAM_CHUNK ? n - i : FR_STREAM_CHUNK;                    \
-            fr_bn_dx_run_##S(dy + i, x + i, add ? add + i : NULL, buf, m, mean_hi, mean_lo, a,  \
-                             b, c);                                                             \
-            fr_stream_##S(dx + i, buf, m);                                                      \
-        }                                                                                       \
-        fr_stream_fence();                                                                      \
+        FR_STREAMED(S, T, dx, n, stream,                                                        \
+                    fr_bn_dx_run_##S(dy + o_, x + o_, add ? add + o_ : NULL, d_, m_, mean_hi,   \
+                                     mean_lo, a, b, c));                                        \
     }
 
 FR_DEFINE_BATCHNORM(float, f)

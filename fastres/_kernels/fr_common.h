@@ -64,6 +64,27 @@ static inline void fr_stream_fence(void) {}
 #endif
 #define FR_STREAM_CHUNK 256 /* elements computed into a stack buffer per streamed copy */
 
+/* The body of a pass writing n elements of type T (suffix S) to out: RUN computes elements
+ * [o_, o_ + m_) into d_[0 .. m_). Without stream, once, straight into out; with stream, a
+ * chunk at a time into a stack buffer that is then streamed to out (the same values). */
+#define FR_STREAMED(S, T, out, n, stream, RUN)                                                 \
+    do {                                                                                        \
+        if (!(stream)) {                                                                        \
+            const ptrdiff_t o_ = 0, m_ = (n);                                                   \
+            T *d_ = (out);                                                                      \
+            RUN;                                                                                \
+        } else {                                                                                \
+            T buf_[FR_STREAM_CHUNK];                                                            \
+            for (ptrdiff_t o_ = 0; o_ < (n); o_ += FR_STREAM_CHUNK) {                           \
+                const ptrdiff_t m_ = (n) - o_ < FR_STREAM_CHUNK ? (n) - o_ : FR_STREAM_CHUNK;   \
+                T *d_ = buf_;                                                                   \
+                RUN;                                                                            \
+                fr_stream_##S((out) + o_, buf_, m_);                                            \
+            }                                                                                   \
+            fr_stream_fence();                                                                  \
+        }                                                                                       \
+    } while (0)
+
 /* Which clone the loader picks on this CPU: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline. */
 static inline int fr_isa_level(void) {
 #if FR_HAVE_CLONES

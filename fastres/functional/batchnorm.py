@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastres import arena
-from fastres import _config
-from fastres._config import resolve_threads
+from fastres._config import resolve_threads, streaming
 from fastres._kernels import _batchnorm as _k
 from fastres.functional.activation import add_forward
 from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
@@ -166,7 +165,7 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     out = arena.empty_like(x)
     x3, out3 = x.reshape(N, C, H * W), out.reshape(N, C, H * W)
     res3 = None if residual is None else residual.reshape(N, C, H * W)
-    stream = _config.streaming(x.nbytes * (2 if residual is None else 3))
+    stream = streaming(x.nbytes * (2 if residual is None else 3))
     if training:
         block, n_blocks = _blocking(N, H * W)
         partial = np.empty((C, n_blocks, 2))
@@ -252,7 +251,7 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
                           np.empty((C, 5), x.dtype),
                           None if dx_add is None else dx_add.reshape(shape3), dx3, dgamma,
-                          dbeta, block, _config.streaming(x.nbytes * (3 if dx_add is None else 4)),
+                          dbeta, block, streaming(x.nbytes * (3 if dx_add is None else 4)),
                           n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,

@@ -11,9 +11,19 @@ from tests.conftest import TOL
 DTYPES = [np.float32, np.float64]
 
 
+@pytest.fixture(params=["cached", "streamed"])
+def stores(request, monkeypatch):
+    """Run a test with ordinary stores and again with every output streamed past the caches
+    (fastres._config.streaming): the values written must not differ."""
+    if request.param == "streamed":
+        import fastres._config as cfg
+        monkeypatch.setattr(cfg, "STREAM_ABOVE_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 1, 1), (4, 70000)])
-def test_relu_matches_reference(dtype, shape, rng):
+def test_relu_matches_reference(dtype, shape, rng, stores):
     x = rng.standard_normal(shape).astype(dtype)
     x.reshape(-1)[:3] = 0  # the gradient at exactly 0 is 0
     dout = rng.standard_normal(shape).astype(dtype)
@@ -27,7 +37,7 @@ def test_relu_matches_reference(dtype, shape, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_add_matches_reference(dtype, rng):
+def test_add_matches_reference(dtype, rng, stores):
     a, b = (rng.standard_normal((3, 4, 5, 6)).astype(dtype) for _ in range(2))
     out, cache = F.add_forward(a, b)
     np.testing.assert_array_equal(out, a + b)
@@ -38,7 +48,7 @@ def test_add_matches_reference(dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 7, 8, 37, 70001])  # vector tails, several work chunks
-def test_gated_add_is_the_sum_through_a_relu(dtype, n, rng):
+def test_gated_add_is_the_sum_through_a_relu(dtype, n, rng, stores):
     a, b, g = (rng.standard_normal(n).astype(dtype) for _ in range(3))
     g[::5] = 0  # the ReLU's gradient is 0 at 0
     out = F.add_forward(a, b, gate=g)[0]
@@ -57,7 +67,7 @@ def test_relu_numerical_gradient(rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 1.0])
-def test_dropout_matches_reference(dtype, p, rng):
+def test_dropout_matches_reference(dtype, p, rng, stores):
     x = rng.standard_normal((8, 3, 6, 6)).astype(dtype)
     dout = rng.standard_normal(x.shape).astype(dtype)
     out, cache = F.dropout_forward(x, p=p, training=True, rng=np.random.default_rng(7))

@@ -180,17 +180,19 @@ def test_batchnorm_kernels_refuse_wrong_shapes(kernel, over, message):
 # ---- elementwise -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: _activation.relu_forward(z(5), z(4), 1), "relu_forward: expected out of length 5"),
-    (lambda: _activation.relu_backward(z(5), z(4), z(5), 1),
+    (lambda: _activation.relu_forward(z(5), z(4), False, 1),
+     "relu_forward: expected out of length 5"),
+    (lambda: _activation.relu_backward(z(5), z(4), z(5), False, 1),
      "relu_backward: expected y of length 5, got 4"),
-    (lambda: _activation.relu_backward(z(5), z(5), z(6), 1), "relu_backward: expected dx"),
-    (lambda: _activation.add(z(5), z(4), z(5), 1), "add: expected b of length 5"),
-    (lambda: _activation.add(z(5), z(5), z(3), 1), "add: expected out of length 5"),
-    (lambda: _activation.add_gated(z(5), z(5), z(4), z(5), 1), "add_gated: expected gate"),
-    (lambda: _activation.add_gated(z(5), z(6), z(5), z(5), 1), "add_gated: expected b"),
-    (lambda: _activation.add_gated(z(5), z(5), z(5), z(4), 1), "add_gated: expected out"),
-    (lambda: _activation.multiply(z(5), z(4), z(5), 1), "multiply: expected b of length 5"),
-    (lambda: _activation.multiply(z(5), z(5), z(4), 1), "multiply: expected out of length 5"),
+    (lambda: _activation.relu_backward(z(5), z(5), z(6), False, 1), "relu_backward: expected dx"),
+    (lambda: _activation.add(z(5), z(4), z(5), False, 1), "add: expected b of length 5"),
+    (lambda: _activation.add(z(5), z(5), z(3), False, 1), "add: expected out of length 5"),
+    (lambda: _activation.add_gated(z(5), z(5), z(4), z(5), False, 1), "add_gated: expected gate"),
+    (lambda: _activation.add_gated(z(5), z(6), z(5), z(5), False, 1), "add_gated: expected b"),
+    (lambda: _activation.add_gated(z(5), z(5), z(5), z(4), False, 1), "add_gated: expected out"),
+    (lambda: _activation.multiply(z(5), z(4), z(5), False, 1), "multiply: expected b of length 5"),
+    (lambda: _activation.multiply(z(5), z(5), z(4), False, 1),
+     "multiply: expected out of length 5"),
 ])
 def test_elementwise_kernels_refuse_wrong_lengths(call, message):
     with pytest.raises(ValueError, match=message):
@@ -286,7 +288,7 @@ def test_kernels_refuse_a_thread_count_below_one(n_threads):
     # OpenMP reads num_threads=0 as "all" (more threads than scratch rows) and aborts the process
     # on a negative count
     calls = [
-        ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), n_threads)),
+        ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), False, n_threads)),
         ("linear_forward", lambda: _linear.linear_forward(z(3, 4), z(2, 4), z(2), True, z(3, 2),
                                                           n_threads)),
         ("global_avg_pool2d_forward",

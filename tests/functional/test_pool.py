@@ -176,7 +176,8 @@ def test_max_pool_2x2_backward_streamed_writes_the_same_values(dtype, rng, monke
         x = rng.standard_normal(shape).astype(dtype)
         out, cache = F.max_pool2d_forward(x, kernel_size=2)
         dout = rng.standard_normal(out.shape).astype(dtype)
-        want = R.max_pool2d_backward(dout.astype(np.float64), R.max_pool2d_forward(x, kernel_size=2)[1])
+        rcache = R.max_pool2d_forward(x, kernel_size=2)[1]
+        want = R.max_pool2d_backward(dout.astype(np.float64), rcache)
         dxs = []
         for above in (2**62, 0):  # never, always
             monkeypatch.setattr(cfg, "STREAM_ABOVE_BYTES", above)
