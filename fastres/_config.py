@@ -74,10 +74,11 @@ def _last_level_cache_bytes() -> int:
 
 # Elementwise passes that touch more than this many bytes (inputs and output) write their output
 # with streaming stores: it could not stay in the last-level cache beside the inputs anyway, and
-# a streaming store skips reading each destination line first. Used by batch norm's
-# normalising passes and max pooling's 2x2 backward (batch 128, 2 threads, Zen 1 with an 8 MB
-# L3: batch norm 16@32x32 forward + backward 2.97 -> 2.55 ms, max pool 32@32x32 backward 1.56 ->
-# 1.44 ms). Outputs of smaller passes stay in the cache for the op that reads them next.
+# a streaming store skips reading each destination line first. Batch norm's normalising passes
+# and the elementwise kernels use it (bench_ops, batch 128, 2 threads, a Zen 1 EPYC with an 8 MB
+# L3, same-process A/B: batch norm 16@32x32 forward + backward 3.23-3.38 -> 2.89-3.06 ms, ReLU
+# 2.28-2.62 -> 1.71-1.79 ms; max pooling's 2x2 backward got 15% slower with it and does not).
+# Outputs of smaller passes stay in the cache for the op that reads them next.
 STREAM_ABOVE_BYTES = _last_level_cache_bytes() or 32 * 2**20  # unknown: a large L3's size
 
 

@@ -28,10 +28,9 @@ cdef extern from "fr_pool.h" nogil:
     Py_ssize_t fr_maxpool_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
                                        Py_ssize_t HW, Py_ssize_t OHW)
     void fr_maxpool2x2_grad_plane_f(const float *dy, const int32_t *idx, float *dx, Py_ssize_t H,
-                                    Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int stream)
+                                    Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
     void fr_maxpool2x2_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
-                                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
-                                    int stream)
+                                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
     void fr_avgpool_plane_f(const float *x, float *y, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                             Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
                             Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
@@ -143,10 +142,9 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
 
 def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1] argmax,
                         floating[:, :, ::1] dx, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
-                        Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, bint stream, int n_threads):
+                        Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, int n_threads):
     """dx[argmax] += dout per plane, in output order.  IN: dout, argmax (P, OH, OW), every
-    index in [0, H*W).  OUT: dx (P, H, W), fully overwritten (by the 2x2 kernel with streaming
-    stores if stream: see fastres._config.streaming)."""
+    index in [0, H*W).  OUT: dx (P, H, W), fully overwritten."""
     check_threads("max_pool2d_backward", n_threads)
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p, n_bad = 0
@@ -162,10 +160,10 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
         if fast:
             if floating is float:
                 fr_maxpool2x2_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                           H, W, OH, OW, stream)
+                                           H, W, OH, OW)
             else:
                 fr_maxpool2x2_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                           H, W, OH, OW, stream)
+                                           H, W, OH, OW)
         elif floating is float:
             n_bad += fr_maxpool_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
                                              H * W, OH * OW)

@@ -195,49 +195,29 @@ FR_CLONES static ptrdiff_t FR_FN(fr_maxpool_grad_plane)(const T *restrict dy,
 
 /* 2x2/stride 2/no padding: the windows tile the plane, so each dx element is written once
  * (0 + dy as the scatter would give, or 0) without a separate zeroing pass. Only idx values
- * equal to one of the window's four offsets write a gradient, so any idx is memory-safe.
- * The span helper writes the two dx rows r0, r1 under n outputs whose window starts at offset
- * base; with stream, spans go through stack buffers and streaming stores (fr_common.h). */
-static inline void FR_FN(fr_maxpool2x2_grad_span)(const T *restrict go,
-                                                  const int32_t *restrict io, int32_t base,
-                                                  uint32_t w, T *restrict r0, T *restrict r1,
-                                                  ptrdiff_t n) {
-    for (ptrdiff_t ow = 0; ow < n; ow++) {
-        T g = go[ow] + (T)0;
-        /* unsigned: wraps (no UB) for any idx value */
-        uint32_t k = (uint32_t)io[ow] - (uint32_t)(base + 2 * (int32_t)ow);
-        r0[2 * ow] = k == 0 ? g : (T)0;
-        r0[2 * ow + 1] = k == 1 ? g : (T)0;
-        r1[2 * ow] = k == w ? g : (T)0;
-        r1[2 * ow + 1] = k == w + 1 ? g : (T)0;
-    }
-}
+ * equal to one of the window's four offsets write a gradient, so any idx is memory-safe. */
 FR_CLONES static void FR_FN(fr_maxpool2x2_grad_plane)(const T *restrict dy,
                                                       const int32_t *restrict idx,
                                                       T *restrict dx, ptrdiff_t H, ptrdiff_t W,
-                                                      ptrdiff_t OH, ptrdiff_t OW, int stream) {
-    enum { SPAN = FR_STREAM_CHUNK / 2 };
+                                                      ptrdiff_t OH, ptrdiff_t OW) {
     uint32_t w = (uint32_t)W;
-    T b0[2 * SPAN], b1[2 * SPAN];
     for (ptrdiff_t oh = 0; oh < OH; oh++) {
         T *r0 = dx + 2 * oh * W, *r1 = r0 + W;
         const T *go = dy + oh * OW;
         const int32_t *io = idx + oh * OW;
         int32_t base = (int32_t)(2 * oh * W);
-        if (!stream)
-            FR_FN(fr_maxpool2x2_grad_span)(go, io, base, w, r0, r1, OW);
-        else
-            for (ptrdiff_t o = 0; o < OW; o += SPAN) {
-                ptrdiff_t n = OW - o < SPAN ? OW - o : SPAN;
-                FR_FN(fr_maxpool2x2_grad_span)(go + o, io + o, base + 2 * (int32_t)o, w, b0, b1,
-                                               n);
-                FR_FN(fr_stream)(r0 + 2 * o, b0, 2 * n);
-                FR_FN(fr_stream)(r1 + 2 * o, b1, 2 * n);
-            }
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            T g = go[ow] + (T)0;
+            /* unsigned: wraps (no UB) for any idx value */
+            uint32_t k = (uint32_t)io[ow] - (uint32_t)(base + 2 * (int32_t)ow);
+            r0[2 * ow] = k == 0 ? g : (T)0;
+            r0[2 * ow + 1] = k == 1 ? g : (T)0;
+            r1[2 * ow] = k == w ? g : (T)0;
+            r1[2 * ow + 1] = k == w + 1 ? g : (T)0;
+        }
         if (W & 1) r0[W - 1] = r1[W - 1] = (T)0;
     }
     if (H & 1) memset(dx + (H - 1) * W, 0, (size_t)W * sizeof(T));
-    if (stream) fr_stream_fence();
 }
 
 /* ---- average pooling ------------------------------------------------------------------------ */

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastres import arena
-from fastres._config import resolve_threads, streaming
+from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
 from fastres.functional._validate import (
     float_array, int_pair, out_size, positive_int, shape_is,
@@ -244,9 +244,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
     dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.max_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), argmax.reshape(P, g.H_out, g.W_out),
-                           dx.reshape(P, g.H, g.W), *g.params,
-                           streaming(dx.nbytes + dout.nbytes + argmax.nbytes),
-                           _threads(n_threads, dx.size))
+                           dx.reshape(P, g.H, g.W), *g.params, _threads(n_threads, dx.size))
     return dx
 
 

@@ -206,7 +206,7 @@ def _maxfwd(x, out, argmax, *params):
 
 
 def _maxbwd(dout, argmax, dx, *params):
-    return lambda: _pool.max_pool2d_backward(dout, argmax, dx, *params, False, 1)
+    return lambda: _pool.max_pool2d_backward(dout, argmax, dx, *params, 1)
 
 
 I32 = np.int32
@@ -246,9 +246,9 @@ def test_max_pool_2x2_backward_is_safe_for_any_index():
     # is none of them (here each is outside its window, two outside the plane) writes zeros
     dout = np.ones((1, 2, 2), f32)
     dx = np.full((1, 4, 4), np.nan, f32)
-    _pool.max_pool2d_backward(dout, np.array([[[-7, 10**9], [5, 3]]], I32), dx, *K2, False, 1)
+    _pool.max_pool2d_backward(dout, np.array([[[-7, 10**9], [5, 3]]], I32), dx, *K2, 1)
     np.testing.assert_array_equal(dx, 0)
-    _pool.max_pool2d_backward(dout, np.array([[[5, 3], [8, 15]]], I32), dx, *K2, False, 1)
+    _pool.max_pool2d_backward(dout, np.array([[[5, 3], [8, 15]]], I32), dx, *K2, 1)
     want = np.zeros((1, 4, 4), f32)
     want[0, 1, 1] = want[0, 0, 3] = want[0, 2, 0] = want[0, 3, 3] = 1
     np.testing.assert_array_equal(dx, want)
