@@ -54,12 +54,12 @@ def resolve_threads(n_threads: int | None) -> int:
     return n_threads
 
 
-def _last_level_cache_bytes() -> int:
+def _last_level_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
     """The largest cache of CPU 0 as Linux describes it (what lscpu prints), 0 where unknown.
     Not glibc's sysconf(_SC_LEVEL3_CACHE_SIZE): on AMD EPYC it reports the whole package's L3,
     8x the slice this CPU shares."""
     sizes = [0]
-    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+    for index in glob.glob(os.path.join(root, "index*", "size")):
         try:
             with open(index) as f:
                 text = f.read().strip()

@@ -150,3 +150,19 @@ def test_omp_num_threads_is_the_default(env, expected):
     out = run.stdout.split()
     n, m, back, cpus = map(int, out)
     assert (n, m, back) == (expected or cpus, 5, expected or cpus)
+
+
+def test_last_level_cache_size_is_read_as_linux_describes_it(tmp_path):
+    # /sys/devices/system/cpu/cpu0/cache/index*/size, as lscpu reads it: the largest one
+    from fastres._config import _last_level_cache_bytes
+
+    for i, size in enumerate(["32K", "64K", "512K", "8192K"]):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+    assert _last_level_cache_bytes(str(tmp_path)) == 8 * 2**20
+    (tmp_path / "index4").mkdir()
+    (tmp_path / "index4" / "size").write_text("96M\n")
+    (tmp_path / "index5").mkdir()
+    (tmp_path / "index5" / "size").write_text("garbage\n")
+    assert _last_level_cache_bytes(str(tmp_path)) == 96 * 2**20
+    assert _last_level_cache_bytes(str(tmp_path / "absent")) == 0  # not Linux: unknown
