@@ -82,9 +82,14 @@ def _last_level_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") ->
 STREAM_ABOVE_BYTES = _last_level_cache_bytes() or 32 * 2**20  # unknown: a large L3's size
 
 
-def streaming(nbytes: int) -> bool:
-    """Whether a pass over nbytes (inputs and output together) should stream its output."""
-    return nbytes > STREAM_ABOVE_BYTES
+def streaming(*arrays) -> bool:
+    """Whether a pass over these arrays (its inputs and its output; None for an absent operand)
+    should stream its output."""
+    total = 0
+    for a in arrays:
+        if a is not None:
+            total += a.nbytes
+    return total > STREAM_ABOVE_BYTES
 
 
 def _hold_blas_to_one_thread() -> None:

@@ -38,21 +38,19 @@ static inline int fr_omp_max_threads(void) { return 1; }
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #include <stdint.h>
-#define FR_STREAM_UNALIGNED(p) ((uintptr_t)(p) & 15)
-static inline void fr_stream_f(float *restrict dst, const float *restrict src, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i < n && FR_STREAM_UNALIGNED(dst + i); i++) dst[i] = src[i];
-    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-    for (; i < n; i++) dst[i] = src[i];
-}
-static inline void fr_stream_d(double *restrict dst, const double *restrict src, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i < n && FR_STREAM_UNALIGNED(dst + i); i++) dst[i] = src[i];
-    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
-    for (; i < n; i++) dst[i] = src[i];
-}
+/* Scalar stores up to a 16-byte boundary of dst, then 16-byte streaming stores, then the tail. */
+#define FR_DEFINE_STREAM(T, S, LOADU, STREAM)                                                  \
+    static inline void fr_stream_##S(T *restrict dst, const T *restrict src, ptrdiff_t n) {   \
+        const ptrdiff_t l = 16 / (ptrdiff_t)sizeof(T);                                         \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];                     \
+        for (; i + l <= n; i += l) STREAM(dst + i, LOADU(src + i));                            \
+        for (; i < n; i++) dst[i] = src[i];                                                    \
+    }
+FR_DEFINE_STREAM(float, f, _mm_loadu_ps, _mm_stream_ps)
+FR_DEFINE_STREAM(double, d, _mm_loadu_pd, _mm_stream_pd)
+#undef FR_DEFINE_STREAM
 static inline void fr_stream_fence(void) { _mm_sfence(); }
-#undef FR_STREAM_UNALIGNED
 #else
 static inline void fr_stream_f(float *dst, const float *src, ptrdiff_t n) {
     memcpy(dst, src, (size_t)n * sizeof *dst);

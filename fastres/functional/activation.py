@@ -44,7 +44,7 @@ def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
     """``out = max(x, 0)``; any shape. Returns ``(out, cache)``."""
     x = float_array("relu_forward", "x", x)
     out = arena.empty_like(x)
-    _k.relu_forward(x.reshape(-1), out.reshape(-1), streaming(2 * x.nbytes),
+    _k.relu_forward(x.reshape(-1), out.reshape(-1), streaming(x, out),
                     resolve_threads(n_threads))
     return out, ReluCache(out)
 
@@ -54,7 +54,7 @@ def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None =
     dout = _grad_like("relu_backward", dout, cache.out.shape, cache.out.dtype)
     dx = arena.empty_like(dout)
     _k.relu_backward(dout.reshape(-1), cache.out.reshape(-1), dx.reshape(-1),
-                     streaming(3 * dx.nbytes), resolve_threads(n_threads))
+                     streaming(dout, cache.out, dx), resolve_threads(n_threads))
     return dx
 
 
@@ -71,13 +71,13 @@ def add_forward(a: np.ndarray, b: np.ndarray, *, gate: np.ndarray | None = None,
     out = arena.empty_like(a)
     n = resolve_threads(n_threads)
     if gate is None:
-        _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), streaming(3 * a.nbytes), n)
+        _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), streaming(a, b, out), n)
     else:
         gate = float_array("add_forward", "gate", gate)
         same_dtype("add_forward", a=a, gate=gate)
         shape_is("add_forward", "gate", gate, a.shape)
         _k.add_gated(a.reshape(-1), b.reshape(-1), gate.reshape(-1), out.reshape(-1),
-                     streaming(4 * a.nbytes), n)
+                     streaming(a, b, gate, out), n)
     return out, AddCache(a.shape)
 
 
@@ -108,7 +108,7 @@ def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.G
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     mask = keep.astype(x.dtype) * x.dtype.type(scale)
     out = arena.empty_like(x)
-    _k.multiply(x.reshape(-1), mask.reshape(-1), out.reshape(-1), streaming(3 * x.nbytes),
+    _k.multiply(x.reshape(-1), mask.reshape(-1), out.reshape(-1), streaming(x, mask, out),
                 resolve_threads(n_threads))
     return out, DropoutCache(mask)
 
@@ -121,5 +121,5 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache, *, n_threads: int | 
     dout = _grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
     dx = arena.empty_like(dout)
     _k.multiply(dout.reshape(-1), cache.mask.reshape(-1), dx.reshape(-1),
-                streaming(3 * dx.nbytes), resolve_threads(n_threads))
+                streaming(dout, cache.mask, dx), resolve_threads(n_threads))
     return dx

@@ -165,7 +165,7 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     out = arena.empty_like(x)
     x3, out3 = x.reshape(N, C, H * W), out.reshape(N, C, H * W)
     res3 = None if residual is None else residual.reshape(N, C, H * W)
-    stream = streaming(x.nbytes * (2 if residual is None else 3))
+    stream = streaming(x, residual, out)
     if training:
         block, n_blocks = _blocking(N, H * W)
         partial = np.empty((C, n_blocks, 2))
@@ -251,7 +251,7 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
                           np.empty((C, 5), x.dtype),
                           None if dx_add is None else dx_add.reshape(shape3), dx3, dgamma,
-                          dbeta, block, streaming(x.nbytes * (3 if dx_add is None else 4)),
+                          dbeta, block, streaming(dout, x, dx_add, dx),
                           n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
