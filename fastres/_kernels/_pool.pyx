@@ -6,7 +6,7 @@ merged into one axis of P = N*C planes. Each plane is owned by exactly one threa
 so nothing is shared between threads: no races in the gradient scatters, and every result is
 bit-identical for any ``n_threads``.
 """
-from libc.stdint cimport INT32_MAX, int32_t
+from libc.stdint cimport INT32_MAX, int32_t, uint8_t
 from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange
@@ -19,17 +19,17 @@ cdef extern from "fr_pool.h" nogil:
     void fr_maxpool_plane_d(const double *x, double *y, int32_t *idx, Py_ssize_t H, Py_ssize_t W,
                             Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW,
                             Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW)
-    void fr_maxpool2x2_plane_f(const float *x, float *y, int32_t *idx, Py_ssize_t W,
+    void fr_maxpool2x2_plane_f(const float *x, float *y, uint8_t *code, Py_ssize_t W,
                                Py_ssize_t OH, Py_ssize_t OW)
-    void fr_maxpool2x2_plane_d(const double *x, double *y, int32_t *idx, Py_ssize_t W,
+    void fr_maxpool2x2_plane_d(const double *x, double *y, uint8_t *code, Py_ssize_t W,
                                Py_ssize_t OH, Py_ssize_t OW)
     Py_ssize_t fr_maxpool_grad_plane_f(const float *dy, const int32_t *idx, float *dx,
                                        Py_ssize_t HW, Py_ssize_t OHW)
     Py_ssize_t fr_maxpool_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
                                        Py_ssize_t HW, Py_ssize_t OHW)
-    void fr_maxpool2x2_grad_plane_f(const float *dy, const int32_t *idx, float *dx, Py_ssize_t H,
+    void fr_maxpool2x2_grad_plane_f(const float *dy, const uint8_t *code, float *dx, Py_ssize_t H,
                                     Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
-    void fr_maxpool2x2_grad_plane_d(const double *dy, const int32_t *idx, double *dx,
+    void fr_maxpool2x2_grad_plane_d(const double *dy, const uint8_t *code, double *dx,
                                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
     void fr_avgpool_plane_f(const float *x, float *y, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                             Py_ssize_t OW, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
@@ -101,12 +101,12 @@ cdef int _geometry(str op, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t
     return 0
 
 
-cdef int _argmax(str op, const int32_t[:, :, ::1] argmax, Py_ssize_t P, Py_ssize_t OH,
-                 Py_ssize_t OW, str like) except -1:
-    """argmax has the shape (P, OH, OW) of out / dout."""
-    if argmax.shape[0] != P or argmax.shape[1] != OH or argmax.shape[2] != OW:
-        raise ValueError(f"{op}: expected argmax of shape ({P}, {OH}, {OW}) (as {like}), got "
-                         f"({argmax.shape[0]}, {argmax.shape[1]}, {argmax.shape[2]})")
+cdef int _index(str op, str name, const Py_ssize_t *shape, Py_ssize_t P, Py_ssize_t OH,
+                Py_ssize_t OW, str like) except -1:
+    """An index array (argmax, window codes) has the shape (P, OH, OW) of out / dout."""
+    if shape[0] != P or shape[1] != OH or shape[2] != OW:
+        raise ValueError(f"{op}: expected {name} of shape ({P}, {OH}, {OW}) (as {like}), got "
+                         f"({shape[0]}, {shape[1]}, {shape[2]})")
     return 0
 
 
@@ -118,26 +118,19 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     check_threads("max_pool2d_forward", n_threads)
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
-    cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
     cdef str op = "max_pool2d_forward"
     _planes(op, "out", out.shape[0], P)
-    _argmax(op, argmax, P, OH, OW, "out")
+    _index(op, "argmax", argmax.shape, P, OH, OW, "out")
     _geometry(op, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
     if H * W > INT32_MAX:
         raise ValueError(f"{op}: expected H*W <= {INT32_MAX} (int32 argmax), got ({H}, {W})")
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
-            if fast:
-                fr_maxpool2x2_plane_f(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], W, OH, OW)
-            else:
-                fr_maxpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], H, W, OH, OW,
-                                   KH, KW, SH, SW, PH, PW)
+            fr_maxpool_plane_f(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], H, W, OH, OW,
+                               KH, KW, SH, SW, PH, PW)
         else:
-            if fast:
-                fr_maxpool2x2_plane_d(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], W, OH, OW)
-            else:
-                fr_maxpool_plane_d(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], H, W, OH, OW,
-                                   KH, KW, SH, SW, PH, PW)
+            fr_maxpool_plane_d(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], H, W, OH, OW,
+                               KH, KW, SH, SW, PH, PW)
 
 
 def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1] argmax,
@@ -148,23 +141,13 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
     check_threads("max_pool2d_backward", n_threads)
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p, n_bad = 0
-    cdef bint fast = _is_2x2(KH, KW, SH, SW, PH, PW)
     cdef str op = "max_pool2d_backward"
     _planes(op, "dout", dout.shape[0], P)
-    _argmax(op, argmax, P, OH, OW, "dout")
+    _index(op, "argmax", argmax.shape, P, OH, OW, "dout")
     _geometry(op, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
-    # The general kernel skips (and counts) indices outside [0, H*W) as it scatters; the 2x2
-    # kernel only compares indices with its window's four offsets, so any value is memory-safe
-    # there (fr_pool.h).
+    # The kernel skips (and counts) indices outside [0, H*W) as it scatters (fr_pool.h).
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
-        if fast:
-            if floating is float:
-                fr_maxpool2x2_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                           H, W, OH, OW)
-            else:
-                fr_maxpool2x2_grad_plane_d(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                           H, W, OH, OW)
-        elif floating is float:
+        if floating is float:
             n_bad += fr_maxpool_grad_plane_f(&dout[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
                                              H * W, OH * OW)
         else:
@@ -173,6 +156,43 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
     if n_bad:
         raise ValueError(f"{op}: expected argmax values in [0, {H * W}), got {n_bad} outside it "
                          f"(skipped)")
+
+
+def max_pool2x2_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                        uint8_t[:, :, ::1] code, int n_threads):
+    """Max pooling with kernel 2x2, stride 2, no padding.  IN: x (P, H, W).  OUT: out and code
+    (P, H // 2, W // 2): where in its window the first maximum is, 2*row + column (NaN wins)."""
+    check_threads("max_pool2x2_forward", n_threads)
+    cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
+    cdef str op = "max_pool2x2_forward"
+    _planes(op, "out", out.shape[0], P)
+    _index(op, "code", code.shape, P, OH, OW, "out")
+    _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
+    for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
+        if floating is float:
+            fr_maxpool2x2_plane_f(&x[p, 0, 0], &out[p, 0, 0], &code[p, 0, 0], W, OH, OW)
+        else:
+            fr_maxpool2x2_plane_d(&x[p, 0, 0], &out[p, 0, 0], &code[p, 0, 0], W, OH, OW)
+
+
+def max_pool2x2_backward(const floating[:, :, ::1] dout, const uint8_t[:, :, ::1] code,
+                         floating[:, :, ::1] dx, int n_threads):
+    """Each window's gradient to the element its code names.  IN: dout, code (P, OH, OW).
+    OUT: dx (P, H, W), fully overwritten. A code outside 0-3 writes only zeros, so any byte is
+    memory-safe (fr_pool.h)."""
+    check_threads("max_pool2x2_backward", n_threads)
+    cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
+    cdef str op = "max_pool2x2_backward"
+    _planes(op, "dout", dout.shape[0], P)
+    _index(op, "code", code.shape, P, OH, OW, "dout")
+    _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
+    for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
+        if floating is float:
+            fr_maxpool2x2_grad_plane_f(&dout[p, 0, 0], &code[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+        else:
+            fr_maxpool2x2_grad_plane_d(&dout[p, 0, 0], &code[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
 
 
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, Py_ssize_t KH,

@@ -9,7 +9,8 @@
  *   - avg: sum the window row by row in T, then divide by the window clipped to the padded
  *     input (count_include_pad=True);
  *   - backward: zero the plane, then add each output's gradient in row-major output order.
- * Argmax indices are int32 flat offsets within the plane; the caller checks that H*W fits.
+ * Argmax indices are int32 flat offsets within the plane (the caller checks that H*W fits), or
+ * for the 2x2 pool one byte per window.
  *
  * This header instantiates itself once per element type: the first pass defines the shared
  * helpers, then includes itself with T = float (suffix _f) and T = double (suffix _d), which
@@ -152,25 +153,25 @@ FR_CLONES static void FR_FN(fr_maxpool_plane)(const T *restrict x, T *restrict y
 }
 
 /* kernel 2x2, stride 2, no padding (the ResNet/Keras downsampling pool): the same rule unrolled
- * over the four candidates. The top-left element always ends up as the starting point (from
- * -inf it is taken unless it is -inf, where the index stays on it anyway). */
+ * over the four candidates, storing where the maximum is in its window as one byte, k = 2*row +
+ * column (0-3), instead of an int32 plane offset: the pass moves 25.2 -> 22 MB at ResNet-20's
+ * 32@32x32, batch 128 (forward 2.0 -> 1.6 ms on a Zen 1 host). The top-left element always
+ * ends up as the starting point (from -inf it is taken unless it is -inf, where k stays 0). */
 FR_CLONES static void FR_FN(fr_maxpool2x2_plane)(const T *restrict x, T *restrict y,
-                                                 int32_t *restrict idx, ptrdiff_t W,
+                                                 uint8_t *restrict code, ptrdiff_t W,
                                                  ptrdiff_t OH, ptrdiff_t OW) {
-    int32_t w = (int32_t)W;
     for (ptrdiff_t oh = 0; oh < OH; oh++) {
         const T *r0 = x + 2 * oh * W, *r1 = r0 + W;
         T *yo = y + oh * OW;
-        int32_t *io = idx + oh * OW;
-        int32_t base = (int32_t)(2 * oh * W);
+        uint8_t *co = code + oh * OW;
         for (ptrdiff_t ow = 0; ow < OW; ow++) {
             T m = r0[2 * ow];
             int32_t k = 0;
             FR_MAX_STEP(r0[2 * ow + 1], 1, m, k);
-            FR_MAX_STEP(r1[2 * ow], w, m, k);
-            FR_MAX_STEP(r1[2 * ow + 1], w + 1, m, k);
+            FR_MAX_STEP(r1[2 * ow], 2, m, k);
+            FR_MAX_STEP(r1[2 * ow + 1], 3, m, k);
             yo[ow] = m;
-            io[ow] = base + 2 * (int32_t)ow + k;
+            co[ow] = (uint8_t)k;
         }
     }
 }
@@ -194,26 +195,31 @@ FR_CLONES static ptrdiff_t FR_FN(fr_maxpool_grad_plane)(const T *restrict dy,
 }
 
 /* 2x2/stride 2/no padding: the windows tile the plane, so each dx element is written once
- * (0 + dy as the scatter would give, or 0) without a separate zeroing pass. Only idx values
- * equal to one of the window's four offsets write a gradient, so any idx is memory-safe. */
+ * (0 + dy as the scatter would give, or 0) without a separate zeroing pass. A code other than
+ * 0-3 writes no gradient, so any code is memory-safe. The codes are widened to int32 a block at
+ * a time and the stores go through fr_select: read as bytes in the loop, or compared with `?:`,
+ * GCC 12 left it scalar (2x slower). */
 FR_CLONES static void FR_FN(fr_maxpool2x2_grad_plane)(const T *restrict dy,
-                                                      const int32_t *restrict idx,
+                                                      const uint8_t *restrict code,
                                                       T *restrict dx, ptrdiff_t H, ptrdiff_t W,
                                                       ptrdiff_t OH, ptrdiff_t OW) {
-    uint32_t w = (uint32_t)W;
+    enum { BLOCK = 64 };
     for (ptrdiff_t oh = 0; oh < OH; oh++) {
         T *r0 = dx + 2 * oh * W, *r1 = r0 + W;
         const T *go = dy + oh * OW;
-        const int32_t *io = idx + oh * OW;
-        int32_t base = (int32_t)(2 * oh * W);
-        for (ptrdiff_t ow = 0; ow < OW; ow++) {
-            T g = go[ow] + (T)0;
-            /* unsigned: wraps (no UB) for any idx value */
-            uint32_t k = (uint32_t)io[ow] - (uint32_t)(base + 2 * (int32_t)ow);
-            r0[2 * ow] = k == 0 ? g : (T)0;
-            r0[2 * ow + 1] = k == 1 ? g : (T)0;
-            r1[2 * ow] = k == w ? g : (T)0;
-            r1[2 * ow + 1] = k == w + 1 ? g : (T)0;
+        const uint8_t *co = code + oh * OW;
+        for (ptrdiff_t o0 = 0; o0 < OW; o0 += BLOCK) {
+            int32_t kb[BLOCK];
+            ptrdiff_t n = FR_MIN(BLOCK, OW - o0);
+            for (ptrdiff_t j = 0; j < n; j++) kb[j] = co[o0 + j];
+            for (ptrdiff_t j = 0; j < n; j++) {
+                ptrdiff_t ow = o0 + j;
+                T g = go[ow] + (T)0;
+                r0[2 * ow] = FR_FN(fr_select)(kb[j] == 0, g, (T)0);
+                r0[2 * ow + 1] = FR_FN(fr_select)(kb[j] == 1, g, (T)0);
+                r1[2 * ow] = FR_FN(fr_select)(kb[j] == 2, g, (T)0);
+                r1[2 * ow + 1] = FR_FN(fr_select)(kb[j] == 3, g, (T)0);
+            }
         }
         if (W & 1) r0[W - 1] = r1[W - 1] = (T)0;
     }

@@ -71,6 +71,12 @@ class _Geometry:
         SH, SW = min(self.SH, self.H + 2 * self.PH), min(self.SW, self.W + 2 * self.PW)
         return (self.KH, self.KW, SH, SW, self.PH, self.PW)
 
+    @property
+    def is_2x2(self) -> bool:
+        """The ResNet/Keras downsampling pool (kernel 2, stride 2, no padding): windows that tile
+        the plane, which the 2x2 kernels handle."""
+        return self.params == (2, 2, 2, 2, 0, 0)
+
 
 @dataclass(frozen=True)
 class MaxPool2dCache:
@@ -79,7 +85,22 @@ class MaxPool2dCache:
     kernel_size: tuple  # (KH, KW)
     stride: tuple  # (SH, SW)
     padding: tuple  # (PH, PW)
-    argmax: np.ndarray  # (N, C, H_out, W_out) int32: flat index of the maximum in its H*W plane
+    # (N, C, H_out, W_out): int32 flat index of each maximum in its H*W plane; for the 2x2,
+    # stride-2, unpadded pool, uint8 position in its window, 2*row + column (a quarter of the
+    # memory traffic and of the cache's size)
+    index: np.ndarray
+
+    @property
+    def argmax(self) -> np.ndarray:
+        """int32 flat index of each window's maximum in its H*W plane (as PyTorch's indices)."""
+        if self.index.dtype != np.uint8:
+            return self.index
+        W = self.x_shape[3]
+        OH, OW = self.index.shape[2:]
+        corner = (2 * W * np.arange(OH, dtype=np.int32))[:, None] + 2 * np.arange(
+            OW, dtype=np.int32)
+        k = self.index.astype(np.int32)
+        return corner + (k >> 1) * W + (k & 1)
 
 
 @dataclass(frozen=True)
@@ -189,20 +210,25 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     out : ndarray, shape (N, C, H_out, W_out), dtype of x
         ``H_out = (H + 2*padding_h - kernel_h) // stride_h + 1`` (likewise W_out).
     cache : MaxPool2dCache
-        Holds the argmax of every window (int32 flat index in its H*W plane); the first
-        maximum in row-major window order wins ties, a NaN wins over numbers.
+        Holds where each window's maximum is: ``cache.argmax`` gives it as the int32 flat
+        index in its H*W plane (PyTorch's indices). The first maximum in row-major window order
+        wins ties, a NaN wins over numbers.
     """
     op = "max_pool2d_forward"
     x = _input(op, x)
     g = _geometry(op, x.shape, kernel_size, stride, padding)
     out = arena.empty(g.out_shape, dtype=x.dtype)
-    argmax = arena.empty(g.out_shape, dtype=np.int32)
-    P = g.N * g.C
-    _k.max_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
-                          argmax.reshape(P, g.H_out, g.W_out), *g.params,
-                          _threads(n_threads, x.size))
+    P, threads = g.N * g.C, _threads(n_threads, x.size)
+    if g.is_2x2:
+        index = arena.empty(g.out_shape, dtype=np.uint8)
+        _k.max_pool2x2_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
+                               index.reshape(P, g.H_out, g.W_out), threads)
+    else:
+        index = arena.empty(g.out_shape, dtype=np.int32)
+        _k.max_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
+                              index.reshape(P, g.H_out, g.W_out), *g.params, threads)
     return out, MaxPool2dCache(x.shape, x.dtype, (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW),
-                               argmax)
+                               index)
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
@@ -224,27 +250,30 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
     g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
                   cache.padding)
     dout = _dout(op, dout, g.out_shape, cache.dtype)
-    argmax = cache.argmax
-    if not (isinstance(argmax, np.ndarray) and argmax.dtype == np.int32
-            and argmax.shape == g.out_shape and argmax.flags.c_contiguous):
-        got = (f"{argmax.dtype} array of shape {argmax.shape}"
-               if isinstance(argmax, np.ndarray) else type(argmax).__name__)
+    index, fast = cache.index, g.is_2x2
+    want = np.dtype(np.uint8 if fast else np.int32)
+    if not (isinstance(index, np.ndarray) and index.dtype == want
+            and index.shape == g.out_shape and index.flags.c_contiguous):
+        got = (f"{index.dtype} array of shape {index.shape}"
+               if isinstance(index, np.ndarray) else type(index).__name__)
         raise ValueError(
-            f"{op}: expected cache.argmax to be a C-contiguous int32 array of shape "
+            f"{op}: expected cache.index to be a C-contiguous {want} array of shape "
             f"{g.out_shape}, got {got}"
         )
-    fast = g.params == (2, 2, 2, 2, 0, 0)
-    # The 2x2 kernel only compares indices with its window's four offsets, so any value is
-    # memory-safe; the general kernel scatters through them, so they must lie in the plane.
-    if not fast and (argmax.min() < 0 or argmax.max() >= g.H * g.W):
+    # The 2x2 kernel writes a gradient only where a code is 0-3, so any byte is memory-safe;
+    # the general kernel scatters through the indices, so they must lie in the plane.
+    if not fast and (index.min() < 0 or index.max() >= g.H * g.W):
         raise ValueError(
-            f"{op}: expected cache.argmax values in [0, {g.H * g.W}), got values in "
-            f"[{argmax.min()}, {argmax.max()}]"
+            f"{op}: expected cache.index values in [0, {g.H * g.W}), got values in "
+            f"[{index.min()}, {index.max()}]"
         )
     dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
-    P = g.N * g.C
-    _k.max_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), argmax.reshape(P, g.H_out, g.W_out),
-                           dx.reshape(P, g.H, g.W), *g.params, _threads(n_threads, dx.size))
+    P, threads = g.N * g.C, _threads(n_threads, dx.size)
+    d3, i3, dx3 = (a.reshape(P, *a.shape[2:]) for a in (dout, index, dx))
+    if fast:
+        _k.max_pool2x2_backward(d3, i3, dx3, threads)
+    else:
+        _k.max_pool2d_backward(d3, i3, dx3, *g.params, threads)
     return dx
 
 

@@ -209,8 +209,8 @@ def _maxbwd(dout, argmax, dx, *params):
     return lambda: _pool.max_pool2d_backward(dout, argmax, dx, *params, 1)
 
 
-I32 = np.int32
-K2 = (2, 2, 2, 2, 0, 0)  # the 2x2 fast path
+I32, U8 = np.int32, np.uint8
+K2 = (2, 2, 2, 2, 0, 0)  # the downsampling pool, through the general kernel
 K3 = (3, 3, 2, 2, 1, 1)  # a general window: 6x6 -> 3x3
 
 
@@ -241,16 +241,37 @@ def test_max_pool_kernels_refuse_wrong_shapes_and_indices(call, message):
         call()
 
 
-def test_max_pool_2x2_backward_is_safe_for_any_index():
-    # fr_maxpool2x2_grad_plane only compares an index with its window's four offsets: one that
-    # is none of them (here each is outside its window, two outside the plane) writes zeros
-    dout = np.ones((1, 2, 2), f32)
+@pytest.mark.parametrize("call, message", [
+    (lambda: _pool.max_pool2x2_forward(z(2, 6, 6), z(1, 3, 3), z(2, 3, 3, dtype=U8), 1),
+     "max_pool2x2_forward: expected out with 2 planes, got 1"),
+    (lambda: _pool.max_pool2x2_forward(z(2, 6, 6), z(2, 3, 3), z(2, 3, 2, dtype=U8), 1),
+     r"max_pool2x2_forward: expected code of shape \(2, 3, 3\) \(as out\), got \(2, 3, 2\)"),
+    (lambda: _pool.max_pool2x2_forward(z(2, 5, 5), z(2, 3, 3), z(2, 3, 3, dtype=U8), 1),
+     r"max_pool2x2_forward: expected output planes of \(2, 2\) for \(5, 5\), got \(3, 3\)"),
+    (lambda: _pool.max_pool2x2_forward(z(2, 6, 6), z(2, 3, 3), z(2, 3, 3, dtype=U8), 0),
+     "max_pool2x2_forward: expected n_threads >= 1"),
+    (lambda: _pool.max_pool2x2_backward(z(1, 3, 3), z(2, 3, 3, dtype=U8), z(2, 6, 6), 1),
+     "max_pool2x2_backward: expected dout with 2 planes, got 1"),
+    (lambda: _pool.max_pool2x2_backward(z(2, 3, 3), z(2, 3, 3, dtype=U8), z(2, 8, 8), 1),
+     r"max_pool2x2_backward: expected output planes of \(4, 4\) for \(8, 8\), got \(3, 3\)"),
+    (lambda: _pool.max_pool2x2_backward(z(2, 3, 3), z(2, 3, 1, dtype=U8), z(2, 6, 6), 1),
+     r"max_pool2x2_backward: expected code of shape \(2, 3, 3\) \(as dout\)"),
+])
+def test_max_pool_2x2_kernels_refuse_wrong_shapes(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_max_pool_2x2_backward_is_safe_for_any_code():
+    # fr_maxpool2x2_grad_plane writes a window's gradient only where its code is 0-3 (2*row +
+    # column); any other byte leaves the whole window zero
+    dout = np.arange(1, 5, dtype=f32).reshape(1, 2, 2)
     dx = np.full((1, 4, 4), np.nan, f32)
-    _pool.max_pool2d_backward(dout, np.array([[[-7, 10**9], [5, 3]]], I32), dx, *K2, 1)
+    _pool.max_pool2x2_backward(dout, np.array([[[4, 255], [128, 7]]], U8), dx, 1)
     np.testing.assert_array_equal(dx, 0)
-    _pool.max_pool2d_backward(dout, np.array([[[5, 3], [8, 15]]], I32), dx, *K2, 1)
+    _pool.max_pool2x2_backward(dout, np.array([[[3, 1], [2, 0]]], U8), dx, 1)
     want = np.zeros((1, 4, 4), f32)
-    want[0, 1, 1] = want[0, 0, 3] = want[0, 2, 0] = want[0, 3, 3] = 1
+    want[0, 1, 1], want[0, 0, 3], want[0, 3, 0], want[0, 2, 2] = 1, 2, 3, 4
     np.testing.assert_array_equal(dx, want)
 
 

@@ -404,15 +404,15 @@ def test_backward_rejects_tampered_caches():
 
     _, c = F.max_pool2d_forward(X, kernel_size=3, stride=1, padding=1)
     dout = np.ones((2, 3, 8, 8))
-    bad = c.argmax.copy()
+    bad = c.index.copy()
     bad[1, 2, 7, 7] = 64
-    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected cache.argmax values in "
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected cache.index values in "
                                          r"\[0, 64\), got values in \[0, 64\]"):
-        F.max_pool2d_backward(dout, replace(c, argmax=bad))
-    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected cache.argmax to be a "
+        F.max_pool2d_backward(dout, replace(c, index=bad))
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected cache.index to be a "
                                          r"C-contiguous int32 array of shape \(2, 3, 8, 8\), "
                                          r"got int64 array"):
-        F.max_pool2d_backward(dout, replace(c, argmax=c.argmax.astype(np.int64)))
+        F.max_pool2d_backward(dout, replace(c, index=c.index.astype(np.int64)))
     with pytest.raises(ValueError, match=r"max_pool2d_backward: expected cache.x_shape to be 4 "
                                          r"positive ints, got \(2, 3, 8\)"):
         F.max_pool2d_backward(dout, replace(c, x_shape=(2, 3, 8)))
@@ -421,11 +421,38 @@ def test_backward_rejects_tampered_caches():
     with pytest.raises(ValueError, match=r"max_pool2d_backward: expected dout of shape "
                                          r"\(2, 3, 9, 9\)"):
         F.max_pool2d_backward(dout, replace(c, x_shape=(2, 3, 9, 9)))
-    # the 2x2 kernel never indexes through argmax: any value is safe and just drops the gradient
+    # the 2x2 pool keeps one byte per window, and only a code of 0-3 writes a gradient: any
+    # other byte is safe and just drops it
     _, c2 = F.max_pool2d_forward(X, kernel_size=2)
-    junk = np.full_like(c2.argmax, -(2**31))
-    dx = F.max_pool2d_backward(np.ones((2, 3, 4, 4)), replace(c2, argmax=junk))
+    assert c2.index.dtype == np.uint8
+    junk = np.full_like(c2.index, 4)
+    dx = F.max_pool2d_backward(np.ones((2, 3, 4, 4)), replace(c2, index=junk))
     np.testing.assert_array_equal(dx, 0)
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected cache.index to be a "
+                                         r"C-contiguous uint8 array of shape \(2, 3, 4, 4\), "
+                                         r"got int32 array"):
+        F.max_pool2d_backward(np.ones((2, 3, 4, 4)), replace(c2, index=c2.argmax))
+    # window codes presented as the cache of another geometry are refused the same way
+    with pytest.raises(ValueError, match=r"expected cache.index to be a C-contiguous int32"):
+        F.max_pool2d_backward(np.ones((2, 3, 4, 4)), replace(c2, kernel_size=(3, 3),
+                                                              stride=(2, 2), padding=(1, 1)))
+
+
+def test_max_pool_2x2_codes_name_the_window_element():
+    """The 2x2 cache's byte per window is 2*row + column of the maximum inside it; ``argmax``
+    turns it into the plane's flat index, as the general kernel (and PyTorch) give it."""
+    x = np.array([[1, 3, 2, 0, 7],
+                  [4, 2, 9, 9, 0],
+                  [0, 5, 1, 1, 8],
+                  [5, 0, 1, np.nan, 1],
+                  [9, 9, 9, 9, 9]], dtype=np.float32).reshape(1, 1, 5, 5)
+    out, cache = F.max_pool2d_forward(x, kernel_size=2)
+    np.testing.assert_array_equal(cache.index[0, 0], [[2, 2], [1, 3]])
+    np.testing.assert_array_equal(cache.argmax[0, 0], [[5, 7], [11, 18]])
+    _, general = F.max_pool2d_forward(x, kernel_size=2, stride=(2, 3))  # not 2x2: int32 indices
+    assert general.index.dtype == np.int32 and general.argmax is general.index
+    _, rcache = R.max_pool2d_forward(x.astype(np.float64), kernel_size=2)
+    np.testing.assert_array_equal(cache.argmax, rcache.argmax)
 
 
 def test_reference_subsample_by_hand():
