@@ -76,7 +76,8 @@ def openmp_flags() -> tuple[list[str], list[str]]:
 
 def extensions() -> list[Extension]:
     omp_c, omp_l = openmp_flags()
-    base_c = ["/O2"] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-Wno-unused-function", "-Wno-psabi"]
+    base_c = (["/O2"] if sys.platform == "win32"
+              else ["-O3", "-fno-math-errno", "-Wno-unused-function", "-Wno-psabi"])
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     if os.environ.get("FASTRES_NO_CLONES"):
         macros.append(("FASTRES_NO_CLONES", "1"))

@@ -14,7 +14,6 @@ alike. PyTorch is used only when importable.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -244,7 +243,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--ref-repeats", type=int, default=3)
     p.add_argument("--json", default="bench_results/ops.json")
-    p.add_argument("--only", default=None, help="run only ops whose name contains one of these comma-separated texts")
+    p.add_argument("--only", default=None,
+                   help="run only ops whose name contains one of these comma-separated texts")
     a = p.parse_args(argv)
     run(a.threads, a.batch, a.repeats, a.ref_repeats, a.json, a.only)
 

@@ -9,10 +9,10 @@ A training step is forward (train mode), softmax cross-entropy, backward and an 
 over repeats and, when torch is importable, the same model written in
 PyTorch (eager NCHW and eager channels_last), timed in the same process in interleaved rounds
 (one call of each per round, so that load from elsewhere on the machine hits all of them alike),
-with ratios (fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints where one
-fastres training step spends its time, per layer type. The models are resnet20, resnet56 and
-minimodel on 32x32 inputs, and resnet18 and resnet50 (ImageNet's, 1000 classes) on 112x112
-inputs.
+with ratios (fastres / torch images/s: above 1 means fastres is faster). ``--breakdown`` prints
+where one fastres training step spends its time, per layer type. The models are resnet20,
+resnet56 and minimodel on 32x32 inputs, and resnet18 and resnet50 (ImageNet's, 1000 classes) on
+112x112 inputs.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from fastres.solver import evaluate, fit
 
 
 def parser(doc: str, *, out: str, epochs: int, train_size: int | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, help="folder with the official data sets "
                    "(default: $FASTRES_DATA)")
     p.add_argument("--out", default=out, help="folder receiving one subfolder per run")

@@ -22,7 +22,9 @@ except ImportError:  # run from a source checkout without installing
     from fastres.data.mnist import load_idx_dataset
 
 LIMIT = 2 * 1024 * 1024
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "fastres" / "data" / "embedded" / "mnist_small.npz"
+DEFAULT_OUT = (
+    Path(__file__).resolve().parents[1] / "fastres" / "data" / "embedded" / "mnist_small.npz"
+)
 
 
 def stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,8 @@ import numpy as np
 
 from fastres.data.dataset import missing_files_error
 
-__all__ = ["FASHION_MNIST_CLASSES", "load_fashion_mnist", "load_idx_dataset", "load_mnist", "read_idx"]
+__all__ = ["FASHION_MNIST_CLASSES", "load_fashion_mnist", "load_idx_dataset", "load_mnist",
+           "read_idx"]
 
 MNIST_URL = (
     "https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"

@@ -101,7 +101,8 @@ def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.G
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{op}: expected training to be a bool, got {training!r}")
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{op}: expected rng to be a numpy.random.Generator, got {type(rng).__name__}")
+        raise TypeError(f"{op}: expected rng to be a numpy.random.Generator, "
+                        f"got {type(rng).__name__}")
     if not training or p == 0.0:
         return x.copy(), DropoutCache(None)
     keep = rng.random(x.shape, dtype=x.dtype) >= p

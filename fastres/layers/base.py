@@ -114,7 +114,8 @@ class Module:
     # ---- registration -------------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
         if "_params" not in self.__dict__:
-            raise RuntimeError(f"{type(self).__name__}: call Module.__init__ before assigning {name}")
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__ before "
+                               f"assigning {name}")
         self._params.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -201,8 +202,8 @@ class Module:
         targets.update(dict(self.named_buffers()))
         missing = [k for k in targets if k not in state]
         if missing:
-            raise ValueError(f"{who}.load_state_dict: missing key {missing[0]!r} "
-                             f"(expected shape {targets[missing[0]].shape}; {len(missing)} missing)")
+            raise ValueError(f"{who}.load_state_dict: missing key {missing[0]!r} (expected "
+                             f"shape {targets[missing[0]].shape}; {len(missing)} missing)")
         unexpected = [k for k in state if k not in targets]
         if unexpected:
             k = unexpected[0]
@@ -496,7 +497,8 @@ class Graph(Module):
 
     def add(self, name: str, module: Module, *inputs: str) -> Graph:
         if not isinstance(name, str) or not name or "." in name:
-            raise ValueError(f"Graph.add: expected a non-empty node name without dots, got {name!r}")
+            raise ValueError(f"Graph.add: expected a non-empty node name without dots, "
+                             f"got {name!r}")
         if name == self.input_name or name in self._inputs:
             raise ValueError(f"Graph.add: node name {name!r} is already used")
         if not isinstance(module, Module):

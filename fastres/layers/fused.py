@@ -10,9 +10,10 @@ With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one conv
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
 weights are computed in float64, cast to the layer dtype and cached with a copy of the bytes of
 every array they came from; each forward compares the arrays' bytes with those (a copy and a
-memcmp: 3x faster than the CRC32 it replaced), so any change to the parameters or statistics (an optimizer step, ``load_state_dict``,
-training, an edit of one element) rebuilds it. Backward through a folded step is exact, mapping the
-gradients of the folded weights back onto the conv and BN parameters.
+memcmp: 3x faster than the CRC32 it replaced), so any change to the parameters or statistics (an
+optimizer step, ``load_state_dict``, training, an edit of one element) rebuilds it. Backward
+through a folded step is exact, mapping the gradients of the folded weights back onto the conv
+and BN parameters.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class FusedConvBN:
         c.weight.grad += (dw * s[:, None, None, None]).astype(c.dtype)
         if c.bias is not None:
             c.bias.grad += (db64 * s).astype(c.dtype)
-        bn.weight.grad += (ds / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)).astype(bn.dtype)
+        bn.weight.grad += (
+            ds / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)).astype(bn.dtype)
         bn.bias.grad += db
         return (dx, dy) if self.residual else dx
 

@@ -42,7 +42,8 @@ class _Pool2D(Module):
         k = self.kernel_size
         s = [f"kernel_size={k[0] if k[0] == k[1] else k}"]
         if self.stride != self.kernel_size:
-            s.append(f"stride={self.stride[0] if self.stride[0] == self.stride[1] else self.stride}")
+            s.append("stride="
+                     f"{self.stride[0] if self.stride[0] == self.stride[1] else self.stride}")
         if self.padding != (0, 0):
             p = self.padding
             s.append(f"padding={p[0] if p[0] == p[1] else p}")

@@ -64,8 +64,10 @@ def conv2d_backward(dout, cache):
         for i in range(KH):
             for j in range(KW):
                 rows, cols = slice(i, i + sh * H_out, sh), slice(j, j + sw * W_out, sw)
-                dw[g * Fg:(g + 1) * Fg, :, i, j] = np.einsum("nfhw,nchw->fc", dg, xs[:, :, rows, cols])
-                dxp[:, g * Cg:(g + 1) * Cg, rows, cols] += np.einsum("nfhw,fc->nchw", dg, ws[:, :, i, j])
+                dw[g * Fg:(g + 1) * Fg, :, i, j] = np.einsum("nfhw,nchw->fc", dg,
+                                                             xs[:, :, rows, cols])
+                dxp[:, g * Cg:(g + 1) * Cg, rows, cols] += np.einsum("nfhw,fc->nchw", dg,
+                                                                     ws[:, :, i, j])
     dx = dxp[:, :, ph:ph + H, pw:pw + W].copy()
     db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return dx, dw, db

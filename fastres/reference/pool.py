@@ -1,9 +1,10 @@
 """Max, average and global average pooling (plain NumPy reference).
 
 Loop over the kernel offsets, vectorised over everything else, in the dtype of the input (use
-float64 for ground truth). Semantics are PyTorch's (``ceil_mode=False``, ``count_include_pad=True``):
-max pooling pads with -inf and keeps the first maximum in row-major window order (a NaN replaces
-any number), average pooling pads with zeros that count in the divisor.
+float64 for ground truth). Semantics are PyTorch's (``ceil_mode=False``,
+``count_include_pad=True``): max pooling pads with -inf and keeps the first maximum in row-major
+window order (a NaN replaces any number), average pooling pads with zeros that count in the
+divisor.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ def test_compose_and_parse(batch):
     manual = Compose([RandomCrop(None, 4), HorizontalFlip(0.5)])
     np.testing.assert_array_equal(c(batch, np.random.default_rng(1)),
                                   manual(batch, np.random.default_rng(1)))
-    assert parse_augment("none") is None and parse_augment("") is None and parse_augment(None) is None
+    assert (parse_augment("none") is None and parse_augment("") is None
+            and parse_augment(None) is None)
     c2 = parse_augment("standard, cutout:16, rotate:10, noise:0.01")
     assert len(c2) == 5 and c2.transforms[2].size == 16 and c2.transforms[3].degrees == 10
     with pytest.raises(ValueError, match="unknown augmentation 'blur'"):

@@ -14,7 +14,8 @@ from fastres.data import Dataset, channel_stats, load_dataset, normalize, read_i
 from fastres.data.cifar import load_pickle
 
 REAL = os.environ.get("FASTRES_DATA")
-needs_real = pytest.mark.skipif(not REAL, reason="FASTRES_DATA is not set: real-data checks skipped")
+needs_real = pytest.mark.skipif(not REAL,
+                                reason="FASTRES_DATA is not set: real-data checks skipped")
 
 
 def _real_subdir(name):
@@ -79,7 +80,8 @@ def test_cifar10_python_layout(tmp_path):
     assert ds.x_val.shape == (0, 3, 32, 32) and ds.y_val.shape == (0,)
     data, labels = batches["data_batch_1"]
     # row layout: 1024 R, 1024 G, 1024 B, each row-major 32x32
-    np.testing.assert_array_equal(ds.x_train[0, 1, 0, :] * 255, data[0, 1024:1056].astype(np.float32))
+    np.testing.assert_array_equal(ds.x_train[0, 1, 0, :] * 255,
+                                  data[0, 1024:1056].astype(np.float32))
     np.testing.assert_array_equal(ds.y_train[:6], labels)
     np.testing.assert_array_equal(ds.y_test, batches["test_batch"][1])
     assert ds.classes[6] == "frog" and ds.name == "cifar10"
@@ -305,7 +307,8 @@ def test_real_cifar10():
     # float32 x/255 conversion moves the means by ~3e-6 grey levels
     np.testing.assert_allclose(mean * 255, [125.30691805, 122.95039414, 113.86538318], atol=1e-4)
     np.testing.assert_allclose(std * 255, [62.99321928, 62.08870764, 66.70489964], atol=1e-4)
-    np.testing.assert_array_equal(np.rint(ds.x_train[0, 0, 0, :3] * 255), [59, 43, 50])  # first row bytes
+    np.testing.assert_array_equal(np.rint(ds.x_train[0, 0, 0, :3] * 255),
+                                  [59, 43, 50])  # first row bytes
     assert ds.classes[3] == "cat"
 
 

@@ -90,7 +90,8 @@ def test_cifar10_downloaded_verified_and_loaded(server, tmp_path, monkeypatch, c
     np.testing.assert_array_equal(ds.y_test, batches["test_batch"][1])
     assert hits == ["/cifar-10-python.tar.gz"]
     err = capsys.readouterr().err
-    assert f"fastres: downloading {base}cifar-10-python.tar.gz -> {data / 'cifar-10-batches-py'}" in err
+    assert (f"fastres: downloading {base}cifar-10-python.tar.gz -> "
+            f"{data / 'cifar-10-batches-py'}" in err)
     assert sorted(p.name for p in data.iterdir()) == ["cifar-10-batches-py"]  # no tarball/temp
     load_dataset("cifar10", data)  # present now: no second download
     assert len(hits) == 1

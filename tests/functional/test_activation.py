@@ -33,7 +33,8 @@ def test_relu_matches_reference(dtype, shape, rng, stores):
     np.testing.assert_array_equal(out, ref.astype(dtype))
     dx = F.relu_backward(dout, cache)
     assert dx.dtype == dtype
-    np.testing.assert_array_equal(dx, R.relu_backward(dout.astype(np.float64), rcache).astype(dtype))
+    np.testing.assert_array_equal(dx,
+                                  R.relu_backward(dout.astype(np.float64), rcache).astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -93,15 +94,24 @@ def test_dropout_eval_is_identity(rng):
 @pytest.mark.parametrize(
     "call, exc, match",
     [
-        (lambda: F.relu_forward([1.0, 2.0]), TypeError, r"relu_forward: expected x to be a numpy.ndarray"),
-        (lambda: F.relu_forward(np.ones(3, dtype=np.int64)), TypeError, r"relu_forward: expected x of dtype float32 or float64, got int64"),
-        (lambda: F.relu_forward(np.ones((0, 3))), ValueError, r"relu_forward: expected a non-empty x, got shape \(0, 3\)"),
-        (lambda: F.add_forward(np.ones((2, 3)), np.ones((3, 2))), ValueError, r"add_forward: expected b of shape \(2, 3\), got \(3, 2\)"),
-        (lambda: F.add_forward(np.ones(3), np.ones(3, np.float32)), TypeError, r"add_forward: expected all operands to share one dtype, got a=float64, b=float32"),
-        (lambda: F.add_forward(np.ones(3), np.ones(3), gate=np.ones(4)), ValueError, r"add_forward: expected gate of shape \(3,\), got \(4,\)"),
-        (lambda: F.add_forward(np.ones(3), np.ones(3), gate=np.ones(3, np.float32)), TypeError, r"add_forward: expected all operands to share one dtype, got a=float64, gate=float32"),
-        (lambda: F.dropout_forward(np.ones(3), p=1.5, training=True, rng=np.random.default_rng()), ValueError, r"dropout_forward: expected p in \[0.0, 1.0\], got 1.5"),
-        (lambda: F.dropout_forward(np.ones(3), p=0.5, training=True, rng=3), TypeError, r"dropout_forward: expected rng to be a numpy.random.Generator, got int"),
+        (lambda: F.relu_forward([1.0, 2.0]), TypeError,
+         r"relu_forward: expected x to be a numpy.ndarray"),
+        (lambda: F.relu_forward(np.ones(3, dtype=np.int64)), TypeError,
+         r"relu_forward: expected x of dtype float32 or float64, got int64"),
+        (lambda: F.relu_forward(np.ones((0, 3))), ValueError,
+         r"relu_forward: expected a non-empty x, got shape \(0, 3\)"),
+        (lambda: F.add_forward(np.ones((2, 3)), np.ones((3, 2))), ValueError,
+         r"add_forward: expected b of shape \(2, 3\), got \(3, 2\)"),
+        (lambda: F.add_forward(np.ones(3), np.ones(3, np.float32)), TypeError,
+         r"add_forward: expected all operands to share one dtype, got a=float64, b=float32"),
+        (lambda: F.add_forward(np.ones(3), np.ones(3), gate=np.ones(4)), ValueError,
+         r"add_forward: expected gate of shape \(3,\), got \(4,\)"),
+        (lambda: F.add_forward(np.ones(3), np.ones(3), gate=np.ones(3, np.float32)), TypeError,
+         r"add_forward: expected all operands to share one dtype, got a=float64, gate=float32"),
+        (lambda: F.dropout_forward(np.ones(3), p=1.5, training=True, rng=np.random.default_rng()),
+         ValueError, r"dropout_forward: expected p in \[0.0, 1.0\], got 1.5"),
+        (lambda: F.dropout_forward(np.ones(3), p=0.5, training=True, rng=3), TypeError,
+         r"dropout_forward: expected rng to be a numpy.random.Generator, got int"),
     ],
 )
 def test_bad_input_errors(call, exc, match):
@@ -111,7 +121,8 @@ def test_bad_input_errors(call, exc, match):
 
 def test_relu_backward_rejects_wrong_dout():
     _, cache = F.relu_forward(np.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"relu_backward: expected dout of shape \(2, 3\), got \(3, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"relu_backward: expected dout of shape \(2, 3\), got \(3, 2\)"):
         F.relu_backward(np.ones((3, 2)), cache)
 
 

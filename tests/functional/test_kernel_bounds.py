@@ -341,8 +341,8 @@ def _conv_args():
     return {
         "conv2d_forward": dict(
             fn=_conv.conv2d_forward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), b=z(3), res=None,
-            relu=False, out=z(1, 3, 5, 5), scratch=z(1, 21 * 25), sh=1, sw=1, ph=1, pw=1, groups=1, nb=1,
-            n=1),
+            relu=False, out=z(1, 3, 5, 5), scratch=z(1, 21 * 25), sh=1, sw=1, ph=1, pw=1, groups=1,
+            nb=1, n=1),
         "conv2d_backward": dict(
             fn=_conv.conv2d_backward, x=z(1, 2, 5, 5), w=z(3, 2, 3, 3), dout=z(1, 3, 5, 5),
             dx=z(1, 2, 5, 5), dw=z(3, 2, 3, 3), db=z(3), dw_part=z(1, 54), db_part=z(1, 3),
@@ -378,8 +378,8 @@ def _conv_args():
             lanes=False, n=1),
         "winograd_lanes_forward": dict(
             fn=_conv.winograd_lanes_forward, x=z(1, 4, 4, 4), upk=z(16, 16), b=None, res=None,
-            relu=False, out=z(1, 4, 4, 4), scratch=z(1, (4 * 36 + 4 * 16) * 8 + 16 * (8 * 32 + 2 * gap)),
-            ph=1, pw=1, n=1),
+            relu=False, out=z(1, 4, 4, 4),
+            scratch=z(1, (4 * 36 + 4 * 16) * 8 + 16 * (8 * 32 + 2 * gap)), ph=1, pw=1, n=1),
     }
 
 

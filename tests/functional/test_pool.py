@@ -98,7 +98,8 @@ def test_reference_avg_pool_by_hand():
     # stride 2, padding 1, kernel 2 on 3x3: windows rows (-1,0),(1,2) and the same in w
     x = np.arange(9.0).reshape(1, 1, 3, 3)
     out, _ = R.avg_pool2d_forward(x, kernel_size=2, stride=2, padding=1)
-    np.testing.assert_allclose(out[0, 0], [[0 / 4, (1 + 2) / 4], [(3 + 6) / 4, (4 + 5 + 7 + 8) / 4]])
+    np.testing.assert_allclose(out[0, 0],
+                               [[0 / 4, (1 + 2) / 4], [(3 + 6) / 4, (4 + 5 + 7 + 8) / 4]])
 
 
 def test_reference_global_avg_pool_by_hand():

@@ -259,7 +259,8 @@ def test_repr_shows_non_defaults():
     assert repr(Conv2D(3, 8, 3, stride=2, padding=1, groups=1, bias=False, dtype=F64)) == (
         "Conv2D(3, 8, kernel_size=3, stride=2, padding=1, bias=False, dtype=float64)")
     assert repr(BatchNorm2D(4, momentum=0.01)) == "BatchNorm2D(4, momentum=0.01)"
-    assert repr(MaxPool2D(3, stride=2, padding=1)) == "MaxPool2D(kernel_size=3, stride=2, padding=1)"
+    assert repr(MaxPool2D(3, stride=2, padding=1)) == (
+        "MaxPool2D(kernel_size=3, stride=2, padding=1)")
     assert repr(Parameter(np.zeros(3))) == "Parameter(shape=(3,), dtype=float64)"
 
 
@@ -490,7 +491,8 @@ def test_containers_return_the_gradient_through_a_relu_on_their_input(rng):
     g2.add("bn", BatchNorm2D(4, dtype=F64))
     makers = [lambda: basic_block_graph(F64), lambda: g2,
               lambda: Sequential(Flatten(dtype=F64)),
-              lambda: Sequential(Conv2D(4, 4, 3, padding=1, dtype=F64, rng=rng), Flatten(dtype=F64))]
+              lambda: Sequential(Conv2D(4, 4, 3, padding=1, dtype=F64, rng=rng),
+                                 Flatten(dtype=F64))]
     x = np.maximum(rng.standard_normal((2, 4, 8, 8)), 0)  # a ReLU's output
     for make in makers:
         m = make()
