@@ -10,7 +10,7 @@ from libc.stdint cimport INT32_MAX, int32_t, uint8_t
 from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange
-from fastres._kernels._common cimport check_threads
+from fastres._kernels._common cimport check_threads, expect_shape
 
 cdef extern from "fr_pool.h" nogil:
     void fr_maxpool_plane_f(const float *x, float *y, int32_t *idx, Py_ssize_t H, Py_ssize_t W,
@@ -101,15 +101,6 @@ cdef int _geometry(str op, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t
     return 0
 
 
-cdef int _index(str op, str name, const Py_ssize_t *shape, Py_ssize_t P, Py_ssize_t OH,
-                Py_ssize_t OW, str like) except -1:
-    """An index array (argmax, window codes) has the shape (P, OH, OW) of out / dout."""
-    if shape[0] != P or shape[1] != OH or shape[2] != OW:
-        raise ValueError(f"{op}: expected {name} of shape ({P}, {OH}, {OW}) (as {like}), got "
-                         f"({shape[0]}, {shape[1]}, {shape[2]})")
-    return 0
-
-
 def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                        int32_t[:, :, ::1] argmax, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
                        Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, int n_threads):
@@ -120,7 +111,7 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
     cdef str op = "max_pool2d_forward"
     _planes(op, "out", out.shape[0], P)
-    _index(op, "argmax", argmax.shape, P, OH, OW, "out")
+    expect_shape(op, "argmax", argmax.shape, (P, OH, OW))
     _geometry(op, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
     if H * W > INT32_MAX:
         raise ValueError(f"{op}: expected H*W <= {INT32_MAX} (int32 argmax), got ({H}, {W})")
@@ -143,7 +134,7 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p, n_bad = 0
     cdef str op = "max_pool2d_backward"
     _planes(op, "dout", dout.shape[0], P)
-    _index(op, "argmax", argmax.shape, P, OH, OW, "dout")
+    expect_shape(op, "argmax", argmax.shape, (P, OH, OW))
     _geometry(op, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
     # The kernel skips (and counts) indices outside [0, H*W) as it scatters (fr_pool.h).
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
@@ -167,7 +158,7 @@ def max_pool2x2_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], p
     cdef str op = "max_pool2x2_forward"
     _planes(op, "out", out.shape[0], P)
-    _index(op, "code", code.shape, P, OH, OW, "out")
+    expect_shape(op, "code", code.shape, (P, OH, OW))
     _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
@@ -186,7 +177,7 @@ def max_pool2x2_backward(const floating[:, :, ::1] dout, const uint8_t[:, :, ::1
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], p
     cdef str op = "max_pool2x2_backward"
     _planes(op, "dout", dout.shape[0], P)
-    _index(op, "code", code.shape, P, OH, OW, "dout")
+    expect_shape(op, "code", code.shape, (P, OH, OW))
     _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
     for p in prange(P, nogil=True, schedule="guided", num_threads=n_threads):
         if floating is float:
