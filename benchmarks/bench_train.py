@@ -35,12 +35,13 @@ from benchmarks._common import (
 )
 from fastres import models
 from fastres.layers.fused import BatchNormAct
+from fastres.optim import SGD
 
 
 def fastres_step(model, x, y, lr=0.01, momentum=0.9):
-    """One SGD step; returns a closure so the momentum buffers persist across repeats."""
-    params = list(model.parameters())
-    bufs = [np.zeros_like(p.data) for p in params]
+    """One SGD step with fastres.optim.SGD (as torch.optim.SGD on the PyTorch side); returns a
+    closure, so the momentum buffers persist across repeats."""
+    opt = SGD(model.parameters(), lr, momentum=momentum)
 
     def step():
         model.train()
@@ -48,10 +49,7 @@ def fastres_step(model, x, y, lr=0.01, momentum=0.9):
         logits = model.forward(x)
         loss, dlogits = F.softmax_cross_entropy(logits, y)
         model.backward(dlogits, input_grad=False)  # as PyTorch: the images need no gradient
-        for p, b in zip(params, bufs):
-            b *= momentum
-            b += p.grad
-            p.data -= lr * b
+        opt.step()
         return loss
 
     return step

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from fastres.optim.base import Optimizer, _check_float
+from fastres._config import resolve_threads
+from fastres._kernels import _optim as _k
+from fastres.optim.base import Optimizer, _check_float, _one_pass
 
 __all__ = ["Adam", "AdamW", "adam_update"]
 
@@ -26,7 +28,16 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         param -= lr / (1 - beta1**step) * m / denom
 
     ``param``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and ``max_exp_avg_sq`` are IN/OUT.
+    Contiguous float32/float64 arrays of one dtype and shape are updated in one multi-threaded
+    pass (``fastres._kernels._optim``) with the same results, bit for bit, as the NumPy code
+    below, which handles any other arrays.
     """
+    flat = _one_pass(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    if flat is not None and _k.adam(*flat, float(lr), float(beta1), float(beta2), float(eps),
+                                    float(weight_decay), bool(decoupled),
+                                    lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step),
+                                    resolve_threads(None)):
+        return
     if weight_decay:
         if decoupled:
             param *= 1.0 - lr * weight_decay

@@ -28,6 +28,28 @@ def no_bn_bias(name: str, p: Parameter) -> bool:
     return p.data.ndim > 1
 
 
+def _one_pass(*arrays):
+    """The arrays of one update, flattened for the one-pass kernels (``fastres._kernels._optim``),
+    or None where those do not apply and the NumPy code runs instead: every array given must be
+    a C-contiguous float32 or float64 ndarray with the dtype and shape of the first (the
+    parameter). None stands for an absent optional array and stays None. (The kernels refuse
+    overlapping arrays themselves, from their addresses.)"""
+    p = arrays[0]
+    flat = []
+    for a in arrays:
+        if a is None:
+            flat.append(None)
+        elif (type(a) is np.ndarray and a.dtype == p.dtype and a.shape == p.shape
+              and a.flags.c_contiguous):
+            flat.append(a.reshape(-1))  # a view, since a is C-contiguous
+        else:
+            return None
+    return flat if p.dtype in _KERNEL_DTYPES else None
+
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _check_float(owner: str, name: str, v, *, minimum: float = 0.0,
                  maximum: float | None = None, open_max: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):

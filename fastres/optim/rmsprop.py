@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastres.optim.base import Optimizer, _check_float
+from fastres._config import resolve_threads
+from fastres._kernels import _optim as _k
+from fastres.optim.base import Optimizer, _check_float, _one_pass
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -22,8 +24,19 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
         buf = momentum * buf + g / avg;  param -= lr * buf               (momentum > 0)
         param -= lr * g / avg                                            (otherwise)
 
-    ``param``, ``square_avg`` (s), ``grad_avg`` (a) and ``buf`` are IN/OUT.
+    ``param``, ``square_avg`` (s), ``grad_avg`` (a) and ``buf`` are IN/OUT. Contiguous
+    float32/float64 arrays of one dtype and shape are updated in one multi-threaded pass
+    (``fastres._kernels._optim``) with the same results, bit for bit, as the NumPy code below,
+    which handles any other arrays.
     """
+    if momentum > 0 and buf is None:
+        raise TypeError(f"rmsprop_update: expected a momentum buffer (buf) for "
+                        f"momentum={momentum}, got None")
+    flat = _one_pass(param, grad, square_avg, grad_avg, buf if momentum > 0 else None)
+    if flat is not None and _k.rmsprop(*flat, float(lr), float(alpha), float(eps),
+                                       float(momentum), float(weight_decay),
+                                       resolve_threads(None)):
+        return
     g = grad + weight_decay * param if weight_decay else grad
     square_avg *= alpha
     square_avg += (1.0 - alpha) * (g * g)

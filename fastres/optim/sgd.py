@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastres.optim.base import Optimizer, _check_float
+from fastres._config import resolve_threads
+from fastres._kernels import _optim as _k
+from fastres.optim.base import Optimizer, _check_float, _one_pass
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -21,8 +23,18 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, buf: np.ndarray | None, *, l
         param -= lr * d
 
     ``param`` and ``buf`` (IN/OUT, ``buf`` unused when ``momentum == 0``) are updated in place;
-    ``grad`` is not modified.
+    ``grad`` is not modified. Contiguous float32/float64 arrays of one dtype and shape are
+    updated in one multi-threaded pass (``fastres._kernels._optim``) with the same results,
+    bit for bit, as the NumPy code below, which handles any other arrays.
     """
+    if momentum and buf is None:
+        raise TypeError(f"sgd_update: expected a momentum buffer (buf) for momentum={momentum}, "
+                        "got None")
+    flat = _one_pass(param, grad, buf if momentum else None)
+    if flat is not None and _k.sgd(*flat, float(lr), float(weight_decay), float(momentum),
+                                   float(dampening), bool(nesterov), bool(first),
+                                   resolve_threads(None)):
+        return
     g = grad + weight_decay * param if weight_decay else grad
     if momentum:
         if first:
