@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_train [--models resnet20,resnet56,minimodel] [--threads 1,2]
                                      [--batch 128] [--repeats 5] [--breakdown] [--scaling]
-                                     [--memory] [--json PATH]
+                                     [--memory] [--optim] [--json PATH]
 
 A training step is forward (train mode), softmax cross-entropy, backward and an SGD update
 (momentum 0.9) of every parameter; inference is an eval-mode forward. Reported: median images/s
@@ -448,6 +448,67 @@ def scaling_table(names, threads_list, batch, repeats) -> list[dict]:
     return rows
 
 
+def optim_table(names, threads, repeats) -> list[dict]:
+    """One optimizer step over each model's parameters (with gradients of noise): fastres's
+    one-pass kernels, the NumPy code they replace (``_sgd_numpy``, ``_adam_numpy``), and
+    torch.optim on tensors of the same shapes; ms per step, median of interleaved rounds."""
+    from fastres.optim import Adam
+    from fastres.optim.adam import _adam_numpy
+    from fastres.optim.sgd import _sgd_numpy
+
+    torch = try_torch()
+    fastres.set_num_threads(threads)
+    if torch:
+        torch.set_num_threads(threads)
+    results = []
+    for name in names:
+        params = list(getattr(models, name)(seed=0).parameters())
+        rng = np.random.default_rng(0)
+        for p in params:
+            p.grad[...] = rng.standard_normal(p.grad.shape, dtype=np.float32) * 1e-3
+        sgd = SGD(params, 0.1, momentum=0.9, weight_decay=5e-4)
+        adam = Adam(params, 1e-3, weight_decay=5e-4)
+        sgd.step(), adam.step()  # create the state; numpy_* below update it like the kernels
+        sgd_state = [sgd.state[i]["momentum_buffer"] for i in range(len(params))]
+        adam_state = [adam.state[i] for i in range(len(params))]
+
+        def numpy_sgd():
+            for p, b in zip(params, sgd_state):
+                _sgd_numpy(p.data, p.grad, b, lr=0.1, momentum=0.9, dampening=0.0,
+                           nesterov=False, weight_decay=5e-4, first=False)
+
+        def numpy_adam():
+            for p, s in zip(params, adam_state):
+                _adam_numpy(p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], None, step=s["step"],
+                            lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=5e-4,
+                            decoupled=False)
+
+        runs = {"sgd": sgd.step, "sgd_numpy": numpy_sgd, "adam": adam.step,
+                "adam_numpy": numpy_adam}
+        if torch:
+            tparams = [torch.from_numpy(p.data.copy()) for p in params]
+            for t, p in zip(tparams, params):
+                t.grad = torch.from_numpy(p.grad.copy())
+            tsgd = torch.optim.SGD(tparams, 0.1, momentum=0.9, weight_decay=5e-4)
+            tadam = torch.optim.Adam(tparams, 1e-3, weight_decay=5e-4)
+            runs.update(sgd_torch=tsgd.step, adam_torch=tadam.step)
+        ms = rounds_ms(runs, repeats, pause_before=set(runs))
+        row = {"model": name, "params": sum(p.data.size for p in params),
+               **{f"{k}_ms": v for k, v in ms.items()}}
+        results.append(row)
+    headers = ["model", "parameters", "SGD ms", "SGD NumPy ms", "Adam ms", "Adam NumPy ms"]
+    if torch:
+        headers += ["SGD torch ms", "Adam torch ms"]
+    rows = [[r["model"], f"{r['params'] / 1e6:.2f}M"]
+            + [f"{r[k]:.2f}" for k in ("sgd_ms", "sgd_numpy_ms", "adam_ms", "adam_numpy_ms")]
+            + ([f"{r['sgd_torch_ms']:.2f}", f"{r['adam_torch_ms']:.2f}"] if torch else [])
+            for r in results]
+    print(f"\none optimizer step, float32, {threads} thread(s) (SGD: momentum 0.9, weight decay "
+          "5e-4; Adam: weight decay 5e-4)")
+    print_table(headers, rows)
+    return results
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="resnet20,resnet56,minimodel")
@@ -460,6 +521,8 @@ def main(argv=None) -> None:
                    help="then the thread scaling of steps run back to back")
     p.add_argument("--memory", action="store_true",
                    help="only the per-process peak-RSS table")
+    p.add_argument("--optim", action="store_true",
+                   help="only the optimizer-step table (fastres, its NumPy code, torch.optim)")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     p.add_argument("--json", default="bench_results/train.json")
     a = p.parse_args(argv)
@@ -468,6 +531,8 @@ def main(argv=None) -> None:
     if a.memory:
         return memory_table(a.models.split(","), a.batch, max(map(int, a.threads.split(","))))
     threads = [int(t) for t in a.threads.split(",")]
+    if a.optim:
+        return optim_table(a.models.split(","), max(threads), a.repeats)
     results = run(a.models.split(","), threads, a.batch, a.repeats, a.breakdown, a.json)
     if a.scaling:
         scaling = scaling_table(a.models.split(","), threads, a.batch, a.repeats)

@@ -51,3 +51,12 @@ def test_bench_train_runs(tmp_path):
     (row,) = bench_train.run(["resnet20"], [1], 2, 1, False, str(path))
     assert row["model"] == "resnet20" and row["train_img_s"] > 0 and row["infer_img_s"] > 0
     assert json.loads(path.read_text())["results"][0]["batch"] == 2
+
+
+def test_bench_train_optim_table_runs(capsys):
+    from benchmarks import bench_train
+
+    (row,) = bench_train.optim_table(["resnet20"], 1, 1)
+    assert 0.265e6 < row["params"] < 0.275e6  # ResNet-20: 0.27M parameters (He et al. 2016)
+    assert all(row[k] > 0 for k in ("sgd_ms", "sgd_numpy_ms", "adam_ms", "adam_numpy_ms"))
+    assert "one optimizer step" in capsys.readouterr().out

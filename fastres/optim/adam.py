@@ -29,15 +29,22 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
 
     ``param``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and ``max_exp_avg_sq`` are IN/OUT.
     Contiguous float32/float64 arrays of one dtype and shape are updated in one multi-threaded
-    pass (``fastres._kernels._optim``) with the same results, bit for bit, as the NumPy code
-    below, which handles any other arrays.
+    pass (``fastres._kernels._optim``) with the same results, bit for bit, as ``_adam_numpy``,
+    which handles any other arrays.
     """
     flat = _one_pass(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
-    if flat is not None and _k.adam(*flat, float(lr), float(beta1), float(beta2), float(eps),
-                                    float(weight_decay), bool(decoupled),
-                                    lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step),
-                                    resolve_threads(None)):
-        return
+    if flat is None or not _k.adam(*flat, float(lr), float(beta1), float(beta2), float(eps),
+                                   float(weight_decay), bool(decoupled),
+                                   lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step),
+                                   resolve_threads(None)):
+        _adam_numpy(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr,
+                    beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                    decoupled=decoupled)
+
+
+def _adam_numpy(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr, beta1, beta2,
+                eps, weight_decay, decoupled):
+    """``adam_update`` as NumPy operations: one pass and one temporary per operation."""
     if weight_decay:
         if decoupled:
             param *= 1.0 - lr * weight_decay

@@ -26,17 +26,23 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
 
     ``param``, ``square_avg`` (s), ``grad_avg`` (a) and ``buf`` are IN/OUT. Contiguous
     float32/float64 arrays of one dtype and shape are updated in one multi-threaded pass
-    (``fastres._kernels._optim``) with the same results, bit for bit, as the NumPy code below,
+    (``fastres._kernels._optim``) with the same results, bit for bit, as ``_rmsprop_numpy``,
     which handles any other arrays.
     """
     if momentum > 0 and buf is None:
         raise TypeError(f"rmsprop_update: expected a momentum buffer (buf) for "
                         f"momentum={momentum}, got None")
     flat = _one_pass(param, grad, square_avg, grad_avg, buf if momentum > 0 else None)
-    if flat is not None and _k.rmsprop(*flat, float(lr), float(alpha), float(eps),
-                                       float(momentum), float(weight_decay),
-                                       resolve_threads(None)):
-        return
+    if flat is None or not _k.rmsprop(*flat, float(lr), float(alpha), float(eps),
+                                      float(momentum), float(weight_decay),
+                                      resolve_threads(None)):
+        _rmsprop_numpy(param, grad, square_avg, grad_avg, buf, lr=lr, alpha=alpha, eps=eps,
+                       momentum=momentum, weight_decay=weight_decay)
+
+
+def _rmsprop_numpy(param, grad, square_avg, grad_avg, buf, *, lr, alpha, eps, momentum,
+                   weight_decay):
+    """``rmsprop_update`` as NumPy operations: one pass and one temporary per operation."""
     g = grad + weight_decay * param if weight_decay else grad
     square_avg *= alpha
     square_avg += (1.0 - alpha) * (g * g)

@@ -25,16 +25,21 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, buf: np.ndarray | None, *, l
     ``param`` and ``buf`` (IN/OUT, ``buf`` unused when ``momentum == 0``) are updated in place;
     ``grad`` is not modified. Contiguous float32/float64 arrays of one dtype and shape are
     updated in one multi-threaded pass (``fastres._kernels._optim``) with the same results,
-    bit for bit, as the NumPy code below, which handles any other arrays.
+    bit for bit, as ``_sgd_numpy``, which handles any other arrays.
     """
     if momentum and buf is None:
         raise TypeError(f"sgd_update: expected a momentum buffer (buf) for momentum={momentum}, "
                         "got None")
     flat = _one_pass(param, grad, buf if momentum else None)
-    if flat is not None and _k.sgd(*flat, float(lr), float(weight_decay), float(momentum),
-                                   float(dampening), bool(nesterov), bool(first),
-                                   resolve_threads(None)):
-        return
+    if flat is None or not _k.sgd(*flat, float(lr), float(weight_decay), float(momentum),
+                                  float(dampening), bool(nesterov), bool(first),
+                                  resolve_threads(None)):
+        _sgd_numpy(param, grad, buf, lr=lr, momentum=momentum, dampening=dampening,
+                   nesterov=nesterov, weight_decay=weight_decay, first=first)
+
+
+def _sgd_numpy(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay, first):
+    """``sgd_update`` as NumPy operations: one pass and one temporary per operation."""
     g = grad + weight_decay * param if weight_decay else grad
     if momentum:
         if first:
