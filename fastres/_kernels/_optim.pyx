@@ -125,8 +125,8 @@ def adam(floating[::1] param not None, const floating[::1] grad not None,
 
 
 def rmsprop(floating[::1] param not None, const floating[::1] grad not None,
-            floating[::1] square_avg not None, floating[::1] grad_avg, floating[::1] buf, double lr, double alpha, double eps,
-            double momentum, double wd, int n_threads):
+            floating[::1] square_avg not None, floating[::1] grad_avg, floating[::1] buf,
+            double lr, double alpha, double eps, double momentum, double wd, int n_threads):
     """IN: grad.  IN/OUT: param, square_avg, grad_avg (None unless centered), buf (None
     without momentum).  ``wd == 0`` skips decay (fastres.optim.rmsprop_update)."""
     cdef Py_ssize_t n = param.shape[0], n_chunks = (n + CHUNK - 1) // CHUNK, c, lo, hi

@@ -161,17 +161,26 @@ def max_pool2d_backward(const floating[:, :, ::1] dout, const int32_t[:, :, ::1]
                          f"(skipped)")
 
 
+cdef int _check_2x2(str op, str name, Py_ssize_t planes, const Py_ssize_t *code_shape,
+                    Py_ssize_t P, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                    int n_threads) except -1:
+    """The 2x2 max kernels' arrays: name (out or dout) and the codes hold P planes of the
+    2x2/stride-2 output of (H, W)."""
+    check_threads(op, n_threads)
+    _planes(op, name, planes, P)
+    expect_shape(op, "code", code_shape, (P, OH, OW))
+    _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
+    return 0
+
+
 def max_pool2x2_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                         uint8_t[:, :, ::1] code, int n_threads):
     """Max pooling with kernel 2x2, stride 2, no padding.  IN: x (P, H, W).  OUT: out and code
     (P, H // 2, W // 2): where in its window the first maximum is, 2*row + column (NaN wins)."""
-    check_threads("max_pool2x2_forward", n_threads)
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef str op = "max_pool2x2_forward"
-    _planes(op, "out", out.shape[0], P)
-    expect_shape(op, "code", code.shape, (P, OH, OW))
-    _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
+    _check_2x2("max_pool2x2_forward", "out", out.shape[0], code.shape, P, H, W, OH, OW,
+               n_threads)
     cdef Py_ssize_t g = _stack(P, H, W, n_threads), b, p0, n
     for b in prange((P + g - 1) // g, nogil=True, schedule="guided", num_threads=n_threads):
         p0 = b * g
@@ -187,13 +196,10 @@ def max_pool2x2_backward(const floating[:, :, ::1] dout, const uint8_t[:, :, ::1
     """Each window's gradient to the element its code names.  IN: dout, code (P, OH, OW).
     OUT: dx (P, H, W), fully overwritten. A code outside 0-3 writes only zeros, so any byte is
     memory-safe (fr_pool.h)."""
-    check_threads("max_pool2x2_backward", n_threads)
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2]
-    cdef str op = "max_pool2x2_backward"
-    _planes(op, "dout", dout.shape[0], P)
-    expect_shape(op, "code", code.shape, (P, OH, OW))
-    _geometry(op, H, W, OH, OW, 2, 2, 2, 2, 0, 0)
+    _check_2x2("max_pool2x2_backward", "dout", dout.shape[0], code.shape, P, H, W, OH, OW,
+               n_threads)
     cdef Py_ssize_t g = _stack(P, H, W, n_threads), b, p0, n
     for b in prange((P + g - 1) // g, nogil=True, schedule="guided", num_threads=n_threads):
         p0 = b * g
