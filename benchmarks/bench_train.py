@@ -468,7 +468,8 @@ def optim_table(names, threads, repeats) -> list[dict]:
             p.grad[...] = rng.standard_normal(p.grad.shape, dtype=np.float32) * 1e-3
         sgd = SGD(params, 0.1, momentum=0.9, weight_decay=5e-4)
         adam = Adam(params, 1e-3, weight_decay=5e-4)
-        sgd.step(), adam.step()  # create the state; numpy_* below update it like the kernels
+        sgd.step()  # create the state; numpy_* below update it as the kernels do
+        adam.step()
         sgd_state = [sgd.state[i]["momentum_buffer"] for i in range(len(params))]
         adam_state = [adam.state[i] for i in range(len(params))]
 

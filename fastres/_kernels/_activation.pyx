@@ -7,7 +7,7 @@ each take one contiguous chunk (elementwise results do not depend on the split).
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from fastres._kernels._common cimport check_threads
+from fastres._kernels._common cimport check_threads, expect_length
 
 cdef extern from "fr_elementwise.h" nogil:
     void fr_relu_f(const float *x, float *y, Py_ssize_t n, int stream)
@@ -32,18 +32,11 @@ cdef inline Py_ssize_t _n_chunks(Py_ssize_t n) noexcept nogil:
     return (n + CHUNK - 1) // CHUNK
 
 
-cdef int _length(str op, str name, Py_ssize_t got, Py_ssize_t n) except -1:
-    """Every operand is indexed over the first operand's n elements."""
-    if got != n:
-        raise ValueError(f"{op}: expected {name} of length {n}, got {got}")
-    return 0
-
-
 def relu_forward(const floating[::1] x, floating[::1] out, bint stream, int n_threads):
     """out = max(x, 0).  IN: x.  OUT: out (same length)."""
     check_threads("relu_forward", n_threads)
     cdef Py_ssize_t n = x.shape[0], c, lo, hi
-    _length("relu_forward", "out", out.shape[0], n)
+    expect_length("relu_forward", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -58,8 +51,8 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
     """dx = dout where y > 0 else 0 (y is the forward output).  IN: dout, y.  OUT: dx."""
     check_threads("relu_backward", n_threads)
     cdef Py_ssize_t n = dout.shape[0], c, lo, hi
-    _length("relu_backward", "y", y.shape[0], n)
-    _length("relu_backward", "dx", dx.shape[0], n)
+    expect_length("relu_backward", "y", y.shape[0], n)
+    expect_length("relu_backward", "dx", dx.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -74,8 +67,8 @@ def add(const floating[::1] a, const floating[::1] b, floating[::1] out, bint st
     """out = a + b.  IN: a, b.  OUT: out (may alias a or b)."""
     check_threads("add", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
-    _length("add", "b", b.shape[0], n)
-    _length("add", "out", out.shape[0], n)
+    expect_length("add", "b", b.shape[0], n)
+    expect_length("add", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -91,9 +84,9 @@ def add_gated(const floating[::1] a, const floating[::1] b, const floating[::1] 
     IN: a, b, gate.  OUT: out (a fresh array: the loop is restrict-qualified)."""
     check_threads("add_gated", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
-    _length("add_gated", "b", b.shape[0], n)
-    _length("add_gated", "gate", gate.shape[0], n)
-    _length("add_gated", "out", out.shape[0], n)
+    expect_length("add_gated", "b", b.shape[0], n)
+    expect_length("add_gated", "gate", gate.shape[0], n)
+    expect_length("add_gated", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)
@@ -108,8 +101,8 @@ def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out, bi
     """out = a * b.  IN: a, b.  OUT: out (may alias a or b)."""
     check_threads("multiply", n_threads)
     cdef Py_ssize_t n = a.shape[0], c, lo, hi
-    _length("multiply", "b", b.shape[0], n)
-    _length("multiply", "out", out.shape[0], n)
+    expect_length("multiply", "b", b.shape[0], n)
+    expect_length("multiply", "out", out.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK
         hi = min(lo + CHUNK, n)

@@ -13,6 +13,13 @@ cdef inline int check_threads(str op, int n_threads) except -1:
     return 0
 
 
+cdef inline int expect_length(str op, str name, Py_ssize_t got, Py_ssize_t n) except -1:
+    """A flat operand indexed over n elements: refuse any other length."""
+    if got != n:
+        raise ValueError(f"{op}: expected {name} of length {n}, got {got}")
+    return 0
+
+
 cdef inline tuple dims(const Py_ssize_t *shape, int ndim):
     """A memoryview's shape as a tuple."""
     return tuple([shape[i] for i in range(ndim)])

@@ -9,7 +9,7 @@ results do not depend on the split (fr_optim.h: bit-identical to the NumPy code)
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from fastres._kernels._common cimport check_threads
+from fastres._kernels._common cimport check_threads, expect_length
 
 cdef extern from "fr_optim.h" nogil:
     void fr_sgd_f(float *p, const float *grad, float *buf, Py_ssize_t n, float lr, float wd,
@@ -37,8 +37,8 @@ cdef int _check(str op, Py_ssize_t n, arrays, int n_threads) except -1:
     """Every array given is indexed over the n elements of param."""
     check_threads(op, n_threads)
     for name, a in arrays:
-        if a is not None and a.shape[0] != n:
-            raise ValueError(f"{op}: expected {name} of length {n}, got {a.shape[0]}")
+        if a is not None:
+            expect_length(op, name, a.shape[0], n)
     return 0
 
 

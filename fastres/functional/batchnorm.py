@@ -251,8 +251,7 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
                           np.empty((C, 5), x.dtype),
                           None if dx_add is None else dx_add.reshape(shape3), dx3, dgamma,
-                          dbeta, block, streaming(dout, x, dx_add, dx),
-                          n_threads)
+                          dbeta, block, streaming(dout, x, dx_add, dx), n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
                          dgamma, dbeta, block, n_threads)

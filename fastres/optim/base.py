@@ -28,6 +28,9 @@ def no_bn_bias(name: str, p: Parameter) -> bool:
     return p.data.ndim > 1
 
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _one_pass(*arrays):
     """The arrays of one update, flattened for the one-pass kernels (``fastres._kernels._optim``),
     or None where those do not apply and the NumPy code runs instead: every array given must be
@@ -45,9 +48,6 @@ def _one_pass(*arrays):
         else:
             return None
     return flat if p.dtype in _KERNEL_DTYPES else None
-
-
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_float(owner: str, name: str, v, *, minimum: float = 0.0,
