@@ -58,7 +58,7 @@ static inline __attribute__((always_inline)) void FN(fr_store_)(T *out, ptrdiff_
                                                                 const T *res, int relu,
                                                                 const T *gate) {
     if (res) a += FN(fr_ld_)(res + o);
-    if (relu) a = (VEC)((IVEC)a & (a > (VEC){0}));  /* x > 0 ? x : 0, as fr_relu */
+    if (relu) a = (VEC)((IVEC)a & ~(a <= (VEC){0}));  /* x <= 0 ? 0 : x, as fr_relu */
     if (gate) a = (VEC)((IVEC)a & (FN(fr_ld_)(gate + o) > (VEC){0}));
     FN(fr_st_)(out + o, a);
 }
@@ -294,7 +294,7 @@ static void FN(fr_lanes_in_)(const T *restrict x, ptrdiff_t xs, int nimg, T *res
 }
 
 /* (F, Hs, Ws, L) lanes -> the top-left (H, W) of the first nimg of its images, (F, H, W) each,
- * ds apart, [+ res (laid out as dst)] [then max(., 0) if relu: x > 0 ? x : 0]: the epilogue
+ * ds apart, [+ res (laid out as dst)] [then max(., 0) if relu: x <= 0 ? 0 : x]: the epilogue
  * of the batch-lane kernels, applied to each vector of L images before its lanes are stored
  * (one loop per case: with the tests inside the loop it cost 40% of a 64-channel 28x28
  * Winograd forward). */
@@ -318,7 +318,7 @@ static inline __attribute__((always_inline)) void FN(fr_lanes_out_case_)(
                 for (int q = 0; q < n; q++) {
                     VEC v = FN(fr_ld_)(s + q * L);
                     if (RES) v += FN(fr_ld_)(rl + q * L);
-                    if (RELU) v = (VEC)((IVEC)v & (v > (VEC){0}));
+                    if (RELU) v = (VEC)((IVEC)v & ~(v <= (VEC){0}));
                     for (int l = 0; l < nimg; l++) dst[l * ds + o0 + q] = v[l];
                 }
             }

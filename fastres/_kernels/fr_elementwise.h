@@ -10,7 +10,7 @@
  * add and mul may write over an input: each element is read before it is written. */
 #define FR_DEFINE_ELEMENTWISE(T, IT, S)                                                          \
     static inline void fr_relu_run_##S(const T *restrict x, T *restrict y, ptrdiff_t n) {    \
-        for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : (T)0;                      \
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i] <= 0 ? (T)0 : x[i];                      \
     }                                                                                        \
     FR_CLONES static void fr_relu_##S(const T *x, T *y, ptrdiff_t n, int stream) {           \
         FR_STREAMED(S, T, y, n, stream, fr_relu_run_##S(x + o_, d_, m_));                    \

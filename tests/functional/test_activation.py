@@ -38,6 +38,19 @@ def test_relu_matches_reference(dtype, shape, rng, stores):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_keeps_nan(dtype, stores):
+    # max(NaN, 0) is NaN, as np.maximum (the reference) and torch.relu give: a NaN activation
+    # must reach the loss, not turn into a finite 0; its gradient is 0, as the reference's
+    x = np.array([np.nan, -1, 2, 0, -0.0, np.inf, -np.inf] * 3, dtype)
+    out, cache = F.relu_forward(x)
+    ref, rcache = R.relu_forward(x)
+    np.testing.assert_array_equal(out, ref)
+    assert not np.signbit(out[x == 0]).any()
+    dout = np.ones_like(x)
+    np.testing.assert_array_equal(F.relu_backward(dout, cache), R.relu_backward(dout, rcache))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_add_matches_reference(dtype, rng, stores):
     a, b = (rng.standard_normal((3, 4, 5, 6)).astype(dtype) for _ in range(2))
     out, cache = F.add_forward(a, b)

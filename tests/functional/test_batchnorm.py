@@ -205,6 +205,22 @@ def test_dx_add(dtype, shape, training, rng):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_relu_keeps_nan(dtype, training, rng):
+    # relu(bn(x) + res) with a NaN: NaN where the reference has NaN (in training the whole
+    # channel, through its mean), as max(NaN, 0) and torch.relu give, not a finite 0
+    x, _dout, gamma, beta, rm, rv = _inputs(rng, (3, 4, 5, 9), dtype)
+    x[1, 2, 3, 4] = np.nan
+    res = rng.standard_normal(x.shape).astype(dtype)
+    out = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(), training=training,
+                                 residual=res, relu=True)[0]
+    ref = np.maximum(R.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(),
+                                            training=training)[0] + res, 0)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    assert np.isnan(ref).sum() == (x[:, 2].size if training else 1)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_streaming_stores_write_the_same_values(dtype, training, rng, monkeypatch):
     # Large passes write through fastres._config.streaming's stack buffer and streaming stores:
     # forced on and off, every output bit-identical and against the reference. Rows of 35, 257

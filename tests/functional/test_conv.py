@@ -183,6 +183,20 @@ def test_dx_add(cfg, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[3], CONFIGS[7], CONFIGS[13],
+                                 BATCHED[0], BATCHED[4], WINOGRAD[0], WINOGRAD_LANES[0]])
+def test_fused_relu_keeps_nan(cfg, dtype, rng):
+    # relu=True on every path's epilogue (direct, BLAS, batch-lane, Winograd): an output whose
+    # true value is NaN stays NaN, as max(NaN, 0) does in the reference and torch.relu, rather
+    # than turning into a finite 0. (Winograd spreads a NaN to its whole output tile.)
+    x, w, b, kw = _run(cfg, dtype, rng)
+    x[0, 0, x.shape[2] // 2, x.shape[3] // 2] = np.nan
+    out = F.conv2d_forward(x, w, b, relu=True, **kw)[0]
+    ref = R.conv2d_forward(x, w, b, **kw)[0]
+    assert np.isnan(ref).any() and np.isnan(out)[np.isnan(ref)].all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_forward_path(dtype, rng, monkeypatch):
     # 1x1 forwards on maps the direct kernel takes: BLAS unless the channels narrow on a small
     # map (widening, strided, narrowing); each with bias, residual and ReLU, against the reference
