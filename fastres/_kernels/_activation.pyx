@@ -15,6 +15,12 @@ cdef extern from "fr_elementwise.h" nogil:
     void fr_relu_grad_f(const float *dy, const float *y, float *dx, Py_ssize_t n, int stream)
     void fr_relu_grad_d(const double *dy, const double *y, double *dx, Py_ssize_t n,
                         int stream)
+    void fr_relu_mask_f(const float *x, float *y, unsigned char *m, Py_ssize_t n, int stream)
+    void fr_relu_mask_d(const double *x, double *y, unsigned char *m, Py_ssize_t n, int stream)
+    void fr_relu_grad_mask_f(const float *dy, const unsigned char *m, float *dx, Py_ssize_t n,
+                             int stream)
+    void fr_relu_grad_mask_d(const double *dy, const unsigned char *m, double *dx,
+                             Py_ssize_t n, int stream)
     void fr_add_f(const float *a, const float *b, float *out, Py_ssize_t n, int stream)
     void fr_add_d(const double *a, const double *b, double *out, Py_ssize_t n, int stream)
     void fr_add_gated_f(const float *a, const float *b, const float *g, float *out,
@@ -60,6 +66,46 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
             fr_relu_grad_f(&dout[lo], &y[lo], &dx[lo], hi - lo, stream)
         else:
             fr_relu_grad_d(&dout[lo], &y[lo], &dx[lo], hi - lo, stream)
+
+
+def relu_mask_bytes(Py_ssize_t n):
+    """Bytes of the bit mask relu_forward_mask keeps for n elements (32 per started block of
+    256, fr_elementwise.h)."""
+    return (n + 255) // 256 * 32
+
+
+def relu_forward_mask(const floating[::1] x, floating[::1] out, unsigned char[::1] mask,
+                      bint stream, int n_threads):
+    """out = max(x, 0), and mask = the bits of x > 0 (fr_elementwise.h's layout).
+    IN: x.  OUT: out (same length), mask (relu_mask_bytes(len(x)) bytes)."""
+    check_threads("relu_forward", n_threads)
+    cdef Py_ssize_t n = x.shape[0], c, lo, hi
+    expect_length("relu_forward", "out", out.shape[0], n)
+    expect_length("relu_forward", "mask", mask.shape[0], relu_mask_bytes(n))
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
+        lo = c * CHUNK  # a multiple of a mask block (256): its bits start at lo / 8
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_relu_mask_f(&x[lo], &out[lo], &mask[lo // 8], hi - lo, stream)
+        else:
+            fr_relu_mask_d(&x[lo], &out[lo], &mask[lo // 8], hi - lo, stream)
+
+
+def relu_backward_mask(const floating[::1] dout, const unsigned char[::1] mask,
+                       floating[::1] dx, bint stream, int n_threads):
+    """dx = dout where mask's bit is set, else 0 (mask from relu_forward_mask; any bytes are
+    safe to read).  IN: dout, mask.  OUT: dx."""
+    check_threads("relu_backward", n_threads)
+    cdef Py_ssize_t n = dout.shape[0], c, lo, hi
+    expect_length("relu_backward", "mask", mask.shape[0], relu_mask_bytes(n))
+    expect_length("relu_backward", "dx", dx.shape[0], n)
+    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        if floating is float:
+            fr_relu_grad_mask_f(&dout[lo], &mask[lo // 8], &dx[lo], hi - lo, stream)
+        else:
+            fr_relu_grad_mask_d(&dout[lo], &mask[lo // 8], &dx[lo], hi - lo, stream)
 
 
 def add(const floating[::1] a, const floating[::1] b, floating[::1] out, bint stream,

@@ -19,7 +19,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ReluCache:
-    out: np.ndarray  # forward output; its sign is the mask
+    """Where x > 0, for relu_backward: relu_forward keeps it as bits (``mask``, one bit per
+    element, fr_elementwise.h's layout; 1/32 of a float32 output's bytes), the fused layers as
+    an array whose sign is the output's (``out``)."""
+
+    out: np.ndarray | None
+    mask: np.ndarray | None = None
+    shape: tuple | None = None  # with mask: the input's shape and dtype
+    dtype: np.dtype | None = None
 
 
 @dataclass(frozen=True)
@@ -44,17 +51,25 @@ def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
     """``out = max(x, 0)``; any shape. Returns ``(out, cache)``."""
     x = float_array("relu_forward", "x", x)
     out = arena.empty_like(x)
-    _k.relu_forward(x.reshape(-1), out.reshape(-1), streaming(x, out),
-                    resolve_threads(n_threads))
-    return out, ReluCache(out)
+    mask = arena.empty((_k.relu_mask_bytes(x.size),), np.uint8)
+    _k.relu_forward_mask(x.reshape(-1), out.reshape(-1), mask, streaming(x, out),
+                         resolve_threads(n_threads))
+    return out, ReluCache(None, mask, x.shape, x.dtype)
 
 
 def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None = None):
     """``dx = dout * (x > 0)`` (gradient 0 at x == 0)."""
+    n = resolve_threads(n_threads)
+    if cache.mask is not None:
+        dout = _grad_like("relu_backward", dout, cache.shape, cache.dtype)
+        dx = arena.empty_like(dout)
+        _k.relu_backward_mask(dout.reshape(-1), cache.mask, dx.reshape(-1),
+                              streaming(dout, dx), n)
+        return dx
     dout = _grad_like("relu_backward", dout, cache.out.shape, cache.out.dtype)
     dx = arena.empty_like(dout)
     _k.relu_backward(dout.reshape(-1), cache.out.reshape(-1), dx.reshape(-1),
-                     streaming(dout, cache.out, dx), resolve_threads(n_threads))
+                     streaming(dout, cache.out, dx), n)
     return dx
 
 

@@ -141,9 +141,42 @@ def test_relu_backward_rejects_wrong_dout():
 
 def test_thread_invariance(rng):
     x = rng.standard_normal((64, 16, 32, 32)).astype(np.float32)
-    outs = [F.relu_forward(x, n_threads=t)[0] for t in (1, 2, 3)]
-    for o in outs[1:]:
-        np.testing.assert_array_equal(o, outs[0])
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    runs = []
+    for t in (1, 2, 3):
+        out, cache = F.relu_forward(x, n_threads=t)
+        runs.append((out, cache.mask, F.relu_backward(dout, cache, n_threads=t)))
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 32768 + 300])  # partial and whole bit blocks
+def test_relu_keeps_one_bit_per_element(dtype, n, rng, stores):
+    # relu_forward's cache is a bit mask, 32 bytes per started block of 256 elements (not the
+    # output): each element's bit is where fr_elementwise.h says, and the backward reads it back
+    x = rng.standard_normal(n).astype(dtype)
+    out, cache = F.relu_forward(x)
+    assert cache.out is None and cache.mask.nbytes == -(-n // 256) * 32
+    lanes = 32 // x.itemsize
+    words = cache.mask.view(np.uint32 if dtype == np.float32 else np.uint64)
+    bits = 256 // lanes
+    for i in range(n):
+        block, r = divmod(i, 256)
+        word = words[block * lanes + r % lanes]
+        assert (int(word) >> (bits - 1 - r // lanes)) & 1 == (x[i] > 0)
+    np.testing.assert_array_equal(F.relu_backward(x, cache), out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_reads_any_mask_safely(dtype, rng):
+    # whatever bytes a mask holds (a cache built by hand), each element of dx is dout's or 0
+    n = 1000
+    dout = rng.standard_normal(n).astype(dtype)
+    mask = rng.integers(0, 256, -(-n // 256) * 32, dtype=np.uint8)
+    dx = F.relu_backward(dout, ReluCache(None, mask, (n,), np.dtype(dtype)))
+    assert np.all((dx == dout) | (dx == 0))
 
 
 def test_set_num_threads_validates():
