@@ -14,12 +14,16 @@ __all__ = ["get_num_threads", "set_num_threads", "resolve_threads", "blas_info"]
 
 _num_threads: int | None = None
 _blas_libs: list = []
+# More threads than any CPU has: the OpenMP runtime kills the process when it cannot create
+# the threads asked for (n_threads=100000 segfaulted; 2**30 aborted allocating their stacks), and
+# the kernels' per-thread scratch grows with the count. _common.pxd's check_threads agrees.
+MAX_THREADS = 1024
 
 
 def _threads_for(env: str) -> int:
     env = env.split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), MAX_THREADS)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -40,8 +44,10 @@ def get_num_threads() -> int:
 def set_num_threads(n: int | None) -> None:
     """Set the number of kernel threads; ``None`` restores the default."""
     global _num_threads
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"set_num_threads: expected a positive int or None, got {n!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)
+                          or not 1 <= n <= MAX_THREADS):
+        raise ValueError(f"set_num_threads: expected an int in [1, {MAX_THREADS}] or None, "
+                         f"got {n!r}")
     _num_threads = n
 
 
@@ -49,8 +55,10 @@ def resolve_threads(n_threads: int | None) -> int:
     """The thread count for one call: an explicit ``n_threads`` or the global setting."""
     if n_threads is None:
         return _num_threads if _num_threads is not None else _DEFAULT_THREADS
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
-        raise ValueError(f"n_threads: expected a positive int or None, got {n_threads!r}")
+    if (isinstance(n_threads, bool) or not isinstance(n_threads, int)
+            or not 1 <= n_threads <= MAX_THREADS):
+        raise ValueError(f"n_threads: expected an int in [1, {MAX_THREADS}] or None, "
+                         f"got {n_threads!r}")
     return n_threads
 
 

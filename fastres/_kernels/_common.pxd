@@ -6,10 +6,15 @@ cdef extern from "fr_common.h" nogil:
     int FR_HAVE_CLONES
 
 
+cdef enum:
+    MAX_THREADS = 1024  # fastres._config.MAX_THREADS
+
+
 cdef inline int check_threads(str op, int n_threads) except -1:
-    """OpenMP takes num_threads=0 for "all" and aborts on a negative count: refuse both."""
-    if n_threads < 1:
-        raise ValueError(f"{op}: expected n_threads >= 1, got {n_threads}")
+    """OpenMP takes num_threads=0 for "all", aborts on a negative count and kills the process
+    when it cannot create the threads asked for: refuse all three."""
+    if n_threads < 1 or n_threads > MAX_THREADS:
+        raise ValueError(f"{op}: expected n_threads in [1, {MAX_THREADS}], got {n_threads}")
     return 0
 
 

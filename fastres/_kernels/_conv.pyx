@@ -18,6 +18,7 @@ order. So results are bit-identical for any number of threads.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
+from libc.limits cimport INT_MAX
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from fastres._kernels._common cimport check_threads, dims, expect_shape
@@ -153,11 +154,18 @@ cdef int _groups(str op, int groups, int C, int F, bint by4) except -1:
     return 0
 
 
-cdef int _stride_pad(str op, int sh, int sw, int ph, int pw) except -1:
-    """fr_pad_ / fr_valid_range divide by the stride, fr_lanes_in_ writes at the padding."""
+cdef int _stride_pad(str op, Py_ssize_t H, Py_ssize_t W, int sh, int sw, int ph,
+                     int pw) except -1:
+    """fr_pad_ / fr_valid_range divide by the stride, fr_lanes_in_ writes at the padding, and
+    the C side works out the padded (and polyphase) input extents in int: H + 2*ph + sh must
+    not overflow it (with -fwrapv a huge padding wrapped round to a small extent that passed
+    the shape checks, and the kernel then wrote far outside its scratch)."""
     if sh < 1 or sw < 1 or ph < 0 or pw < 0:
         raise ValueError(f"{op}: expected stride >= 1 and padding >= 0, got stride ({sh}, {sw}) "
                          f"and padding ({ph}, {pw})")
+    if H + 2 * <Py_ssize_t>ph + sh > INT_MAX or W + 2 * <Py_ssize_t>pw + sw > INT_MAX:
+        raise ValueError(f"{op}: expected the padded input plus a stride to stay below 2**31, "
+                         f"got input ({H}, {W}), stride ({sh}, {sw}) and padding ({ph}, {pw})")
     return 0
 
 
@@ -167,7 +175,7 @@ cdef int _conv_geometry(str op, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ss
     """The output planes of an im2col convolution: im2col / col2im clip every index to x, but
     the products read and write (C/groups*KH*KW, H_out*W_out) columns, and a pointwise one
     reads x itself as its column matrix."""
-    _stride_pad(op, sh, sw, ph, pw)
+    _stride_pad(op, H, W, sh, sw, ph, pw)
     cdef Py_ssize_t Hp = H + 2 * <Py_ssize_t>ph, Wp = W + 2 * <Py_ssize_t>pw
     if KH < 1 or KW < 1 or KH > Hp or KW > Wp:
         raise ValueError(f"{op}: expected a kernel of at least 1x1 inside the padded input "
@@ -685,7 +693,7 @@ def direct_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
     _groups("direct_forward", groups, C, F, True)
-    _stride_pad("direct_forward", sh, sw, ph, pw)
+    _stride_pad("direct_forward", x.shape[2], x.shape[3], sh, sw, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
     cdef size_t plane = <size_t>sh * sw * Hq * Wq
@@ -774,7 +782,7 @@ def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] upk,
     cdef size_t size_v = <size_t>E * (C * NT + WINO_GAP)
     check_scratch("winograd_forward", scratch, n_threads,
                   size_x + size_v + <size_t>E * (F * NT + WINO_GAP))
-    _stride_pad("winograd_forward", 1, 1, ph, pw)
+    _stride_pad("winograd_forward", x.shape[2], x.shape[3], 1, 1, ph, pw)
     expect_shape("winograd_forward", "out", out.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if Ho % m or Wo % m or (Wo // m) % (L // 2) or NT % L or F % 4:
@@ -855,7 +863,7 @@ def winograd_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :,
     if is_shared and shared.shape[0] < shared_size:
         raise ValueError(f"winograd_weight_grad: expected shared of at least {shared_size} "
                          f"elements, got {shared.shape[0]}")
-    _stride_pad("winograd_weight_grad", 1, 1, ph, pw)
+    _stride_pad("winograd_weight_grad", x.shape[2], x.shape[3], 1, 1, ph, pw)
     expect_shape("winograd_weight_grad", "dout", dout.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if (Ho < 1 or Wo < 1 or F % 4 or (not lanes and (Ho % m or Wo % m or (Wo // m) % (L // 2)
@@ -1004,7 +1012,7 @@ def direct_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], P = dout.shape[2] * dout.shape[3]
     _groups("direct_weight_grad", groups, C, F, True)
-    _stride_pad("direct_weight_grad", sh, sw, ph, pw)
+    _stride_pad("direct_weight_grad", x.shape[2], x.shape[3], sh, sw, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
     _wgrad_outputs("direct_weight_grad", N, dout.shape[0], dw.shape, F, K,
@@ -1085,7 +1093,7 @@ def winograd_lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1
     cdef size_t size_x = <size_t>C * (He + 2) * (We + 2) * L, size_o = <size_t>F * He * We * L
     cdef size_t es = <size_t>C * NTL + WINO_GAP, ms = <size_t>F * NTL + WINO_GAP
     check_scratch("winograd_lanes_forward", scratch, n_threads, size_x + size_o + E * (es + ms))
-    _stride_pad("winograd_lanes_forward", 1, 1, ph, pw)
+    _stride_pad("winograd_lanes_forward", x.shape[2], x.shape[3], 1, 1, ph, pw)
     expect_shape("winograd_lanes_forward", "out", out.shape,
                  (N, F, H + 2 * ph - 2, W + 2 * pw - 2))
     if Ho < 1 or Wo < 1 or F % 4:
@@ -1122,7 +1130,7 @@ def lanes_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wpk,
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = out.shape[1], P = out.shape[2] * out.shape[3]
     _groups("lanes_forward", groups, C, F, True)
-    _stride_pad("lanes_forward", 1, 1, ph, pw)
+    _stride_pad("lanes_forward", x.shape[2], x.shape[3], 1, 1, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef size_t plane = <size_t>(H + 2 * ph) * (W + 2 * pw) * L, size_in = C * plane
     check_scratch("lanes_forward", scratch, n_threads, size_in + <size_t>F * P * L)
@@ -1171,7 +1179,7 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3], P = Ho * Wo
     _groups("lanes_weight_grad", groups, C, F, True)
-    _stride_pad("lanes_weight_grad", 1, 1, ph, pw)
+    _stride_pad("lanes_weight_grad", x.shape[2], x.shape[3], 1, 1, ph, pw)
     cdef int Cg = C // groups, Fg = F // groups, K = off.shape[0], nv = vin.shape[0]
     cdef int n_blocks = dw_part.shape[0], wsize = F * K
     _wgrad_outputs("lanes_weight_grad", N, dout.shape[0], dw.shape, F, K,

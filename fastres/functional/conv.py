@@ -492,9 +492,11 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         same_dtype(op, x=x, residual=residual)
         shape_is(op, "residual", residual, (N, F, H_out, W_out))
     col = Cg * KH * KW * H_out * W_out
-    if max(col * 2, N * C * H * W, N * F * H_out * W_out) > _INT_MAX:
-        raise ValueError(f"{op}: x {x.shape} with w {w.shape} is too large for the kernels "
-                         f"(an image's unfolded columns must stay below 2**30 elements)")
+    padded = C * (H + 2 * ph + sh) * (W + 2 * pw + sw)  # the kernels' padded / polyphase copy
+    if max(col * 2, N * C * H * W, N * F * H_out * W_out, padded) > _INT_MAX:
+        raise ValueError(f"{op}: x {x.shape} with w {w.shape}, stride ({sh}, {sw}) and padding "
+                         f"({ph}, {pw}) is too large for the kernels (an image's unfolded "
+                         f"columns must stay below 2**30 elements, its padded copy below 2**31)")
     n = resolve_threads(n_threads)
     x_in, sub = x, None
     if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):

@@ -182,12 +182,17 @@ def test_relu_backward_reads_any_mask_safely(dtype, rng):
 def test_set_num_threads_validates():
     with pytest.raises(ValueError, match="set_num_threads"):
         fastres.set_num_threads(0)
+    with pytest.raises(ValueError, match=r"set_num_threads: expected an int in \[1, 1024\]"):
+        fastres.set_num_threads(100000)  # the OpenMP runtime would kill the process
+    with pytest.raises(ValueError, match=r"n_threads: expected an int in \[1, 1024\] or None"):
+        F.relu_forward(np.ones(3), n_threads=1025)
     fastres.set_num_threads(1)
     assert fastres.get_num_threads() == 1
     fastres.set_num_threads(None)
 
 
-@pytest.mark.parametrize("env, expected", [("1", 1), ("3", 3), ("2,1", 2), ("", None)])
+@pytest.mark.parametrize("env, expected", [("1", 1), ("3", 3), ("2,1", 2), ("5000", 1024),
+                                          ("", None)])
 def test_omp_num_threads_is_the_default(env, expected):
     # read at import, as the OpenMP runtime reads it: a fresh interpreter per value
     import os

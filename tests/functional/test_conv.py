@@ -196,6 +196,15 @@ def test_fused_relu_keeps_nan(cfg, dtype, rng):
     assert np.isnan(ref).any() and np.isnan(out)[np.isnan(ref)].all()
 
 
+def test_a_huge_stride_and_padding_is_refused_not_allocated():
+    # the kernels' padded (polyphase) copy of an image would need ~900 GiB: a ValueError
+    # naming the op, not a MemoryError from the allocation
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d_forward: x \(1, 2, 5, 5\) with w "
+                                         r"\(2, 2, 3, 3\), stride .* too large for the kernels"):
+        F.conv2d_forward(x, w, stride=2**31 - 1, padding=2**30)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_forward_path(dtype, rng, monkeypatch):
     # 1x1 forwards on maps the direct kernel takes: BLAS unless the channels narrow on a small

@@ -257,7 +257,7 @@ def test_max_pool_kernels_refuse_wrong_shapes_and_indices(call, message):
     (lambda: _pool.max_pool2x2_forward(z(2, 5, 5), z(2, 3, 3), z(2, 3, 3, dtype=U8), 1),
      r"max_pool2x2_forward: expected output planes of \(2, 2\) for \(5, 5\), got \(3, 3\)"),
     (lambda: _pool.max_pool2x2_forward(z(2, 6, 6), z(2, 3, 3), z(2, 3, 3, dtype=U8), 0),
-     "max_pool2x2_forward: expected n_threads >= 1"),
+     "max_pool2x2_forward: expected n_threads in"),
     (lambda: _pool.max_pool2x2_backward(z(1, 3, 3), z(2, 3, 3, dtype=U8), z(2, 6, 6), 1),
      "max_pool2x2_backward: expected dout with 2 planes, got 1"),
     (lambda: _pool.max_pool2x2_backward(z(2, 3, 3), z(2, 3, 3, dtype=U8), z(2, 8, 8), 1),
@@ -312,10 +312,10 @@ def test_avg_pool_kernels_refuse_wrong_shapes(call, message):
 
 # ---- thread counts -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("n_threads", [0, -1])
-def test_kernels_refuse_a_thread_count_below_one(n_threads):
-    # OpenMP reads num_threads=0 as "all" (more threads than scratch rows) and aborts the process
-    # on a negative count
+@pytest.mark.parametrize("n_threads", [0, -1, 1025, 100000])
+def test_kernels_refuse_a_thread_count_out_of_range(n_threads):
+    # OpenMP reads num_threads=0 as "all" (more threads than scratch rows), aborts the process
+    # on a negative count and kills it when it cannot create the threads (100000 segfaulted)
     calls = [
         ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), False, n_threads)),
         ("linear_forward", lambda: _linear.linear_forward(z(3, 4), z(2, 4), z(2), True, z(3, 2),
@@ -326,7 +326,8 @@ def test_kernels_refuse_a_thread_count_below_one(n_threads):
          lambda: _conv.winograd_weights(z(4, 4, 3, 3), False, z(16, 16), n_threads)),
     ]
     for name, call in calls:
-        with pytest.raises(ValueError, match=f"{name}: expected n_threads >= 1, got {n_threads}"):
+        with pytest.raises(ValueError,
+                           match=f"{name}: expected n_threads in \\[1, 1024\\], got {n_threads}"):
             call()
 
 
@@ -411,6 +412,16 @@ CONV_KERNELS = list(_conv_args())
 @pytest.mark.parametrize("kernel", CONV_KERNELS)
 def test_conv_kernels_accept_the_planners_tables(kernel):
     _conv_call(kernel)()
+
+
+@pytest.mark.parametrize("kernel", [k for k in CONV_KERNELS if "ph" in _conv_args()[k]])
+@pytest.mark.parametrize("pad", [dict(ph=2**31 - 1), dict(pw=2**31 - 2), dict(ph=2**30)])
+def test_conv_kernels_refuse_a_padding_that_overflows_int(kernel, pad):
+    # the C side works out H + 2*ph in int: wrapped round (-fwrapv), a padding of 2**31 - 1 let
+    # winograd_forward accept an output 4 rows short and then write far outside its scratch
+    with pytest.raises(ValueError, match=f"{kernel}: expected the padded input plus a stride "
+                                         f"to stay below 2\\*\\*31"):
+        _conv_call(kernel, **pad)()
 
 
 @pytest.mark.parametrize("kernel, over, message", [

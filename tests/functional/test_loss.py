@@ -286,7 +286,7 @@ OP = "softmax_cross_entropy"
         (
             lambda: F.softmax_cross_entropy(Z, Y, n_threads=-1),
             ValueError,
-            r"n_threads: expected a positive int or None, got -1",
+            r"n_threads: expected an int in \[1, 1024\] or None, got -1",
         ),
     ],
 )
