@@ -32,7 +32,7 @@ import numpy as np
 
 from fastres.data import BatchLoader, parse_augment
 from fastres.functional import softmax_cross_entropy
-from fastres.io import atomic_write, save
+from fastres.io import atomic_write, read_archive, save
 from fastres.layers import Module
 from fastres.layers.base import takes_input_options
 from fastres.metrics import top_k_correct
@@ -125,15 +125,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint tree written by ``fit``: ``model`` (state_dict), ``optimizer``,
     ``schedule``, ``epoch``/``batch`` (the next position), ``history``, ``best``, ``rng``,
     ``config``."""
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    raw = arrays.pop(_META, None)
-    if raw is None:
-        raise ValueError(f"read_checkpoint: {os.fspath(path)!r} is not a fastres checkpoint")
-    meta = json.loads(raw.tobytes().decode())
+    meta, arrays = read_archive("read_checkpoint", path, _META)
     if meta.pop("format", None) != _FORMAT:
         raise ValueError(f"read_checkpoint: unsupported checkpoint format in {os.fspath(path)!r}")
-    return _unpack(meta, arrays)
+    try:
+        return _unpack(meta, arrays)
+    except KeyError as e:
+        raise ValueError(f"read_checkpoint: {os.fspath(path)!r} refers to an array {e} it does "
+                         "not hold") from None
 
 
 def _generators(model: Module) -> dict[str, np.random.Generator]:

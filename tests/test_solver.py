@@ -128,6 +128,19 @@ def test_non_finite_loss_keeps_checkpoint(tmp_path):
     assert all(np.isfinite(v).all() for v in c["model"].values())
 
 
+def test_read_checkpoint_refuses_malformed_files(tmp_path):
+    p = tmp_path / "c.npz"
+    for meta, message in [(b"[]", "malformed '__checkpoint__' record: expected a JSON object"),
+                          (b'{"format": 1, "model": {"__array__": "nope"}}',
+                           "refers to an array 'nope' it does not hold")]:
+        np.savez(p, __checkpoint__=np.frombuffer(meta, np.uint8))
+        with pytest.raises(ValueError, match=f"read_checkpoint: .*c.npz.* {message}"):
+            read_checkpoint(p)
+    p.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="read_checkpoint: .* is not a readable fastres file"):
+        read_checkpoint(p)
+
+
 def test_early_stopping(tmp_path):
     m = tiny()
     opt = SGD(m.parameters(), 0.0)  # never improves after the first epoch

@@ -194,7 +194,8 @@ def blas_seconds(const floating[:, ::1] x, const floating[:, ::1] w,
     backward (out = x @ w.T, dx = dout @ w, dw = dout.T @ x), each one BLAS call, looped
     without the GIL on one thread: the least time a BLAS-based layer of this shape can take."""
     cdef int N = x.shape[0], I = x.shape[1], O = w.shape[0], r
-    _operands("blas_seconds", x, w, False, out[0], "b")  # (no bias: b is not read)
+    cdef const floating[::1] no_bias = None
+    _operands("blas_seconds", x, w, False, no_bias, "b")
     expect_shape("blas_seconds", "dout", dout.shape, (N, O))
     expect_shape("blas_seconds", "out", out.shape, (N, O))
     expect_shape("blas_seconds", "dx", dx.shape, (N, I))

@@ -10,7 +10,7 @@ from libc.stdint cimport INT32_MAX, int32_t, uint8_t
 from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange
-from fastres._kernels._common cimport check_threads, expect_shape
+from fastres._kernels._common cimport check_threads, dims, expect_shape
 
 cdef extern from "fr_pool.h" nogil:
     void fr_maxpool_plane_f(const float *x, float *y, int32_t *idx, Py_ssize_t H, Py_ssize_t W,
@@ -316,7 +316,10 @@ def subsample2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] o
     cdef floating *dst
     if (SH < 1 or SW < 1 or out.shape[0] != N or Co < C or OH != (H + SH - 1) // SH
             or OW != (W + SW - 1) // SW):
-        raise ValueError("subsample2d_forward: out does not match x and the stride")
+        raise ValueError(f"subsample2d_forward: expected out of shape ({N}, >= {C}, "
+                         f"{(H + SH - 1) // SH if SH >= 1 else '?'}, "
+                         f"{(W + SW - 1) // SW if SW >= 1 else '?'}) for x {dims(x.shape, 4)} "
+                         f"and stride ({SH}, {SW}) >= 1, got {dims(out.shape, 4)}")
     for p in prange(N * Co, nogil=True, schedule="guided", num_threads=n_threads):
         n = p // Co
         c = p % Co
@@ -341,7 +344,11 @@ def subsample2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::
     cdef floating *dst
     if (SH < 1 or SW < 1 or dout.shape[0] != N or dout.shape[1] < C
             or OH != (H + SH - 1) // SH or OW != (W + SW - 1) // SW):
-        raise ValueError("subsample2d_backward: dout does not match dx and the stride")
+        raise ValueError(f"subsample2d_backward: expected dout of shape ({N}, >= {C}, "
+                         f"{(H + SH - 1) // SH if SH >= 1 else '?'}, "
+                         f"{(W + SW - 1) // SW if SW >= 1 else '?'}) for dx "
+                         f"{dims(dx.shape, 4)} and stride ({SH}, {SW}) >= 1, got "
+                         f"{dims(dout.shape, 4)}")
     for p in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
         n = p // C
         c = p % C

@@ -101,7 +101,13 @@ def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(d, dict):
         raise TypeError(f"{path}: expected a pickled dict, got {type(d).__name__}")
     data = np.asarray(_key(d, "data", path))
-    labels = np.asarray(_key(d, label_key, path), dtype=np.int64)
+    labels = np.asarray(_key(d, label_key, path))
+    if labels.dtype.kind not in "iu" or (labels.dtype.kind == "u" and labels.size
+                                         and labels.max() > np.iinfo(np.int64).max):
+        # not cast: floats would be truncated to other classes, huge values wrap round
+        raise ValueError(f"{path}: b'{label_key}' must be integers (int64 range), got "
+                         f"{labels.dtype} {labels.ravel()[:3].tolist()}")
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
         raise ValueError(f"{path}: b'data' must be uint8 of shape (N, {_PIXELS}), got "
                          f"{data.dtype} {data.shape}")

@@ -48,6 +48,30 @@ def deferred_init():
         _DEFER[0] -= 1
 
 
+class parameter_budget:
+    """Inside ``with parameter_budget(count, elements):``, creating more than ``count``
+    parameters or ``elements`` parameter elements in all raises ``parameter_budget.Exceeded``
+    (for ``fastres.load``, which builds a model from a file whose arrays must hold every
+    parameter)."""
+
+    class Exceeded(Exception):
+        pass
+
+    def __init__(self, count: int, elements: int):
+        self.left = [count, elements]
+
+    def __enter__(self):
+        self._outer = _BUDGET[0]
+        _BUDGET[0] = self.left
+        return self
+
+    def __exit__(self, *exc):
+        _BUDGET[0] = self._outer
+
+
+_BUDGET: list = [None]  # the innermost parameter_budget's [count, elements] left, or None
+
+
 def init_rng(rng: np.random.Generator | None) -> np.random.Generator | None:
     """The generator a layer constructor initialises from: None inside ``deferred_init()``,
     else ``rng`` or a fresh unseeded generator (like PyTorch's global RNG)."""
@@ -73,6 +97,12 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data: np.ndarray, grad: np.ndarray | None = None):
+        if _BUDGET[0] is not None:
+            left = _BUDGET[0]
+            left[0] -= 1
+            left[1] -= np.size(data)
+            if left[0] < 0 or left[1] < 0:
+                raise parameter_budget.Exceeded()
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data) if grad is None else grad
 

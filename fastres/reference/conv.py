@@ -31,6 +31,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, groups=1):
     ph, pw = pair(padding)
     N, C, H, W = x.shape
     C_out, Cg, KH, KW = w.shape
+    if H + 2 * ph < KH or W + 2 * pw < KW:
+        raise ValueError("kernel larger than the padded input")
     H_out = (H + 2 * ph - KH) // sh + 1
     W_out = (W + 2 * pw - KW) // sw + 1
     Fg = C_out // groups

@@ -4,6 +4,7 @@ FASTRES_DATA is set."""
 import gzip
 import os
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -114,6 +115,22 @@ def test_cifar_binary_bad_size(tmp_path):
     for name in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]:
         np.zeros(3073 + 5, np.uint8).tofile(b / name)
     with pytest.raises(ValueError, match="3073-byte records"):
+        load_dataset("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize("labels, shown", [
+    ([0.7, 1.2, 2.0, 3.0, 4.0, 5.0], "float64 [0.7, 1.2, 2.0]"),  # would truncate to 0, 1
+    (np.array([2**63, 1, 2, 3, 4, 5], np.uint64),
+     "uint64 [9223372036854775808, 1, 2]"),  # would wrap round to a negative label
+    (["a", "b", "c", "d", "e", "f"], "<U1 ['a', 'b', 'c']"),
+])
+def test_cifar_labels_must_be_integers(tmp_path, labels, shown):
+    write_cifar_py(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    with open(path, "wb") as f:
+        pickle.dump({b"labels": labels, b"data": np.zeros((6, 3072), np.uint8)}, f, protocol=2)
+    with pytest.raises(ValueError, match=f"data_batch_2: b'labels' must be integers "
+                                         f"\\(int64 range\\), got {re.escape(shown)}"):
         load_dataset("cifar10", tmp_path)
 
 

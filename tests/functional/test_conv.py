@@ -196,6 +196,12 @@ def test_fused_relu_keeps_nan(cfg, dtype, rng):
     assert np.isnan(ref).any() and np.isnan(out)[np.isnan(ref)].all()
 
 
+def test_reference_refuses_a_kernel_larger_than_the_padded_input():
+    # as the pooling references do: (4 - 5) // 1 + 1 = 0 rows would be an empty output
+    with pytest.raises(ValueError, match="kernel larger than the padded input"):
+        R.conv2d_forward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 5, 5)), padding=1)
+
+
 def test_a_huge_stride_and_padding_is_refused_not_allocated():
     # the kernels' padded (polyphase) copy of an image would need ~900 GiB: a ValueError
     # naming the op, not a MemoryError from the allocation

@@ -53,6 +53,7 @@ def test_linear_kernels_refuse_wrong_shapes(call, message):
     (((3, 4), (2, 5), (3, 2), (3, 2), (3, 4), (2, 4)), r"expected w of shape \(2, 4\)"),
     (((3, 4), (2, 4), (3, 3), (3, 2), (3, 4), (2, 4)), r"expected dout of shape \(3, 2\)"),
     (((3, 4), (2, 4), (3, 2), (2, 2), (3, 4), (2, 4)), r"expected out of shape \(3, 2\)"),
+    (((3, 4), (2, 4), (3, 2), (0, 2), (3, 4), (2, 4)), r"expected out of shape \(3, 2\)"),
     (((3, 4), (2, 4), (3, 2), (3, 2), (3, 3), (2, 4)), r"expected dx of shape \(3, 4\)"),
     (((3, 4), (2, 4), (3, 2), (3, 2), (3, 4), (1, 4)), r"expected dw of shape \(2, 4\)"),
 ])
@@ -296,6 +297,12 @@ def test_max_pool_2x2_backward_is_safe_for_any_code():
      r"avg_pool2d_backward: expected output planes of \(3, 3\) for \(6, 6\), got \(4, 4\)"),
     (lambda: _pool.avg_pool2d_backward(z(2, 3, 3), z(2, 6, 6), 3, 3, 0, 2, 1, 1, 1),
      "avg_pool2d_backward: expected kernel >= 1, stride >= 1"),
+    (lambda: _pool.subsample2d_forward(z(2, 3, 5, 5), z(2, 3, 2, 3), 2, 2, 1),
+     r"subsample2d_forward: expected out of shape \(2, >= 3, 3, 3\) for x \(2, 3, 5, 5\) "
+     r"and stride \(2, 2\) >= 1, got \(2, 3, 2, 3\)"),
+    (lambda: _pool.subsample2d_backward(z(2, 3, 3, 3), z(2, 4, 5, 5), 0, 2, 1),
+     r"subsample2d_backward: expected dout of shape \(2, >= 4, \?, 3\) for dx \(2, 4, 5, 5\) "
+     r"and stride \(0, 2\) >= 1, got \(2, 3, 3, 3\)"),
     (lambda: _pool.global_avg_pool2d_forward(z(4, 9), z(3), 1),
      "global_avg_pool2d_forward: expected out with 4 planes, got 3"),
     (lambda: _pool.global_avg_pool2d_forward(z(4, 0), z(4), 1),

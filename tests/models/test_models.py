@@ -237,6 +237,44 @@ def test_load_mismatch_names_key_and_shapes(tmp_path):
         io.load(_with_extra_key(tmp_path))
 
 
+def _file(tmp_path, meta: bytes, **arrays):
+    p = tmp_path / "m.npz"
+    np.savez(p, **arrays, __fastres__=np.frombuffer(meta, np.uint8))
+    return p
+
+
+@pytest.mark.parametrize("meta, message", [
+    (b"[1, 2]", "malformed '__fastres__' record: expected a JSON object, got list"),
+    (b"{bad", "malformed '__fastres__' record: Expecting property name"),
+    (b"\xff\xfe", "malformed '__fastres__' record: 'utf-8' codec can't decode"),
+    (b'{"format": 1, "arch": [1]}', r"malformed architecture \[1\]"),
+    (b'{"format": 1, "arch": {"builder": "resnet_cifar", "kwargs": [20]}}',
+     "malformed architecture"),
+    (b'{"format": 1, "arch": {"builder": ["resnet_cifar"]}}', "unknown builder"),
+    (b'{"format": 1, "arch": {"builder": "resnet_cifar", "kwargs": {"nope": 1}}}',
+     "does not build: .*nope"),
+    # a million-block network asked for by a file with no arrays: refused before it is built
+    (b'{"format": 1, "arch": {"builder": "resnet_cifar", "kwargs": {"depth": 6000002}}}',
+     "has more parameters than the file's 0 arrays of 0 elements hold"),
+])
+def test_load_refuses_malformed_files(tmp_path, meta, message):
+    with pytest.raises(ValueError, match=f"load: .*m.npz.* {message}"):
+        io.load(_file(tmp_path, meta))
+
+
+def test_load_refuses_what_is_not_an_archive(tmp_path):
+    empty, truncated, single = tmp_path / "e.npz", tmp_path / "t.npz", tmp_path / "s.npy"
+    empty.write_bytes(b"")
+    io.save(resnet_cifar(8), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    np.save(single, np.zeros(3))
+    for path in (empty, truncated, single):
+        with pytest.raises(ValueError, match=f"load: '{path}' is not a readable fastres file"):
+            io.load(path)
+    with pytest.raises(FileNotFoundError):
+        io.load(tmp_path / "missing.npz")
+
+
 def _with_extra_key(tmp_path):
     p = tmp_path / "extra.npz"
     sd = resnet_cifar(8).state_dict()
