@@ -540,7 +540,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     ``relu_input=True`` says x is the output of a ReLU whose other uses, if any, gave their
     gradients in ``dx_add``: dx then comes back multiplied by ``x > 0``, the gradient with
     respect to the ReLU's input (applied as the kernels store dx, which saves the ReLU backward
-    its pass over memory).
+    its pass over memory); with ``input_grad=False`` there is no dx to apply it to.
     """
     op = "conv2d_backward"
     if not isinstance(relu_input, (bool, np.bool_)):
@@ -642,7 +642,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
                        db if gemm_dw else None, dw_part, db_part, cache, blocks, n)
     in_kernel = dx_path in ("direct", "winograd", "s2")
     add_late = dx_add is not None and (res is None or not in_kernel)
-    if relu_input and not in_kernel and not add_late:
+    if input_grad and relu_input and not in_kernel and not add_late:
         dx = relu_backward(dx, ReluCache(x), n_threads=n)
     if input_grad and cache.sub is not None:
         dx = subsample2d_backward(dx, cache.sub, n_threads=n)

@@ -10,7 +10,7 @@ With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one conv
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
 weights are computed in float64, cast to the layer dtype and cached with a copy of the bytes of
 every array they came from; each forward compares the arrays' bytes with those (a copy and a
-memcmp: 3x faster than the CRC32 it replaced), so any change to the parameters or statistics (an
+memcmp: 3x faster than the CRC32 it replaced), so any change to the parameters, statistics or ``eps`` (an
 optimizer step, ``load_state_dict``, training, an edit of one element) rebuilds it. Backward
 through a folded step is exact, mapping the gradients of the folded weights back onto the conv
 and BN parameters.
@@ -57,7 +57,7 @@ class FusedConvBN:
     def folded(self):
         """(w, b, s) of the folded convolution, recomputed only when an input array changed."""
         arrays = self._arrays()
-        snapshot = _snapshot(arrays)
+        snapshot = _snapshot(arrays) + [self.bn.eps]
         if snapshot != self._inputs:
             c, bn = self.conv, self.bn
             s = bn.weight.data.astype(np.float64) / np.sqrt(
@@ -199,12 +199,19 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
         u = users.get(n, [])
         return u[0] if consumers[n] == 1 and len(u) == 1 else None
 
-    def free_add(n):
-        """(add, other input) when n's only user is a two-input Add no chain has taken yet."""
+    def free_add(n, chain_input):
+        """(add, other input) when n's only user is a two-input Add no chain has taken yet.
+        In training, also only when neither the chain's input nor the Add's other one takes
+        more than two gradients: the chain returns its input's gradient at the Add's place,
+        not its first layer's, and three or more gradients summed in another order can round
+        differently; one addition is the same either way."""
         a = sole_user(n)
         if a is None or a in deferred or not _is(modules[a], Add) or len(inputs[a]) != 2:
             return None
-        return a, next(i for i in inputs[a] if i != n)
+        other = next(i for i in inputs[a] if i != n)
+        if training and max(consumers[chain_input], consumers[other]) > 2:
+            return None
+        return a, other
 
     steps, absorbed, deferred = [], set(), {}
     for name, ins in inputs.items():
@@ -221,7 +228,7 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
                     and modules[bn].num_features == m.out_channels):
                 bn = None
         if bn is None:
-            found = free_add(name) if _is(m, Conv2D) else None
+            found = free_add(name, ins[0]) if _is(m, Conv2D) else None
             if found is None:
                 steps.append(((name,), m, ins))
             else:
@@ -230,7 +237,7 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
                 absorbed.add(add)
             continue
         names, runner_ins, add, relu = list(dict.fromkeys((name, bn))), tuple(ins), None, None
-        nxt, found = sole_user(bn), free_add(bn)
+        nxt, found = sole_user(bn), free_add(bn, ins[0])
         if found is not None:
             add, other = found
             names.append(add)

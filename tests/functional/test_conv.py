@@ -196,6 +196,19 @@ def test_fused_relu_keeps_nan(cfg, dtype, rng):
     assert np.isnan(ref).any() and np.isnan(out)[np.isnan(ref)].all()
 
 
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[7], WINOGRAD[0]])
+def test_relu_input_without_input_grad(cfg, rng):
+    # no dx to apply the ReLU's mask to: the parameters' gradients, as without relu_input
+    x, w, b, kw = _run(cfg, np.float64, rng)
+    out, cache = F.conv2d_forward(np.maximum(x, 0), w, b, **kw)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache, input_grad=False, relu_input=True)
+    _, dw0, db0 = F.conv2d_backward(dout, cache)
+    assert dx is None
+    np.testing.assert_array_equal(dw, dw0)
+    np.testing.assert_array_equal(db, db0)
+
+
 def test_reference_refuses_a_kernel_larger_than_the_padded_input():
     # as the pooling references do: (4 - 5) // 1 + 1 = 0 rows would be an empty output
     with pytest.raises(ValueError, match="kernel larger than the padded input"):
