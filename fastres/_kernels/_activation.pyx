@@ -10,6 +10,7 @@ from cython.parallel cimport prange
 from fastres._kernels._common cimport check_threads, expect_length
 
 cdef extern from "fr_elementwise.h" nogil:
+    Py_ssize_t FR_MASK_BYTES(Py_ssize_t n)
     void fr_relu_f(const float *x, float *y, Py_ssize_t n, int stream)
     void fr_relu_d(const double *x, double *y, Py_ssize_t n, int stream)
     void fr_relu_grad_f(const float *dy, const float *y, float *dx, Py_ssize_t n, int stream)
@@ -71,7 +72,7 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
 def relu_mask_bytes(Py_ssize_t n):
     """Bytes of the bit mask relu_forward_mask keeps for n elements (32 per started block of
     256, fr_elementwise.h)."""
-    return (n + 255) // 256 * 32
+    return FR_MASK_BYTES(n)
 
 
 def relu_forward_mask(const floating[::1] x, floating[::1] out, unsigned char[::1] mask,
@@ -81,7 +82,7 @@ def relu_forward_mask(const floating[::1] x, floating[::1] out, unsigned char[::
     check_threads("relu_forward", n_threads)
     cdef Py_ssize_t n = x.shape[0], c, lo, hi
     expect_length("relu_forward", "out", out.shape[0], n)
-    expect_length("relu_forward", "mask", mask.shape[0], relu_mask_bytes(n))
+    expect_length("relu_forward", "mask", mask.shape[0], FR_MASK_BYTES(n))
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK  # a multiple of a mask block (256): its bits start at lo / 8
         hi = min(lo + CHUNK, n)
@@ -97,7 +98,7 @@ def relu_backward_mask(const floating[::1] dout, const unsigned char[::1] mask,
     safe to read).  IN: dout, mask.  OUT: dx."""
     check_threads("relu_backward", n_threads)
     cdef Py_ssize_t n = dout.shape[0], c, lo, hi
-    expect_length("relu_backward", "mask", mask.shape[0], relu_mask_bytes(n))
+    expect_length("relu_backward", "mask", mask.shape[0], FR_MASK_BYTES(n))
     expect_length("relu_backward", "dx", dx.shape[0], n)
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
         lo = c * CHUNK

@@ -175,7 +175,7 @@ typedef double fr_v4d __attribute__((vector_size(32)));
         if (res && relu)                                                                        \
             for (ptrdiff_t i = 0; i < n; i++) {                                                 \
                 T v = ((x[i] - mean_hi) - mean_lo) * scale + shift + res[i];                    \
-                y[i] = v <= 0 ? (T)0 : v;                                                        \
+                y[i] = v <= 0 ? (T)0 : v;                                                       \
             }                                                                                   \
         else if (res)                                                                           \
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
@@ -183,7 +183,7 @@ typedef double fr_v4d __attribute__((vector_size(32)));
         else if (relu)                                                                          \
             for (ptrdiff_t i = 0; i < n; i++) {                                                 \
                 T v = ((x[i] - mean_hi) - mean_lo) * scale + shift;                             \
-                y[i] = v <= 0 ? (T)0 : v;                                                        \
+                y[i] = v <= 0 ? (T)0 : v;                                                       \
             }                                                                                   \
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \

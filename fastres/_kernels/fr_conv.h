@@ -100,14 +100,14 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
             if (r && relu)                                                                     \
                 for (ptrdiff_t p = 0; p < P; p++) {                                            \
                     T s = (o[p] + v) + r[p];                                                   \
-                    o[p] = s <= 0 ? (T)0 : s;                                                   \
+                    o[p] = s <= 0 ? (T)0 : s;                                                  \
                 }                                                                              \
             else if (r)                                                                        \
                 for (ptrdiff_t p = 0; p < P; p++) o[p] = (o[p] + v) + r[p];                    \
             else if (relu)                                                                     \
                 for (ptrdiff_t p = 0; p < P; p++) {                                            \
                     T s = o[p] + v;                                                            \
-                    o[p] = s <= 0 ? (T)0 : s;                                                   \
+                    o[p] = s <= 0 ? (T)0 : s;                                                  \
                 }                                                                              \
             else                                                                               \
                 for (ptrdiff_t p = 0; p < P; p++) o[p] += v;                                   \

@@ -13,9 +13,9 @@
 /* A streamed pass computes its ranges FR_STREAM_CHUNK elements apart: whole blocks of bits. */
 _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a block of mask bits");
 
-#define FR_DEFINE_ELEMENTWISE(T, IT, UT, S)                                                          \
+#define FR_DEFINE_ELEMENTWISE(T, IT, UT, S)                                                  \
     static inline void fr_relu_run_##S(const T *restrict x, T *restrict y, ptrdiff_t n) {    \
-        for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i] <= 0 ? (T)0 : x[i];                      \
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i] <= 0 ? (T)0 : x[i];                    \
     }                                                                                        \
     FR_CLONES static void fr_relu_##S(const T *x, T *y, ptrdiff_t n, int stream) {           \
         FR_STREAMED(S, T, y, n, stream, fr_relu_run_##S(x + o_, d_, m_));                    \
@@ -28,14 +28,14 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
                                            int stream) {                                     \
         FR_STREAMED(S, T, dx, n, stream, fr_relu_grad_run_##S(dy + o_, y + o_, d_, m_));     \
     }                                                                                        \
-    /* relu keeping its gradient's mask as bits m (x > 0), in blocks of 256 elements: the     \
-     * block's 32 bytes are the L lanes (L = 32 / sizeof(T)) of a vector of unsigned UT, of      \
-     * B = 256 / L bits each; bit B-1-k of lane j says whether element k * L + j is > 0 (the    \
-     * lanes are shifted left by one as each vector's bits come in, then read back from the     \
-     * top), so packing and unpacking are lane-wise, with no shuffle across lanes; a partial    \
-     * last block keeps the same positions.                                                     \
+    /* relu keeping its gradient's mask as bits m (x > 0), in blocks of 256 elements: the    \
+     * block's 32 bytes are the L lanes (L = 32 / sizeof(T)) of a vector of unsigned UT, of  \
+     * B = 256 / L bits each; bit B-1-k of lane j says whether element k * L + j is > 0 (the \
+     * lanes are shifted left by one as each vector's bits come in, then read back from the  \
+     * top), so packing and unpacking are lane-wise, with no shuffle across lanes; a partial \
+     * last block keeps the same positions.                                                  \
      * n elements take FR_MASK_BYTES(n) bytes; a range starting at a multiple of 256 elements   \
-     * starts its bits at byte offset / 8. */                                                   \
+     * starts its bits at byte offset / 8. */                                                \
     static inline void fr_relu_mask_run_##S(const T *restrict x, T *restrict y,              \
                                             unsigned char *restrict m, ptrdiff_t n) {        \
         typedef T V __attribute__((vector_size(32)));                                        \
@@ -50,7 +50,7 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
                 memcpy(&v, x + i + k * l, 32);                                               \
                 V r = (V)((M)v & ~(v <= (V){0}));                                            \
                 memcpy(y + i + k * l, &r, 32);                                               \
-                bits = (bits + bits) - (U)(v > (V){0}); /* shift in 1 where v > 0 */          \
+                bits = (bits + bits) - (U)(v > (V){0}); /* shift in 1 where v > 0 */         \
             }                                                                                \
             memcpy(m + i / 8, &bits, 32);                                                    \
         }                                                                                    \
@@ -68,7 +68,7 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
                                            int stream) {                                     \
         FR_STREAMED(S, T, y, n, stream, fr_relu_mask_run_##S(x + o_, d_, m + o_ / 8, m_));   \
     }                                                                                        \
-    /* dx = dy where the mask's bit is set, else +0 (fr_relu_mask's layout). */               \
+    /* dx = dy where the mask's bit is set, else +0 (fr_relu_mask's layout). */              \
     static inline void fr_relu_grad_mask_run_##S(const T *restrict dy,                       \
                                                  const unsigned char *restrict m,            \
                                                  T *restrict dx, ptrdiff_t n) {              \

@@ -10,10 +10,10 @@ With ``s = gamma / sqrt(running_var + eps)`` the pair conv -> BN equals one conv
 weights ``w * s`` (per output channel) and bias ``beta + (b - running_mean) * s``. The folded
 weights are computed in float64, cast to the layer dtype and cached with a copy of the bytes of
 every array they came from; each forward compares the arrays' bytes with those (a copy and a
-memcmp: 3x faster than the CRC32 it replaced), so any change to the parameters, statistics or ``eps`` (an
-optimizer step, ``load_state_dict``, training, an edit of one element) rebuilds it. Backward
-through a folded step is exact, mapping the gradients of the folded weights back onto the conv
-and BN parameters.
+memcmp: 3x faster than the CRC32 it replaced), so any change to the parameters, statistics or
+``eps`` (an optimizer step, ``load_state_dict``, training, an edit of one element) rebuilds it.
+Backward through a folded step is exact, mapping the gradients of the folded weights back onto
+the conv and BN parameters.
 """
 
 from __future__ import annotations
@@ -200,18 +200,15 @@ def plan_graph(inputs: dict, modules: dict, consumers: dict, *, training: bool =
         return u[0] if consumers[n] == 1 and len(u) == 1 else None
 
     def free_add(n, chain_input):
-        """(add, other input) when n's only user is a two-input Add no chain has taken yet.
-        In training, also only when neither the chain's input nor the Add's other one takes
-        more than two gradients: the chain returns its input's gradient at the Add's place,
-        not its first layer's, and three or more gradients summed in another order can round
-        differently; one addition is the same either way."""
+        """(add, other input) when n's only user is a two-input Add no chain has taken yet,
+        and, in training, the chain's input takes at most two gradients: the chain returns
+        that input's gradient at the Add's place, not its first layer's, and three or more
+        gradients summed in another order can round differently (one addition cannot)."""
         a = sole_user(n)
-        if a is None or a in deferred or not _is(modules[a], Add) or len(inputs[a]) != 2:
+        if (a is None or a in deferred or not _is(modules[a], Add) or len(inputs[a]) != 2
+                or training and consumers[chain_input] > 2):
             return None
-        other = next(i for i in inputs[a] if i != n)
-        if training and max(consumers[chain_input], consumers[other]) > 2:
-            return None
-        return a, other
+        return a, next(i for i in inputs[a] if i != n)
 
     steps, absorbed, deferred = [], set(), {}
     for name, ins in inputs.items():
