@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"plot": _plot, "saliency": _saliency, "fool": _fool,
                    "summary": _summary}.get(args.command, _bench)
         return handler(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: e.g. an unwritable --out
         return _fail(str(exc))
     except ImportError as exc:  # matplotlib, an optional extra, for the figure commands
         return _fail(str(exc))

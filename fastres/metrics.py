@@ -29,7 +29,8 @@ def top_k_correct(logits, labels, ks=(1, 5)) -> list[int]:
     (``k`` larger than the number of classes counts every row).
 
     A row is correct when fewer than ``k`` logits are strictly greater than the label's logit,
-    so ties are resolved in the label's favour (deterministic, unlike a sort).
+    so ties are resolved in the label's favour (deterministic, unlike a sort). A row with a NaN
+    logit is never correct (no comparison with NaN is true, so it would otherwise rank first).
     """
     logits, labels = _check_logits("top_k_correct", logits, labels)
     for k in ks:
@@ -39,7 +40,8 @@ def top_k_correct(logits, labels, ks=(1, 5)) -> list[int]:
         return [0 for _ in ks]
     true = logits[np.arange(labels.size), labels]
     rank = (logits > true[:, None]).sum(axis=1)
-    return [int((rank < k).sum()) for k in ks]
+    ok = ~np.isnan(logits).any(axis=1)
+    return [int(((rank < k) & ok).sum()) for k in ks]
 
 
 def top_k_accuracy(logits, labels, k: int = 1) -> float:

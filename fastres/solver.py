@@ -279,6 +279,12 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
     for name, v, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{who}: expected {name} to be an int >= {lo}, got {v!r}")
+    epochs, batch_size = int(epochs), int(batch_size)
+    own = {id(p) for p in model.parameters()}
+    foreign = sum(id(p) not in own for g in optimizer.param_groups for p in g["params"])
+    if foreign:
+        raise ValueError(f"{who}: {foreign} of the optimizer's parameters are not the model's "
+                         "(an optimizer built over another model would train nothing)")
     if early_stopping is not None and (isinstance(early_stopping, bool) or
                                        not isinstance(early_stopping, int) or early_stopping < 1):
         raise ValueError(f"{who}: expected early_stopping to be a positive int (patience in "
@@ -313,6 +319,11 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
 
     if resume and ckpt.exists():
         c = read_checkpoint(ckpt)
+        missing = sorted({"config", "model", "optimizer", "schedule", "rng", "history", "epoch",
+                          "batch", "best", "bad_epochs", "partial"} - set(c))
+        if missing or not isinstance(c["config"], dict):
+            raise ValueError(f"{who}: cannot resume {ckpt}: it is not a fit() checkpoint "
+                             f"(missing {missing or ['a config']})")
         for k, v in config.items():
             if c["config"].get(k) != v:
                 raise ValueError(f"{who}: cannot resume {ckpt}: it was written with {k}="
@@ -349,16 +360,19 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
         atomic_write(out / "history.json", lambda f: f.write(history.to_json().encode()))
         atomic_write(out / "history.csv", lambda f: f.write(history.to_csv().encode()))
 
-    history.stop_reason = None
+    # A run resumed after early stopping has stopped already (its patience ran out).
+    stopped = early_stopping is not None and bad_epochs >= early_stopping and start_batch == 0
+    history.stop_reason = "early_stopping" if stopped else None
     monitor = "val_acc" if x_val is not None else "train_acc"
     with _GracefulStop() as stop:
         for epoch in range(start_epoch, epochs):
             if history.stop_reason is not None:
                 break
             model.train()
-            lr0 = optimizer.lr
             part = partial if epoch == start_epoch else {"loss_sum": 0.0, "correct": 0,
                                                          "seen": 0, "seconds": 0.0}
+            # the epoch's first learning rate (its record's "lr"), kept across a mid-epoch stop
+            lr0 = part.setdefault("lr", optimizer.lr)
             first = start_batch if epoch == start_epoch else 0
             bar = _progress_bar(progress, n_batches, f"epoch {epoch + 1}/{epochs}")
             if bar is not None:

@@ -102,6 +102,12 @@ def test_refuses_to_overwrite_a_run(tiny_data, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_an_unusable_out_folder_is_an_error_not_a_traceback(tiny_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert cli.main([*ARGS, "--epochs", "1", "--out", str(tmp_path / "file" / "run")]) == 2
+    assert "fastres: error:" in capsys.readouterr().err
+
+
 def test_python_m_fastres_help(tmp_path):
     # run outside the source tree, as a user would (the tree itself has no compiled kernels),
     # with the import path pytest sees so an in-place development build works too

@@ -14,6 +14,15 @@ def test_top_k():
     assert top_k_correct(LOGITS, LABELS, (1, 3, 5)) == [2, 4, 4]
 
 
+
+def test_a_row_with_nan_logits_is_never_correct():
+    # every comparison with NaN is false, so such a row would rank its label first: a model
+    # whose weights went NaN scored top-1 1.0
+    logits = LOGITS.copy()
+    logits[0, 1] = np.nan
+    logits[3] = np.nan
+    assert top_k_correct(logits, LABELS, (1, 3, 5)) == [0, 2, 2]
+
 def test_confusion_and_per_class():
     pred = np.array([0, 2, 0, 1])
     cm = confusion_matrix(LABELS, pred)

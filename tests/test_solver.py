@@ -84,7 +84,7 @@ def test_files_and_history(tmp_path):
 
 
 def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
-    straight, _ = run(tmp_path / "a", 3)
+    straight, h = run(tmp_path / "a", 3)
     m, opt, sched = setup("sgd", 3)
     calls = [0]
     inner = m.forward
@@ -102,9 +102,12 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
             out_dir=tmp_path / "b", progress=False)
     c = read_checkpoint(tmp_path / "b" / "checkpoint.npz")
     assert (c["epoch"], c["batch"]) == (1, 2)
-    resumed, _ = run(tmp_path / "b", 3, resume=True)
+    resumed, h2 = run(tmp_path / "b", 3, resume=True)
     for k, v in straight.state_dict().items():
         assert_array_equal(resumed.state_dict()[k], v, err_msg=k)
+    # the resumed epoch records the rate it started with, not the one at the resume point
+    # (OneCycle changes it every batch)
+    assert h2.column("lr") == h.column("lr")
 
 
 def test_non_finite_loss_keeps_checkpoint(tmp_path):
@@ -139,6 +142,13 @@ def test_read_checkpoint_refuses_malformed_files(tmp_path):
     p.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="read_checkpoint: .* is not a readable fastres file"):
         read_checkpoint(p)
+    # a readable checkpoint file that fit() did not write: refused by name, not a KeyError
+    np.savez(tmp_path / "checkpoint.npz", __checkpoint__=np.frombuffer(b'{"format": 1}', np.uint8))
+    m = tiny()
+    with pytest.raises(ValueError, match="fit: cannot resume .* it is not a fit.. checkpoint "
+                                         r"\(missing \['bad_epochs'"):
+        fit(m, data(), None, SGD(m.parameters(), 0.1), epochs=1, batch_size=16,
+            out_dir=tmp_path, resume=True, progress=False)
 
 
 def test_early_stopping(tmp_path):
@@ -146,6 +156,15 @@ def test_early_stopping(tmp_path):
     opt = SGD(m.parameters(), 0.0)  # never improves after the first epoch
     h = fit(m, data(), data(12, 1), opt, epochs=10, batch_size=16, early_stopping=2,
             progress=False)
+    assert len(h) == 3 and h.stop_reason == "early_stopping"
+    # a run that stopped early has stopped: resuming it trains no further epoch
+    m, opt = tiny(), None
+    opt = SGD(m.parameters(), 0.0)
+    fit(m, data(), data(12, 1), opt, epochs=10, batch_size=16, early_stopping=2,
+        out_dir=tmp_path, progress=False)
+    m = tiny()
+    h = fit(m, data(), data(12, 1), SGD(m.parameters(), 0.0), epochs=10, batch_size=16,
+            early_stopping=2, out_dir=tmp_path, resume=True, progress=False)
     assert len(h) == 3 and h.stop_reason == "early_stopping"
 
 
@@ -165,3 +184,9 @@ def test_evaluate_and_errors():
         fit(m, (x, y), None, object(), epochs=1, batch_size=4)
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
         fit(m, (x, y), None, opt, epochs=1, batch_size=4, resume=True)
+    with pytest.raises(ValueError, match="fit: 6 of the optimizer's parameters are not the "
+                                         "model's"):
+        fit(m, (x, y), None, SGD(tiny().parameters(), 0.1), epochs=1, batch_size=4)
+    # a NumPy int batch size, above evaluate's 256 (the validation batch is the larger)
+    h = fit(m, (x, y), (x, y), opt, epochs=1, batch_size=np.int64(300), progress=False)
+    assert len(h) == 1

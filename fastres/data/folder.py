@@ -27,19 +27,38 @@ def _size(image_size) -> tuple[int, int]:
     return h, w
 
 
+def _mode(path) -> str | None:
+    """The file's PIL image mode ("RGB", "CMYK", ...), None where PIL cannot tell."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.mode
+    except Exception:
+        return None
+
+
 def read_image(path: str | Path, image_size=32) -> np.ndarray:
     """Decode one JPEG/PNG as RGB, resize (anti-aliased) and return float32 (3, H, W) in [0, 1]."""
     from skimage.io import imread
     from skimage.transform import resize
 
     h, w = _size(image_size)
-    img = imread(str(path))
+    try:
+        img = imread(str(path))
+        if img.ndim == 3 and img.shape[-1] == 4 and _mode(path) == "CMYK":
+            from PIL import Image  # imageio hands CMYK (a JPEG mode) over as if it were RGBA
+
+            with Image.open(path) as im:
+                img = np.asarray(im.convert("RGB"))
+    except Exception as e:  # a corrupt, truncated or unsupported file: each decoder its own
+        raise ValueError(f"read_image: cannot decode {path}: {type(e).__name__}: {e}") from e
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     elif img.ndim == 3 and img.shape[-1] == 4:
         img = img[..., :3]  # drop alpha
-    elif img.ndim == 3 and img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
+    elif img.ndim == 3 and img.shape[-1] in (1, 2):  # gray (and alpha, dropped)
+        img = np.repeat(img[..., :1], 3, axis=-1)
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"{path}: expected a grayscale, RGB or RGBA image, got shape {img.shape}")
     if img.dtype == np.uint8:

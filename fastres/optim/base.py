@@ -197,9 +197,9 @@ class Optimizer:
         new_state: list[dict] = [{} for _ in self.state]
         params = {i: p for i, p, _ in self._indexed()}
         for key, s in d["state"].items():
-            i = int(key)
+            i = int(key) if isinstance(key, (int, str)) and str(key).isdigit() else -1
             if i not in params:
-                raise ValueError(f"{who}: state for parameter {i}, which does not exist")
+                raise ValueError(f"{who}: state for parameter {key!r}, which does not exist")
             for k, v in s.items():
                 if isinstance(v, np.ndarray):
                     if v.shape != params[i].data.shape:
@@ -207,10 +207,16 @@ class Optimizer:
                                          f"{v.shape}, the parameter {params[i].data.shape}")
                     v = v.astype(params[i].data.dtype, copy=True)
                 new_state[i][k] = v
+        groups = []
         for g, saved in zip(self.param_groups, d["groups"]):
+            g = dict(g)
             for k, v in saved.items():
                 if k in self.defaults:
                     g[k] = tuple(v) if isinstance(self.defaults[k], tuple) else v
+            self._validate_group(g)  # the same checks as the constructor's (lr >= 0, ...)
+            groups.append(g)
+        for g, new in zip(self.param_groups, groups):
+            g.update(new)
         self.state = new_state
 
     def __repr__(self) -> str:

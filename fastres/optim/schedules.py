@@ -87,8 +87,16 @@ class Schedule:
         if d.get("type") != type(self).__name__:
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state is from "
                              f"{d.get('type')!r}")
-        self.last_step = int(d["last_step"])
-        self.base_lrs = [float(x) for x in d["base_lrs"]]
+        try:
+            last_step, base_lrs = int(d["last_step"]), [float(x) for x in d["base_lrs"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: a malformed state "
+                             f"({type(e).__name__}: {e})") from None
+        if len(base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state has "
+                             f"{len(base_lrs)} parameter group(s), the optimizer "
+                             f"{len(self.optimizer.param_groups)}")
+        self.last_step, self.base_lrs = last_step, base_lrs
         self._load_extra(d)
         self._apply()
 
@@ -268,7 +276,8 @@ class ReduceLROnPlateau(Schedule):
             raise ValueError(f"ReduceLROnPlateau.step: expected the metric value, got {metric!r}")
         metric = float(metric)
         self.last_step += 1
-        if self.best is None or metric < self.best * (1 - self.threshold):
+        best = math.inf if self.best is None else self.best  # torch starts from inf too
+        if metric < best * (1 - self.threshold):  # a NaN never improves on it
             self.best = metric
             self.num_bad = 0
         else:

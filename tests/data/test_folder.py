@@ -61,3 +61,21 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no class subfolders"):
         load_dataset(f"folder:{tmp_path / 'empty'}")
+
+
+def test_read_image_modes_and_corrupt_files(tmp_path):
+    from PIL import Image
+
+    from fastres.data.folder import read_image
+    rgb = np.zeros((8, 8, 3), np.uint8) + np.array([200, 40, 90], np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    # CMYK decoded as RGB, not its C, M, Y read as R, G, B (a 0.5 mean error before)
+    want = rgb.transpose(2, 0, 1) / 255
+    assert np.abs(read_image(tmp_path / "cmyk.jpg", 8) - want).max() < 0.05
+    Image.fromarray(np.full((8, 8), 77, np.uint8)).convert("LA").save(tmp_path / "la.png")
+    np.testing.assert_allclose(read_image(tmp_path / "la.png", 8), 77 / 255, rtol=1e-6)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for name in ("bad.png", "empty.jpg"):
+        with pytest.raises(ValueError, match=f"read_image: cannot decode .*{name}"):
+            read_image(tmp_path / name, 8)

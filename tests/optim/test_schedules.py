@@ -82,6 +82,30 @@ def test_plateau():
         s.step()
 
 
+
+def test_plateau_ignores_a_nan_metric():
+    # torch starts from best = inf: a NaN never improves on it, and a later real metric does
+    o = opt(1.0)
+    s = ReduceLROnPlateau(o, patience=1)
+    for m in [float("nan"), 0.5, 0.4, 0.3]:
+        s.step(m)
+    assert o.lr == 1.0 and s.best == 0.3
+
+
+def test_schedule_and_optimizer_states_are_checked_when_loaded():
+    o = opt(0.1)
+    with pytest.raises(ValueError, match="StepLR.load_state_dict: a malformed state"):
+        StepLR(o, 2).load_state_dict({"type": "StepLR"})
+    two = SGD([{"params": [Parameter(np.zeros(2))]}, {"params": [Parameter(np.zeros(2))]}], 0.1)
+    with pytest.raises(ValueError, match="the state has 1 parameter group.s., the optimizer 2"):
+        StepLR(two, 2).load_state_dict(StepLR(o, 2).state_dict())
+    bad = o.state_dict()
+    bad["groups"][0]["lr"] = -5.0
+    with pytest.raises(ValueError, match="SGD: .*lr"):
+        o.load_state_dict(bad)
+    assert o.lr == 0.1  # nothing loaded
+
+
 @pytest.mark.parametrize("make", [lambda o: StepLR(o, 2), lambda o: CosineAnnealing(o, 5),
                                   lambda o: OneCycle(o, 8),
                                   lambda o: LinearWarmup(CosineAnnealing(o, 5), 2),
