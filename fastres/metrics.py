@@ -73,6 +73,10 @@ def confusion_matrix(labels, predictions, num_classes: int | None = None) -> np.
         raise TypeError(f"confusion_matrix: expected integer arrays, got {labels.dtype} and "
                         f"{predictions.dtype}")
     top = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
+    if num_classes is not None and (isinstance(num_classes, bool)
+                                    or not isinstance(num_classes, (int, np.integer))):
+        raise TypeError(f"confusion_matrix: expected num_classes to be an int or None, got "
+                        f"{num_classes!r}")
     k = top if num_classes is None else int(num_classes)
     if k < top or min(labels.min(initial=0), predictions.min(initial=0)) < 0:
         raise ValueError(f"confusion_matrix: class indices must lie in [0, {k}), got values in "

@@ -289,6 +289,9 @@ def fit(model: Module, train, val, optimizer: Optimizer, schedule: Schedule | No
                                        not isinstance(early_stopping, int) or early_stopping < 1):
         raise ValueError(f"{who}: expected early_stopping to be a positive int (patience in "
                          f"epochs) or None, got {early_stopping!r}")
+    if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float))
+            or not 0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"{who}: expected label_smoothing in [0, 1], got {label_smoothing!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"{who}: expected a non-negative int seed, got {seed!r}")
     x_train, y_train = _check_xy(who, "train", train)

@@ -38,6 +38,10 @@ def test_errors():
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         top_k_correct(LOGITS, np.array([0, 1, 2, 3]))
     with pytest.raises(TypeError, match="confusion_matrix: expected integer"):
+        confusion_matrix(LABELS.astype(float), LABELS)
+    with pytest.raises(TypeError, match="confusion_matrix: expected num_classes to be an int"):
+        confusion_matrix(LABELS, LABELS, num_classes=2.7)  # not truncated to 2
+    with pytest.raises(TypeError, match="confusion_matrix: expected integer"):
         confusion_matrix(np.zeros(2), np.zeros(2))
     with pytest.raises(ValueError, match="confusion_matrix: class indices"):
         confusion_matrix(LABELS, LABELS, num_classes=2)

@@ -184,6 +184,8 @@ def test_evaluate_and_errors():
         fit(m, (x, y), None, object(), epochs=1, batch_size=4)
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
         fit(m, (x, y), None, opt, epochs=1, batch_size=4, resume=True)
+    with pytest.raises(ValueError, match=r"fit: expected label_smoothing in \[0, 1\], got 'a'"):
+        fit(m, (x, y), None, opt, epochs=1, batch_size=4, label_smoothing="a")
     with pytest.raises(ValueError, match="fit: 6 of the optimizer's parameters are not the "
                                          "model's"):
         fit(m, (x, y), None, SGD(tiny().parameters(), 0.1), epochs=1, batch_size=4)

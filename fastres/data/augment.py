@@ -364,6 +364,8 @@ def parse_augment(spec: str | None) -> Compose | None:
             raise ValueError(f"parse_augment: unknown augmentation {name!r} in {spec!r}; "
                              f"expected 'none' or a comma list of {', '.join(AUGMENT_NAMES)}")
         try:
+            if arg and arg.lstrip("+-").isalpha():  # inf, nan: float() takes them
+                raise ValueError(f"expected a finite number, got {arg!r}")
             items.append(_PARSERS[name](arg or None))
         except ValueError as exc:
             raise ValueError(f"parse_augment: bad argument in {part!r}: {exc}") from None

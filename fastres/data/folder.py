@@ -21,10 +21,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 def _size(image_size) -> tuple[int, int]:
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
-    h, w = (int(v) for v in image_size)
-    if h < 1 or w < 1:
-        raise ValueError(f"image_size must be positive, got {image_size}")
-    return h, w
+    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
+            or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in image_size)):
+        raise ValueError(f"image_size: expected a positive int or an (h, w) pair of them, got "
+                         f"{image_size!r}")
+    return int(image_size[0]), int(image_size[1])
 
 
 def _mode(path) -> str | None:

@@ -47,14 +47,12 @@ class BatchLoader:
         n = len(x)
         if len(y) != n:
             raise ValueError(f"BatchLoader: x has {n} samples but y has {len(y)}")
-        if int(batch_size) < 1:
-            raise ValueError(f"BatchLoader: batch_size must be >= 1, got {batch_size}")
-        if int(prefetch) < 0:
-            raise ValueError(f"BatchLoader: prefetch must be >= 0, got {prefetch}")
+        for name, v, lo in (("batch_size", batch_size, 1), ("prefetch", prefetch, 0),
+                            ("seed", seed, 0)):  # ints: 2.5 must not become 2
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"BatchLoader: {name} must be an int >= {lo}, got {v!r}")
         if augment is not None and not callable(augment):
             raise TypeError(f"BatchLoader: augment must be callable(x, rng), got {augment!r}")
-        if int(seed) < 0:
-            raise ValueError(f"BatchLoader: seed must be >= 0, got {seed}")
         self.x, self.y = x, np.asarray(y)
         self.batch_size = int(batch_size)
         self.shuffle, self.augment, self.seed = bool(shuffle), augment, int(seed)

@@ -126,6 +126,9 @@ class MultiStepLR(Schedule):
 
     def __init__(self, optimizer, milestones, *, gamma: float = 0.1, interval="epoch"):
         super().__init__(optimizer, interval=interval)
+        if not isinstance(milestones, (list, tuple)):
+            raise TypeError(f"MultiStepLR: expected milestones as a list of ints, got "
+                            f"{milestones!r}")
         ms = [_pos_int("MultiStepLR", "milestone", m) for m in milestones]
         if ms != sorted(ms):
             raise ValueError(f"MultiStepLR: expected increasing milestones, got {list(milestones)}")

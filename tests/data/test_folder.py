@@ -76,6 +76,9 @@ def test_read_image_modes_and_corrupt_files(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "la.png", 8), 77 / 255, rtol=1e-6)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"image_size: expected a positive int or an \(h, w\) "
+                                         r"pair of them, got \(8,\)"):
+        read_image(tmp_path / "la.png", (8,))
     for name in ("bad.png", "empty.jpg"):
         with pytest.raises(ValueError, match=f"read_image: cannot decode .*{name}"):
             read_image(tmp_path / name, 8)

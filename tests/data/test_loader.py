@@ -111,3 +111,21 @@ def test_bad_arguments(data):
         BatchLoader(x, y, 0)
     with pytest.raises(TypeError, match="augment"):
         BatchLoader(x, y, 4, augment="crop")
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(batch_size=2.5), "batch_size must be an int >= 1, got 2.5"),  # not truncated to 2
+    (dict(batch_size=None), "batch_size must be an int >= 1, got None"),
+    (dict(batch_size=2, seed=1.7), "seed must be an int >= 0, got 1.7"),
+    (dict(batch_size=2, prefetch=-1), "prefetch must be an int >= 0, got -1"),
+])
+def test_loader_takes_ints_only(kw, message):
+    with pytest.raises(ValueError, match=f"BatchLoader: {message}"):
+        BatchLoader(np.zeros((4, 1)), np.zeros(4), **kw)
+
+
+@pytest.mark.parametrize("spec", ["rotate:inf", "noise:nan", "zoom:-inf"])
+def test_augment_arguments_must_be_finite(spec):
+    with pytest.raises(ValueError, match=f"parse_augment: bad argument in '{spec}': expected a "
+                                         "finite number"):
+        parse_augment(spec)

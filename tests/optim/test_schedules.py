@@ -83,6 +83,11 @@ def test_plateau():
 
 
 
+def test_multistep_milestones_are_a_list():
+    with pytest.raises(TypeError, match="MultiStepLR: expected milestones as a list of ints"):
+        MultiStepLR(opt(0.1), 5)
+
+
 def test_plateau_ignores_a_nan_metric():
     # torch starts from best = inf: a NaN never improves on it, and a later real metric does
     o = opt(1.0)
