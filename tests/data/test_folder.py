@@ -63,6 +63,7 @@ def test_folder_errors(tmp_path):
         load_dataset(f"folder:{tmp_path / 'empty'}")
 
 
+@pytest.mark.filterwarnings("ignore:The legacy `DICOM` plugin:DeprecationWarning")  # imageio
 def test_read_image_modes_and_corrupt_files(tmp_path):
     from PIL import Image
 
