@@ -50,15 +50,14 @@ def numerical_grad(f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray,
     if x.dtype != np.float64:
         raise TypeError(f"numerical_grad: expected x of dtype float64, got {x.dtype}")
     grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
+    for i in np.ndindex(x.shape):  # x itself, element by element: any layout, no copy
+        old = x[i]
+        x[i] = old + eps
         plus = float(np.sum(f() * dout))
-        flat[i] = old - eps
+        x[i] = old - eps
         minus = float(np.sum(f() * dout))
-        flat[i] = old
-        gflat[i] = (plus - minus) / (2 * eps)
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
     return grad
 
 
@@ -67,6 +66,9 @@ def directional_check(f: Callable[[], np.ndarray], xs: Sequence[np.ndarray],
                       rng: np.random.Generator | None = None) -> float:
     """Relative error between sum_i <grads_i, v_i> and the central difference of
     ``sum(f() * dout)`` along a random direction ``v`` (float64, arrays perturbed in place)."""
+    for x in xs:  # float32 steps of 1e-6 are rounding noise, and integers cannot move
+        if x.dtype != np.float64:
+            raise TypeError(f"directional_check: expected arrays of dtype float64, got {x.dtype}")
     rng = np.random.default_rng(0) if rng is None else rng
     vs = [rng.standard_normal(x.shape) for x in xs]
     analytic = sum(float(np.sum(g * v)) for g, v in zip(grads, vs))

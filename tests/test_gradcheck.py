@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import fastres.functional as F
-from fastres.gradcheck import check_function, check_layer, check_model
+from fastres.gradcheck import (
+    check_function, check_layer, check_model, directional_check, numerical_grad,
+)
 from fastres.layers import (
     Add,
     BatchNorm2D,
@@ -253,3 +255,14 @@ def test_check_function_errors(rng):
         check_function(lambda x: x, np.ones(3))
     with pytest.raises(ValueError, match="no float64 array input has a gradient"):
         check_function(lambda n: (1.0, None), 3)
+
+
+def test_numerical_grad_perturbs_x_itself_in_any_layout():
+    # a transposed or sliced x: reshape(-1) would perturb a copy and give a zero gradient
+    base = np.arange(12.0).reshape(3, 4)
+    for x in (base.T, base[:, ::2]):
+        g = numerical_grad(lambda: x ** 2, x, np.ones(x.shape))
+        np.testing.assert_allclose(g, 2 * x, rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="directional_check: expected arrays of dtype float64"):
+        x = np.ones(3, np.float32)
+        directional_check(lambda: x * 2, [x], [np.full(3, 2.0)], np.ones(3))

@@ -54,6 +54,10 @@ def _allowed_globals() -> dict:
     }
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """A data pickle asked for something RestrictedUnpickler does not admit."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that admits only the globals the official CIFAR pickles use.
 
@@ -70,13 +74,13 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise RefusedPickle(
                 f"fastres: refusing to load {module}.{name} from {self._source}: only NumPy "
                 "arrays, dicts, lists, bytes, ints and strs are allowed in a data pickle "
                 "(the file may be corrupt or hostile)") from None
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError(
+        raise RefusedPickle(
             f"fastres: refusing persistent id {pid!r} in {self._source}")
 
 
@@ -84,7 +88,13 @@ def load_pickle(path: str | Path):
     """Unpickle a data file with `RestrictedUnpickler` (``encoding="bytes"``)."""
     path = Path(path)
     with open(path, "rb") as f:
-        return RestrictedUnpickler(f, source=str(path)).load()
+        try:
+            return RestrictedUnpickler(f, source=str(path)).load()
+        except RefusedPickle:
+            raise
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError) as exc:
+            raise ValueError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc}); "
+                             "the file may be truncated or corrupt") from exc
 
 
 def _key(d: dict, key: str, path: Path):
@@ -121,7 +131,11 @@ def _names(meta: Path, key: str) -> list[str]:
     if not meta.exists():
         return []
     d = load_pickle(meta)
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in _key(d, key, meta)]
+    names = _key(d, key, meta) if isinstance(d, dict) else None
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"{meta}: expected {key!r} as a list of class names, got "
+                         f"{type(names).__name__}")
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
 def _read_bin(path: Path, label_bytes: int, label_index: int):
@@ -155,6 +169,9 @@ def load_cifar10(data_dir: str | Path):
         parts = [_read_batch(py / f, "labels") for f in train_files]
         x_test, y_test = _read_batch(py / "test_batch", "labels")
         classes = _names(py / "batches.meta", "label_names") or CIFAR10_CLASSES
+        if len(classes) != 10:
+            raise ValueError(f"{py / 'batches.meta'}: expected 10 class names, got "
+                             f"{len(classes)}")
     else:
         b = data_dir / "cifar-10-batches-bin"
         bin_files = [f + ".bin" for f in train_files]

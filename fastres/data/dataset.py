@@ -264,6 +264,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     """
     from fastres.data import cifar, embedded, folder, mnist
 
+    if not isinstance(name, str):
+        raise TypeError(f"load_dataset: expected the data set's name as a str, got "
+                        f"{type(name).__name__}")
     key = name.strip()
     low = key.lower()
     if low in ("cifar10", "cifar-10"):

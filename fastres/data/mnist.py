@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,9 @@ def read_idx(path: str | Path, *, ndim: int | None = None) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             buf = f.read()
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read ({exc}); the file may be truncated") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: cannot read ({exc}); the file may be truncated or corrupt") \
+            from exc
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an IDX file (magic {buf[:4].hex() or 'empty'}; "
                          "expected 0000 08 0d, e.g. 0x00000803 for images, 0x00000801 for labels)")
@@ -99,6 +101,9 @@ def load_idx_dataset(folder: str | Path, dataset: str = "mnist", url: str = MNIS
                              f"{x.dtype} {x.shape}")
         if len(x) != len(y):
             raise ValueError(f"{dataset} {split}: {len(x)} images but {len(y)} labels")
+        if y.dtype != np.uint8:  # the format's labels are unsigned bytes: -1 or 7.7 is no class
+            raise ValueError(f"{dataset} {split} labels: expected uint8 (IDX type 0x08), got "
+                             f"{y.dtype}")
         if y.size and int(y.max()) >= len(classes):
             raise ValueError(f"{dataset} {split}: label {int(y.max())} out of range "
                              f"[0, {len(classes)})")

@@ -252,6 +252,41 @@ def test_mnist_count_mismatch(tmp_path):
         load_dataset("mnist", tmp_path)
 
 
+def test_mnist_labels_must_be_unsigned_bytes(tmp_path):
+    # a label file of signed bytes (-1) or float32 (7.7) is no class index: refused, not
+    # passed on as -1 or truncated to 7
+    write_mnist(tmp_path / "mnist", gz=False)
+    p = tmp_path / "mnist" / "t10k-labels-idx1-ubyte"
+    for code, values in ((0x09, np.array([-1] * 10, ">i1")), (0x0D, np.full(10, 7.7, ">f4"))):
+        p.write_bytes(bytes([0, 0, code, 1]) + (10).to_bytes(4, "big") + values.tobytes())
+        with pytest.raises(ValueError, match=f"mnist test labels: expected uint8 .IDX type "
+                                             f"0x08., got {values.dtype.newbyteorder('=')}"):
+            load_dataset("mnist", tmp_path)
+
+
+def test_corrupt_data_files_are_named(tmp_path):
+    write_mnist(tmp_path / "mnist", gz=True)
+    p = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2:len(raw) // 2 + 8] = b"\xff" * 8  # inside the deflate stream
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz: cannot read"):
+        load_dataset("mnist", tmp_path)
+    write_cifar_py(tmp_path / "c")
+    for content in (b"", b"\x80\x02}q\x00(X"):  # empty, truncated
+        (tmp_path / "c" / "cifar-10-batches-py" / "test_batch").write_bytes(content)
+        with pytest.raises(ValueError, match="test_batch: not a readable pickle"):
+            load_dataset("cifar10", tmp_path / "c")
+    (tmp_path / "c" / "cifar-10-batches-py" / "test_batch").unlink()
+    write_cifar_py(tmp_path / "d")
+    with open(tmp_path / "d" / "cifar-10-batches-py" / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"cat", b"dog"]}, f, protocol=2)
+    with pytest.raises(ValueError, match="batches.meta: expected 10 class names, got 2"):
+        load_dataset("cifar10", tmp_path / "d")
+    with pytest.raises(TypeError, match="load_dataset: expected the data set's name as a str"):
+        load_dataset(None)
+
+
 def test_missing_mnist_message(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.*yann\.lecun"):
         load_dataset("mnist", tmp_path)
