@@ -98,7 +98,10 @@ def _titles(who: str, titles, n: int) -> list:
     return [None if t is None else str(t) for t in titles]
 
 
-def _grid(n: int, cols: int | None) -> tuple[int, int]:
+def _grid(n: int, cols: int | None, who: str = "plots") -> tuple[int, int]:
+    if cols is not None and (isinstance(cols, bool) or not isinstance(cols, (int, np.integer))
+                             or cols < 1):
+        raise ValueError(f"{who}: expected cols to be a positive int or None, got {cols!r}")
     cols = min(n, cols if cols is not None else math.ceil(math.sqrt(n)))
     return math.ceil(n / cols), cols
 
@@ -360,10 +363,16 @@ def misclassified_gallery(images: np.ndarray, records, path,
         raise ValueError(f"{who}: record index {bad[0]} is outside images of shape "
                          f"{images.shape}")
 
+    if classes is not None:
+        used = [int(c) for r in rows_txt for c in (r[0], r[1], r[3])]
+        if min(used) < 0 or max(used) >= len(classes):
+            raise ValueError(f"{who}: the records name classes {min(used)}..{max(used)}, "
+                             f"classes has {len(classes)} names")
+
     def name(c):
         return str(c) if classes is None else str(classes[int(c)])
 
-    rows, cols = _grid(len(records), cols)
+    rows, cols = _grid(len(records), cols, who)
     fig = _figure(who, size or (150 * cols, 170 * rows), dpi)
     axes = _axes(fig, rows, cols)
     for ax in axes.flat[len(records):]:

@@ -147,6 +147,13 @@ def test_misclassified_gallery_and_filters(tmp_path):
     with pytest.raises(ValueError, match=r"record index 99 is outside images of shape "
                                          r"\(30, 3, 8, 8\)"):
         plots.misclassified_gallery(x, [{**as_dicts[0], "index": 99}], tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"misclassified_gallery: the records name classes "
+                                         r"\d\.\.\d, classes has 2 names"):
+        plots.misclassified_gallery(x, recs, tmp_path / "x.png", ["a", "b"])  # was IndexError
+    for cols in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="misclassified_gallery: expected cols to be a "
+                                             "positive int or None"):
+            plots.misclassified_gallery(x, recs, tmp_path / "x.png", cols=cols)
     read_png(plots.first_layer_filters(model, tmp_path / "w.png", size=(330, 330)), (330, 330))
     gray = resnet_cifar(8, in_channels=1, seed=0)
     read_png(plots.first_layer_filters(gray, tmp_path / "w1.png"), (320, 350))  # 4 x 4 of 16
