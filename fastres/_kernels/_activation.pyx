@@ -11,8 +11,6 @@ from fastres._kernels._common cimport check_threads, expect_length
 
 cdef extern from "fr_elementwise.h" nogil:
     Py_ssize_t FR_MASK_BYTES(Py_ssize_t n)
-    void fr_relu_f(const float *x, float *y, Py_ssize_t n, int stream)
-    void fr_relu_d(const double *x, double *y, Py_ssize_t n, int stream)
     void fr_relu_grad_f(const float *dy, const float *y, float *dx, Py_ssize_t n, int stream)
     void fr_relu_grad_d(const double *dy, const double *y, double *dx, Py_ssize_t n,
                         int stream)
@@ -39,18 +37,27 @@ cdef inline Py_ssize_t _n_chunks(Py_ssize_t n) noexcept nogil:
     return (n + CHUNK - 1) // CHUNK
 
 
-def relu_forward(const floating[::1] x, floating[::1] out, bint stream, int n_threads):
-    """out = max(x, 0).  IN: x.  OUT: out (same length)."""
+def relu_mask_bytes(Py_ssize_t n):
+    """Bytes of the bit mask relu_forward keeps for n elements (32 per started block of
+    256, fr_elementwise.h)."""
+    return FR_MASK_BYTES(n)
+
+
+def relu_forward(const floating[::1] x, floating[::1] out, unsigned char[::1] mask,
+                      bint stream, int n_threads):
+    """out = max(x, 0), and mask = the bits of x > 0 (fr_elementwise.h's layout).
+    IN: x.  OUT: out (same length), mask (relu_mask_bytes(len(x)) bytes)."""
     check_threads("relu_forward", n_threads)
     cdef Py_ssize_t n = x.shape[0], c, lo, hi
     expect_length("relu_forward", "out", out.shape[0], n)
+    expect_length("relu_forward", "mask", mask.shape[0], FR_MASK_BYTES(n))
     for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
-        lo = c * CHUNK
+        lo = c * CHUNK  # a multiple of a mask block (256): its bits start at lo / 8
         hi = min(lo + CHUNK, n)
         if floating is float:
-            fr_relu_f(&x[lo], &out[lo], hi - lo, stream)
+            fr_relu_mask_f(&x[lo], &out[lo], &mask[lo // 8], hi - lo, stream)
         else:
-            fr_relu_d(&x[lo], &out[lo], hi - lo, stream)
+            fr_relu_mask_d(&x[lo], &out[lo], &mask[lo // 8], hi - lo, stream)
 
 
 def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1] dx, bint stream,
@@ -69,32 +76,9 @@ def relu_backward(const floating[::1] dout, const floating[::1] y, floating[::1]
             fr_relu_grad_d(&dout[lo], &y[lo], &dx[lo], hi - lo, stream)
 
 
-def relu_mask_bytes(Py_ssize_t n):
-    """Bytes of the bit mask relu_forward_mask keeps for n elements (32 per started block of
-    256, fr_elementwise.h)."""
-    return FR_MASK_BYTES(n)
-
-
-def relu_forward_mask(const floating[::1] x, floating[::1] out, unsigned char[::1] mask,
-                      bint stream, int n_threads):
-    """out = max(x, 0), and mask = the bits of x > 0 (fr_elementwise.h's layout).
-    IN: x.  OUT: out (same length), mask (relu_mask_bytes(len(x)) bytes)."""
-    check_threads("relu_forward", n_threads)
-    cdef Py_ssize_t n = x.shape[0], c, lo, hi
-    expect_length("relu_forward", "out", out.shape[0], n)
-    expect_length("relu_forward", "mask", mask.shape[0], FR_MASK_BYTES(n))
-    for c in prange(_n_chunks(n), nogil=True, schedule="guided", num_threads=n_threads):
-        lo = c * CHUNK  # a multiple of a mask block (256): its bits start at lo / 8
-        hi = min(lo + CHUNK, n)
-        if floating is float:
-            fr_relu_mask_f(&x[lo], &out[lo], &mask[lo // 8], hi - lo, stream)
-        else:
-            fr_relu_mask_d(&x[lo], &out[lo], &mask[lo // 8], hi - lo, stream)
-
-
 def relu_backward_mask(const floating[::1] dout, const unsigned char[::1] mask,
                        floating[::1] dx, bint stream, int n_threads):
-    """dx = dout where mask's bit is set, else 0 (mask from relu_forward_mask; any bytes are
+    """dx = dout where mask's bit is set, else 0 (mask from relu_forward; any bytes are
     safe to read).  IN: dout, mask.  OUT: dx."""
     check_threads("relu_backward", n_threads)
     cdef Py_ssize_t n = dout.shape[0], c, lo, hi

@@ -3,9 +3,10 @@
 Arrays are flat, C-contiguous and of one dtype (``fastres.optim`` checks, and otherwise keeps
 to its NumPy code); an absent one (momentum buffer, amsgrad maximum, centered average) is None.
 Each kernel returns False, having done nothing, when two arrays overlap in memory (the loops
-read each element before writing it, but a shifted overlap would not give NumPy's result). Hyper-parameters arrive as Python floats and are rounded to the dtype here,
-as NumPy rounds them. Threads each take contiguous chunks; the updates are elementwise, so the
-results do not depend on the split (fr_optim.h: bit-identical to the NumPy code).
+read each element before writing it, but a shifted overlap would not give NumPy's result).
+Hyper-parameters arrive as Python floats and are rounded to the dtype here, as NumPy rounds them.
+Threads each take contiguous chunks; the updates are elementwise, so the results do not depend
+on the split (fr_optim.h: bit-identical to the NumPy code).
 """
 from cython cimport floating
 from cython.parallel cimport prange

@@ -8,18 +8,13 @@
 /* Each op: a static inline loop over one range (_run), and the multi-versioned entry point,
  * which streams its output past the caches when the caller asks (FR_STREAMED, fr_common.h).
  * add and mul may write over an input: each element is read before it is written. */
+
 /* Bytes of fr_relu_mask's bits for n elements: 32 per started block of 256. */
 #define FR_MASK_BYTES(n) (((n) + 255) / 256 * 32)
 /* A streamed pass computes its ranges FR_STREAM_CHUNK elements apart: whole blocks of bits. */
 _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a block of mask bits");
 
 #define FR_DEFINE_ELEMENTWISE(T, IT, UT, S)                                                  \
-    static inline void fr_relu_run_##S(const T *restrict x, T *restrict y, ptrdiff_t n) {    \
-        for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i] <= 0 ? (T)0 : x[i];                    \
-    }                                                                                        \
-    FR_CLONES static void fr_relu_##S(const T *x, T *y, ptrdiff_t n, int stream) {           \
-        FR_STREAMED(S, T, y, n, stream, fr_relu_run_##S(x + o_, d_, m_));                    \
-    }                                                                                        \
     static inline void fr_relu_grad_run_##S(const T *restrict dy, const T *restrict y,       \
                                             T *restrict dx, ptrdiff_t n) {                   \
         for (ptrdiff_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (T)0;                    \

@@ -52,8 +52,8 @@ def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
     x = float_array("relu_forward", "x", x)
     out = arena.empty_like(x)
     mask = arena.empty((_k.relu_mask_bytes(x.size),), np.uint8)
-    _k.relu_forward_mask(x.reshape(-1), out.reshape(-1), mask, streaming(x, out),
-                         resolve_threads(n_threads))
+    _k.relu_forward(x.reshape(-1), out.reshape(-1), mask, streaming(x, out),
+                    resolve_threads(n_threads))
     return out, ReluCache(None, mask, x.shape, x.dtype)
 
 

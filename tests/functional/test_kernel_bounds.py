@@ -181,14 +181,12 @@ def test_batchnorm_kernels_refuse_wrong_shapes(kernel, over, message):
 # ---- elementwise -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: _activation.relu_forward(z(5), z(4), False, 1),
+    (lambda: _activation.relu_forward(z(5), z(4), z(32, dtype=np.uint8), False, 1),
      "relu_forward: expected out of length 5"),
     (lambda: _activation.relu_backward(z(5), z(4), z(5), False, 1),
      "relu_backward: expected y of length 5, got 4"),
     (lambda: _activation.relu_backward(z(5), z(5), z(6), False, 1), "relu_backward: expected dx"),
-    (lambda: _activation.relu_forward_mask(z(5), z(4), z(32, dtype=np.uint8), False, 1),
-     "relu_forward: expected out of length 5"),
-    (lambda: _activation.relu_forward_mask(z(257), z(257), z(32, dtype=np.uint8), False, 1),
+    (lambda: _activation.relu_forward(z(257), z(257), z(32, dtype=np.uint8), False, 1),
      "relu_forward: expected mask of length 64, got 32"),
     (lambda: _activation.relu_backward_mask(z(5), z(31, dtype=np.uint8), z(5), False, 1),
      "relu_backward: expected mask of length 32, got 31"),
@@ -324,7 +322,8 @@ def test_kernels_refuse_a_thread_count_out_of_range(n_threads):
     # OpenMP reads num_threads=0 as "all" (more threads than scratch rows), aborts the process
     # on a negative count and kills it when it cannot create the threads (100000 segfaulted)
     calls = [
-        ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), False, n_threads)),
+        ("relu_forward", lambda: _activation.relu_forward(z(4), z(4), z(32, dtype=np.uint8),
+                                                          False, n_threads)),
         ("linear_forward", lambda: _linear.linear_forward(z(3, 4), z(2, 4), z(2), True, z(3, 2),
                                                           n_threads)),
         ("global_avg_pool2d_forward",
