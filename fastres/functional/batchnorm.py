@@ -54,6 +54,14 @@ def _blocking(N: int, HW: int) -> tuple[int, int]:
     return block, -(-N // block)
 
 
+def _by_channel(stream: bool, x: np.ndarray, n_threads: int) -> bool:
+    """Whether the training kernels let each thread own whole channels (see _batchnorm.pyx):
+    when the pass streams (its tensors exceed the last-level cache), a channel's runs are at
+    least a 4 KB page and there are channels enough to share out evenly."""
+    N, C, H, W = x.shape
+    return stream and H * W * x.itemsize >= 4096 and C >= 4 * n_threads
+
+
 def _vector(op: str, name: str, v, C: int) -> np.ndarray:
     v = float_array(op, name, v, ndim=1, layout="(C,)")
     shape_is(op, name, v, (C,))
@@ -171,7 +179,7 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         partial = np.empty((C, n_blocks, 2))
         _k.forward_train(x3, gamma, beta, running_mean, running_var, momentum, eps, partial,
                          np.empty((C, 4), x.dtype), mean, inv_std, res3, bool(relu), out3, block,
-                         stream, n_threads)
+                         stream, _by_channel(stream, x, n_threads), n_threads)
     else:
         _k.forward_eval(x3, gamma, beta, running_mean, running_var, eps,
                         np.empty((C, 4), x.dtype), mean, inv_std, res3, bool(relu), out3,
@@ -248,10 +256,11 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
     shape3 = (N, C, H * W)
     dout3, x3, dx3 = dout.reshape(shape3), x.reshape(shape3), dx.reshape(shape3)
     if cache.training:
+        stream = streaming(dout, x, dx_add, dx)
         _k.backward_train(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial,
                           np.empty((C, 5), x.dtype),
                           None if dx_add is None else dx_add.reshape(shape3), dx3, dgamma,
-                          dbeta, block, streaming(dout, x, dx_add, dx), n_threads)
+                          dbeta, block, stream, _by_channel(stream, x, n_threads), n_threads)
     else:
         _k.backward_eval(dout3, x3, cache.mean, cache.inv_std, cache.gamma, partial, dx3,
                          dgamma, dbeta, block, n_threads)

@@ -246,6 +246,33 @@ def test_streaming_stores_write_the_same_values(dtype, training, rng, monkeypatc
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_by_channel_schedule_gives_the_same_bits(dtype, rng, monkeypatch):
+    # The training kernels' two schedules (threads own items and rows, or whole channels; the
+    # caller picks by size): every output bit-identical, at 1-3 threads, and on the reference.
+    # (small _BLOCK_ELEMS: several sample blocks per channel, and threads for tiny tensors)
+    for shape, block_elems in [((3, 5, 4, 7), 30), ((9, 3, 2, 3), 7), ((2, 7, 1, 33), 40)]:
+        monkeypatch.setattr(fbn, "_BLOCK_ELEMS", block_elems)
+        x, dout, gamma, beta, rm, rv = _inputs(rng, shape, dtype)
+        res = rng.standard_normal(shape).astype(dtype)
+        results = []
+        for by_channel, t in [(False, 1), (True, 1), (True, 2), (True, 3)]:
+            monkeypatch.setattr(fbn, "_by_channel", lambda *a, v=by_channel: v)
+            if by_channel and t == 1:
+                _check_against_reference(x, dout, gamma, beta, rm, rv, training=True)
+            rm_t, rv_t = rm.copy(), rv.copy()
+            out, cache = F.batch_norm2d_forward(x, gamma, beta, rm_t, rv_t, training=True,
+                                                n_threads=t)
+            fused = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(), training=True,
+                                           residual=res, relu=True, n_threads=t)[0]
+            results.append((out, fused, rm_t, rv_t,
+                            *F.batch_norm2d_backward(dout, cache, n_threads=t),
+                            F.batch_norm2d_backward(dout, cache, dx_add=res, n_threads=t)[0]))
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [True, False])
 def test_many_sample_blocks(dtype, training, rng, monkeypatch):
     # Tiny blocks: each channel's sums are split over many work items, combined in order.

@@ -115,19 +115,20 @@ def _bn_args(kernel, **over):
         mean=z(C, dtype=np.float64), inv_std=z(C, dtype=np.float64),
         partial=z(C, 2, 2, dtype=np.float64), res=None, add=None, out=z(N, C, HW),
         dx=z(N, C, HW), dgamma=z(C), dbeta=z(C), block=BLOCK,
-        coef=z(C, 5 if kernel == "backward_train" else 4),
+        coef=z(C, 5 if kernel == "backward_train" else 4), by_channel=False,
     )
     a.update(over)
     if kernel == "forward_train":
         args = (a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], 0.1, 1e-5,
                 a["partial"], a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"],
-                a["block"], False, 1)
+                a["block"], False, a["by_channel"], 1)
     elif kernel == "forward_eval":
         args = (a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], 1e-5,
                 a["coef"], a["mean"], a["inv_std"], a["res"], False, a["out"], False, 1)
     elif kernel == "backward_train":
         args = (a["dout"], a["x"], a["mean"], a["inv_std"], a["gamma"], a["partial"], a["coef"],
-                a["add"], a["dx"], a["dgamma"], a["dbeta"], a["block"], False, 1)
+                a["add"], a["dx"], a["dgamma"], a["dbeta"], a["block"], False, a["by_channel"],
+                1)
     else:
         args = (a["dout"], a["x"], a["mean"], a["inv_std"], a["gamma"], a["partial"], a["dx"],
                 a["dgamma"], a["dbeta"], a["block"], 1)
@@ -136,8 +137,9 @@ def _bn_args(kernel, **over):
 
 @pytest.mark.parametrize("kernel", ["forward_train", "forward_eval", "backward_train",
                                     "backward_eval"])
-def test_batchnorm_kernels_accept_consistent_shapes(kernel):
-    fn, args = _bn_args(kernel)
+@pytest.mark.parametrize("by_channel", [False, True])
+def test_batchnorm_kernels_accept_consistent_shapes(kernel, by_channel):
+    fn, args = _bn_args(kernel, by_channel=by_channel)
     fn(*args)
 
 
@@ -172,8 +174,9 @@ def test_batchnorm_kernels_accept_consistent_shapes(kernel):
     ("backward_eval", dict(dbeta=z(C + 1)), "expected dbeta of shape"),
     ("backward_eval", dict(inv_std=z(C + 1, dtype=np.float64)), "expected inv_std of shape"),
 ])
-def test_batchnorm_kernels_refuse_wrong_shapes(kernel, over, message):
-    fn, args = _bn_args(kernel, **over)
+@pytest.mark.parametrize("by_channel", [False, True])
+def test_batchnorm_kernels_refuse_wrong_shapes(kernel, over, message, by_channel):
+    fn, args = _bn_args(kernel, by_channel=by_channel, **over)
     with pytest.raises(ValueError, match=f"{kernel}: {message}"):
         fn(*args)
 
