@@ -59,16 +59,27 @@ cdef extern from "fr_batchnorm.h" nogil:
 
 # --- per-item, per-channel and per-row pieces -------------------------------------------
 
+cdef inline double _shift(const floating[:, :, ::1] x, Py_ssize_t c) noexcept nogil:
+    """Channel c's shift for its sums (see fr_batchnorm.h): the mean of its first sample's
+    first (at most 64) elements, rounded to x's type. Near the channel's mean, it leaves
+    var = E[d^2] - E[d]^2 little to cancel (the first element alone may be an outlier)."""
+    cdef Py_ssize_t i, n = min(x.shape[2], 64)
+    cdef double s = 0.0
+    for i in range(n):
+        s = s + x[0, c, i]
+    return <double><floating>(s / n)
+
+
 cdef inline void _sums_item(const floating[:, :, ::1] x, double[:, :, ::1] partial,
                             Py_ssize_t c, Py_ssize_t b, Py_ssize_t block) noexcept nogil:
     """partial[c, b] = shifted sums of x over samples [b * block, (b + 1) * block), channel c
-    (shift = the channel's first element, see fr_batchnorm.h)."""
+    (shift = _shift(x, c))."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2], n0 = b * block
     if floating is float:
-        fr_bn_sums_f(&x[n0, c, 0], min(block, N - n0), HW, C * HW, <double>x[0, c, 0],
+        fr_bn_sums_f(&x[n0, c, 0], min(block, N - n0), HW, C * HW, _shift(x, c),
                      &partial[c, b, 0])
     else:
-        fr_bn_sums_d(&x[n0, c, 0], min(block, N - n0), HW, C * HW, <double>x[0, c, 0],
+        fr_bn_sums_d(&x[n0, c, 0], min(block, N - n0), HW, C * HW, _shift(x, c),
                      &partial[c, b, 0])
 
 
@@ -109,7 +120,7 @@ cdef inline void _finish_forward(const floating[:, :, ::1] x, const floating[::1
     var = s2 / M - d * d
     if var < 0.0:  # rounding when the channel is (nearly) constant
         var = 0.0
-    mean[c] = <double>x[0, c, 0] + d
+    mean[c] = _shift(x, c) + d
     inv_std[c] = 1.0 / sqrt(var + eps)
     running_mean[c] = <floating>((1.0 - momentum) * running_mean[c] + momentum * mean[c])
     running_var[c] = <floating>((1.0 - momentum) * running_var[c]
@@ -258,7 +269,7 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
     cdef Py_ssize_t item, c, r
     cdef str op = "forward_train"
-    if N < 1 or x.shape[2] < 1:  # each channel's shift is its first element x[0, c, 0]
+    if N < 1 or x.shape[2] < 1:  # each channel's shift comes from its first sample (_shift)
         raise ValueError(f"{op}: expected x with N >= 1 and HW >= 1, got shape "
                          f"({N}, {C}, {x.shape[2]})")
     _forward_vecs(op, gamma, beta, running_mean, running_var, mean, inv_std, C)

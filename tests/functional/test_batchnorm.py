@@ -315,6 +315,27 @@ def test_float32_large_offset(rng):
     _check_against_reference(x, dout, gamma, beta, rm, rv, training=True)
 
 
+@pytest.mark.parametrize("make", [
+    lambda z: np.maximum(z, 0),  # ReLU outputs: half zeros, a skewed channel
+    lambda z: 3 + z,
+    lambda z: 1e4 + z,  # |mean| / std = 1e4
+    lambda z: 1e-3 * z,
+])
+def test_float32_statistics_to_float32_resolution(make, rng):
+    # float32 input's statistics are summed in float32 chunks of at most 8 elements per lane,
+    # then in double (fr_batchnorm.h): over 65536 values per channel they must stay within
+    # float32's resolution (2**-24 = 6e-8) of the exact statistics of the same values; a plain
+    # float32 sum of that many values would be off by ~1e-5.
+    x = make(rng.standard_normal((64, 3, 32, 32))).astype(np.float32)
+    _, cache = F.batch_norm2d_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32),
+                                      np.zeros(3, np.float32), np.ones(3, np.float32),
+                                      training=True, eps=0.0)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    assert np.all(np.abs(cache.mean - mean) <= 2**-24 * np.sqrt(var)), (cache.mean, mean)
+    np.testing.assert_allclose(1 / cache.inv_std ** 2, var, rtol=2**-24)
+
+
 def test_float64_large_offset_statistics_are_exact_to_rounding(rng):
     # |mean| / std = 1e4: E[x^2] - E[x]^2 in float64 would keep only ~8 digits of the variance.
     # (The outputs themselves cannot be checked at float64 rounding level here: the mean's own
