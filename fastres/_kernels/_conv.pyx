@@ -1221,3 +1221,162 @@ def lanes_weight_grad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)
+
+
+# ---- strided pointwise convolution (fr_pointwise.h): 1x1, no padding, one group -------------
+
+cdef extern from "fr_pointwise.h" nogil:
+    enum: FR_PW_LANES
+    void fr_pw_gather_f(const float *x, float *xs, int C, int H, int W, int sh, int sw, int Ho,
+                        int Wo)
+    void fr_pw_gather_d(const double *x, double *xs, int C, int H, int W, int sh, int sw,
+                        int Ho, int Wo)
+    void fr_pw_product_f(const float *a, const float *b, float *out, int M, int K,
+                         Py_ssize_t P, const float *bias, const float *res, int relu)
+    void fr_pw_product_d(const double *a, const double *b, double *out, int M, int K,
+                         Py_ssize_t P, const double *bias, const double *res, int relu)
+    void fr_pw_scatter_f(const float *dxs, float *dx, int C, int H, int W, int sh, int sw,
+                         int Ho, int Wo, const float *add, const float *gate, float *rowbuf)
+    void fr_pw_scatter_d(const double *dxs, double *dx, int C, int H, int W, int sh, int sw,
+                         int Ho, int Wo, const double *add, const double *gate,
+                         double *rowbuf)
+    void fr_pw_wgrad_f(const float *dout, const float *xs, float *lanes, int F, int C,
+                       Py_ssize_t P)
+    void fr_pw_wgrad_d(const double *dout, const double *xs, double *lanes, int F, int C,
+                       Py_ssize_t P)
+    void fr_pw_fold_f(const float *lanes, float *out, Py_ssize_t n)
+    void fr_pw_fold_d(const double *lanes, double *out, Py_ssize_t n)
+
+pointwise_lanes = FR_PW_LANES  # the weight gradient's lanes per weight (its scratch)
+
+
+cdef inline void pw_gather(const floating *x, floating *xs, int C, int H, int W, int sh, int sw,
+                           int Ho, int Wo) noexcept nogil:
+    if floating is float:
+        fr_pw_gather_f(x, xs, C, H, W, sh, sw, Ho, Wo)
+    else:
+        fr_pw_gather_d(x, xs, C, H, W, sh, sw, Ho, Wo)
+
+
+cdef inline void pw_product(const floating *a, const floating *b, floating *out, int M, int K,
+                            Py_ssize_t P, const floating *bias, const floating *res,
+                            bint relu) noexcept nogil:
+    if floating is float:
+        fr_pw_product_f(a, b, out, M, K, P, bias, res, relu)
+    else:
+        fr_pw_product_d(a, b, out, M, K, P, bias, res, relu)
+
+
+def pointwise_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
+                      const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
+                      floating[:, :, :, ::1] out, floating[:, ::1] scratch, int sh, int sw,
+                      int n_threads):
+    """out = [relu](w @ x[:, :, ::sh, ::sw] + b [+ res]) per image: a 1x1 convolution with
+    stride (sh, sw), no padding, one group.
+
+    IN: x (N, C, H, W), w (F, C), b (F,) or None, res like out or None.
+    OUT: out (N, F, H_out, W_out).  SCRATCH: (n_threads, C*H_out*W_out): the gathered image.
+    (Streaming out past the caches, as the backward streams dx, measured no faster.)
+    """
+    cdef str op = "pointwise_forward"
+    check_threads(op, n_threads)
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3], F = w.shape[0]
+    cdef int Ho = out.shape[2], Wo = out.shape[3]
+    _groups(op, 1, C, F, False)
+    expect_shape(op, "w", w.shape, (F, C))
+    _conv_geometry(op, H, W, 1, 1, sh, sw, 0, 0, Ho, Wo)
+    expect_shape(op, "out", out.shape, (N, F, Ho, Wo))
+    cdef Py_ssize_t P = <Py_ssize_t>Ho * Wo
+    check_scratch(op, scratch, n_threads, C * P)
+    cdef const floating *bp = _bias(op, b, F)
+    cdef const floating *rp = _like_out(op, "res", res, out)
+    cdef floating *xs
+    cdef int n
+    with nogil, parallel(num_threads=n_threads):
+        xs = &scratch[threadid(), 0]
+        for n in prange(N, schedule="guided"):
+            pw_gather(&x[n, 0, 0, 0], xs, C, H, W, sh, sw, Ho, Wo)
+            pw_product(&w[0, 0], xs, &out[n, 0, 0, 0], F, C, P, bp,
+                       rp + <size_t>n * F * P if rp != NULL else NULL, relu)
+
+
+def pointwise_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
+                       const floating[:, ::1] wt, const floating[:, :, :, ::1] add,
+                       const floating[:, :, :, ::1] gate, floating[:, :, :, ::1] dx,
+                       floating[:, ::1] dw, floating[::1] db, floating[:, ::1] dw_part,
+                       floating[:, ::1] db_part, floating[:, ::1] scratch, int sh, int sw,
+                       bint stream, int n_threads):
+    """Gradients of pointwise_forward, one pass over dout: per image, dx = wt @ dout placed at
+    rows y*sh, columns j*sw, 0 elsewhere [+ add], then 0 where gate is not > 0 (gate given;
+    streamed past the caches if stream), and the image's share of dw and db.
+
+    IN: x (N, C, H, W), dout (N, F, H_out, W_out), wt (C, F) (w transposed), add, gate like
+    x or None.  OUT: dx like x or None, dw (F, C), db (F,) or None.
+    SCRATCH: dw_part, db_part (n_blocks, ...) as in conv2d_backward (fixed batch blocks, summed
+    in block order); scratch (n_threads, 2*C*H_out*W_out + F*C*pointwise_lanes + W): the
+    gathered image, its input gradient, the block's lane sums and a row of dx.
+    """
+    cdef str op = "pointwise_backward"
+    check_threads(op, n_threads)
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int F = dout.shape[1], Ho = dout.shape[2], Wo = dout.shape[3]
+    _groups(op, 1, C, F, False)
+    _conv_geometry(op, H, W, 1, 1, sh, sw, 0, 0, Ho, Wo)
+    expect_shape(op, "dout", dout.shape, (N, F, Ho, Wo))
+    expect_shape(op, "wt", wt.shape, (C, F))
+    cdef int n_blocks = dw_part.shape[0], wsize = F * C
+    _wgrad_outputs(op, N, dout.shape[0], dw.shape, F, C, dw_part.shape, db_part.shape)
+    cdef Py_ssize_t P = <Py_ssize_t>Ho * Wo
+    check_scratch(op, scratch, n_threads, 2 * C * P + <Py_ssize_t>wsize * FR_PW_LANES + W)
+    cdef bint want_dx = dx is not None, want_db = db is not None
+    cdef const floating *ap = NULL
+    cdef const floating *gp = NULL
+    if want_dx:
+        expect_shape(op, "dx", dx.shape, (N, C, H, W))
+        ap = _like_out(op, "add", add, dx)
+        gp = _like_out(op, "gate", gate, dx)
+    elif add is not None or gate is not None:
+        raise ValueError(f"{op}: expected no add or gate without dx")
+    _bias(op, db, F)
+    cdef size_t img = <size_t>C * H * W
+    cdef floating *dwq = &dw_part[0, 0]
+    cdef floating *dbq = &db_part[0, 0]
+    cdef floating *xs
+    cdef floating *dxs
+    cdef floating *lanes
+    cdef floating *row
+    cdef int blk, n, n0, n1
+    with nogil, parallel(num_threads=n_threads):
+        xs = &scratch[threadid(), 0]
+        dxs = xs + C * P
+        lanes = dxs + C * P
+        row = lanes + wsize * FR_PW_LANES if stream else NULL
+        for blk in prange(n_blocks, schedule="guided"):
+            n0 = block_start(blk, N, n_blocks)
+            n1 = block_start(blk + 1, N, n_blocks)
+            if want_db:
+                bias_partial(dout, n0, n1, dbq + <size_t>blk * F)
+            memset(lanes, 0, sizeof(floating) * wsize * FR_PW_LANES)
+            for n in range(n0, n1):
+                if want_dx:
+                    pw_product(&wt[0, 0], &dout[n, 0, 0, 0], dxs, C, F, P, NULL, NULL, False)
+                    if floating is float:
+                        fr_pw_scatter_f(dxs, &dx[n, 0, 0, 0], C, H, W, sh, sw, Ho, Wo,
+                                        ap + n * img if ap != NULL else NULL,
+                                        gp + n * img if gp != NULL else NULL, row)
+                    else:
+                        fr_pw_scatter_d(dxs, &dx[n, 0, 0, 0], C, H, W, sh, sw, Ho, Wo,
+                                        ap + n * img if ap != NULL else NULL,
+                                        gp + n * img if gp != NULL else NULL, row)
+                pw_gather(&x[n, 0, 0, 0], xs, C, H, W, sh, sw, Ho, Wo)
+                if floating is float:
+                    fr_pw_wgrad_f(&dout[n, 0, 0, 0], xs, lanes, F, C, P)
+                else:
+                    fr_pw_wgrad_d(&dout[n, 0, 0, 0], xs, lanes, F, C, P)
+            if floating is float:
+                fr_pw_fold_f(lanes, dwq + <size_t>blk * wsize, wsize)
+            else:
+                fr_pw_fold_d(lanes, dwq + <size_t>blk * wsize, wsize)
+    sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
+    if want_db:
+        sum_blocks(dbq, n_blocks, F, &db[0], 1)

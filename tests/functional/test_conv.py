@@ -227,11 +227,12 @@ def test_a_huge_stride_and_padding_is_refused_not_allocated():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_forward_path(dtype, rng, monkeypatch):
     # 1x1 forwards on maps the direct kernel takes: BLAS unless the channels narrow on a small
-    # map (widening, strided, narrowing); each with bias, residual and ReLU, against the reference
+    # map (widening, narrowing), fastres' own kernel when strided; each with bias, residual and
+    # ReLU, against the reference
     import fastres.functional.conv as fc
-    calls = _spy(monkeypatch, fc._k, ("conv2d_forward", "direct_forward"))
+    calls = _spy(monkeypatch, fc._k, ("conv2d_forward", "direct_forward", "pointwise_forward"))
     cases = [((2, 8, 16, 16, 16, 1, 1, 1, 0, 1), "conv2d_forward"),
-             ((2, 8, 32, 32, 16, 1, 1, 2, 0, 1), "conv2d_forward"),
+             ((2, 8, 32, 32, 16, 1, 1, 2, 0, 1), "pointwise_forward"),
              ((2, 16, 8, 8, 8, 1, 1, 1, 0, 1), "direct_forward")]
     for cfg, kernel in cases:
         x, w, b, kw = _run(cfg, dtype, rng)
@@ -246,14 +247,14 @@ def test_pointwise_forward_path(dtype, rng, monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_backward_by_gemm(dtype, rng, monkeypatch):
-    # 1x1 convolutions (grouped, strided, on a 4x4 map, a 16x16 one): dx and dw by BLAS, with
-    # the ReLU mask and dx_add applied after it, against the direct / batch-lane kernels (which
-    # the grouped one, 2 channels a group, cannot take)
+    # 1x1 convolutions (grouped, on a 4x4 map, a 16x16 one): dx and dw by BLAS, with the ReLU
+    # mask and dx_add applied after it, against the direct / batch-lane kernels (which the
+    # grouped one, 2 channels a group, cannot take)
     import fastres.functional.conv as fc
     calls = []
     real = fc._gemm_backward
     monkeypatch.setattr(fc, "_gemm_backward", lambda *a: calls.append(1) or real(*a))
-    cfgs = [CONFIGS[6], CONFIGS[7], BATCHED[6], (2, 8, 16, 16, 16, 1, 1, 1, 0, 1)]
+    cfgs = [CONFIGS[6], BATCHED[6], (2, 8, 16, 16, 16, 1, 1, 1, 0, 1)]
     for cfg in cfgs:
         x, w, b, kw = _run(cfg, dtype, rng)
         x = np.maximum(x, 0)
@@ -267,6 +268,77 @@ def test_pointwise_backward_by_gemm(dtype, rng, monkeypatch):
             scale = np.abs(g).max()
             np.testing.assert_allclose(a / scale, g / scale, **TOL[dtype])
     assert len(calls) == len(cfgs) + 1  # the grouped one (2 channels a group) takes BLAS anyway
+
+
+# Strided pointwise convolutions (fr_pointwise.h): stride 2 on even and odd maps, strides 3 and
+# (2, 1) / (1, 3), channel counts off the kernels' tiles of 4 rows and 2 channels, planes off
+# their 16 pixels and 8 lanes, a batch of 37 (weight-gradient blocks with a remainder).
+POINTWISE_STRIDED = [
+    (2, 16, 32, 32, 32, 1, 1, 2, 0, 1),  # ResNet's shortcut
+    (3, 5, 9, 11, 7, 1, 1, 2, 0, 1),
+    (2, 3, 10, 7, 6, 1, 1, 3, 0, 1),
+    (2, 4, 6, 5, 9, 1, 1, (2, 1), 0, 1),
+    (1, 6, 7, 13, 2, 1, 1, (1, 3), 0, 1),
+    (37, 8, 6, 6, 12, 1, 1, 2, 0, 1),
+]
+
+
+@pytest.mark.parametrize("cfg", POINTWISE_STRIDED)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_pointwise_kernels(cfg, dtype, rng, monkeypatch):
+    # forward (bias, residual + ReLU), dx (dx_add and the ReLU mask, streamed or not), dw, db by
+    # fastres' kernels against the reference, and against the subsample + stride-1 path they
+    # replaced on the same data
+    import fastres._config as config
+    import fastres.functional.conv as fc
+    calls = _spy(monkeypatch, fc._k, ("pointwise_forward", "pointwise_backward"))
+    x, w, b, kw = _run(cfg, dtype, rng)
+    x = np.maximum(x, 0)
+    x[0, 0, 0, :] = 0  # exact zeros: masked by relu_input
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    res = rng.standard_normal(out.shape).astype(dtype)
+    fused = F.conv2d_forward(x, w, b, residual=res, relu=True, **kw)[0]
+    dout = np.cos(out)
+    other = rng.standard_normal(x.shape).astype(dtype)
+    grads = F.conv2d_backward(dout, cache)
+    masked = F.conv2d_backward(dout, cache, relu_input=True, dx_add=other)[0]
+    no_dx = F.conv2d_backward(dout, cache, input_grad=False)
+    monkeypatch.setattr(config, "STREAM_ABOVE_BYTES", 0)
+    streamed = F.conv2d_backward(dout, cache, relu_input=True, dx_add=other)[0]
+    assert calls == ["pointwise_forward"] * 2 + ["pointwise_backward"] * 4
+
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    ref, rcache = R.conv2d_forward(x64, w64, b64, **kw)
+    rdx, rdw, rdb = R.conv2d_backward(dout.astype(np.float64), rcache)
+    np.testing.assert_allclose(out, ref, **TOL[dtype])
+    np.testing.assert_allclose(fused, np.maximum(ref + res, 0), **TOL[dtype])
+    for got, want in zip(grads, (rdx, rdw, rdb)):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+    np.testing.assert_allclose(masked, (rdx + other) * (x > 0), **TOL[dtype])
+    np.testing.assert_array_equal(streamed, masked)
+    assert no_dx[0] is None
+    np.testing.assert_array_equal(no_dx[1], grads[1])
+    np.testing.assert_array_equal(no_dx[2], grads[2])
+
+    monkeypatch.setattr(fc, "_POINTWISE_STRIDED", False)
+    old = F.conv2d_forward(x, w, b, **kw)
+    old_grads = F.conv2d_backward(dout, old[1], relu_input=True, dx_add=other)
+    assert len(calls) == 6
+    np.testing.assert_allclose(out, old[0], **TOL[dtype])
+    for got, want in zip((masked, *grads[1:]), old_grads):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_pointwise_thread_invariance(dtype, rng):
+    x, w, b, kw = _run(POINTWISE_STRIDED[5], dtype, rng)
+    runs = []
+    for t in (1, 2, 3):
+        out, cache = F.conv2d_forward(x, w, b, n_threads=t, **kw)
+        runs.append((out, *F.conv2d_backward(np.cos(out), cache, n_threads=t)))
+    for other in runs[1:]:
+        for a, b_ in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b_)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

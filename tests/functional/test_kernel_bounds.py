@@ -394,6 +394,15 @@ def _conv_args():
             dw=z(4, 4, 3, 3), db=None, dwt=z(16, 16), dwt_part=z(1, 256), db_part=z(1, 4),
             scratch=z(1, 6 * 10 + 16 * (8 * 8 + 2 * gap)), shared=None, ph=1, pw=1, group=1,
             lanes=False, n=1),
+        # strided pointwise: x (2, 3, 5, 6), 1x1, stride 2 -> (2, 4, 3, 3)
+        "pointwise_forward": dict(
+            fn=_conv.pointwise_forward, x=z(2, 3, 5, 6), w=z(4, 3), b=z(4), res=None, relu=False,
+            out=z(2, 4, 3, 3), scratch=z(1, 3 * 9), sh=2, sw=2, n=1),
+        "pointwise_backward": dict(
+            fn=_conv.pointwise_backward, x=z(2, 3, 5, 6), dout=z(2, 4, 3, 3), wt=z(3, 4),
+            add=None, gate=None, dx=z(2, 3, 5, 6), dw=z(4, 3), db=z(4), dw_part=z(2, 12),
+            db_part=z(2, 4), scratch=z(1, 2 * 3 * 9 + 12 * _conv.pointwise_lanes + 6), sh=2,
+            sw=2, stream=True, n=1),
         "winograd_lanes_forward": dict(
             fn=_conv.winograd_lanes_forward, x=z(1, 4, 4, 4), upk=z(16, 16), b=None, res=None,
             relu=False, out=z(1, 4, 4, 4),
@@ -502,6 +511,27 @@ def test_conv_kernels_refuse_a_padding_that_overflows_int(kernel, pad):
     ("winograd_lanes_forward", dict(x=z(1, 4, 6, 6), out=z(1, 4, 2, 2), ph=-1, pw=-1),
      "expected stride >= 1 and padding >= 0"),
     ("winograd_lanes_forward", dict(out=z(1, 4, 4, 2)), r"expected out of shape \(1, 4, 4, 4\)"),
+    ("pointwise_forward", dict(out=z(2, 4, 3, 2)), r"expected output planes of \(3, 3\)"),
+    ("pointwise_forward", dict(out=z(1, 4, 3, 3)), r"expected out of shape \(2, 4, 3, 3\)"),
+    ("pointwise_forward", dict(w=z(4, 2)), r"expected w of shape \(4, 3\)"),
+    ("pointwise_forward", dict(w=z(0, 3), out=z(2, 0, 3, 3)), "expected C >= 1 and F >= 1"),
+    ("pointwise_forward", dict(res=z(2, 4, 3, 2)), r"expected res of shape \(2, 4, 3, 3\)"),
+    ("pointwise_forward", dict(scratch=z(1, 26)), r"expected scratch of at least \(1, 27\)"),
+    ("pointwise_forward", dict(sh=0), "expected stride >= 1"),
+    ("pointwise_backward", dict(dx=z(2, 3, 5, 5)), r"expected dx of shape \(2, 3, 5, 6\)"),
+    ("pointwise_backward", dict(wt=z(4, 3)), r"expected wt of shape \(3, 4\)"),
+    ("pointwise_backward", dict(dout=z(1, 4, 3, 3)), r"expected dout of shape \(2, 4, 3, 3\)"),
+    ("pointwise_backward", dict(dout=z(2, 4, 3, 4)), r"expected output planes of \(3, 3\)"),
+    ("pointwise_backward", dict(add=z(2, 3, 5, 5)), r"expected add of shape \(2, 3, 5, 6\)"),
+    ("pointwise_backward", dict(gate=z(1, 3, 5, 6)), r"expected gate of shape \(2, 3, 5, 6\)"),
+    ("pointwise_backward", dict(dx=None, gate=z(2, 3, 5, 6)),
+     "expected no add or gate without dx"),
+    ("pointwise_backward", dict(dw=z(3, 4)), r"expected dw of shape \(4, 3\)"),
+    ("pointwise_backward", dict(db=z(3)), "expected a bias .* of 4 values, got 3"),
+    ("pointwise_backward", dict(dw_part=z(3, 12)), "expected dw_part with 1 <= n_blocks <= 2"),
+    ("pointwise_backward", dict(db_part=z(2, 3)), r"expected db_part of at least \(2, 4\)"),
+    ("pointwise_backward", dict(scratch=z(1, 2 * 3 * 9 + 12 * _conv.pointwise_lanes + 5)),
+     "expected scratch of at least"),
 ])
 def test_conv_kernels_refuse_wrong_shapes_and_tables(kernel, over, message):
     with pytest.raises(ValueError, match=f"{kernel}: {message}"):
