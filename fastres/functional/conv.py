@@ -424,18 +424,22 @@ def _lanes_ok(stride: tuple[int, int], width: int, channels: int, dtype) -> bool
 _POINTWISE_GEMM = True
 
 # A strided pointwise convolution (1x1, stride > 1, no padding, one group: ResNet's downsampling
-# shortcut) runs on fastres' own kernels (fr_pointwise.h), which gather the strided pixels of
-# each image in cache and scatter its input gradient into dx with the zeros: the shortcut
-# 16->32 @32x32, batch 128, 2 threads, forward 1.6-2.1 -> 1.0 ms, backward 3.4-3.7 -> 2.6 ms
-# against subsampling the input and running the stride-1 product (BLAS or direct), then
-# spreading dx out in a pass of its own.
+# shortcut) with few channels runs on fastres' own kernels (fr_pointwise.h), which gather the
+# strided pixels of each image in cache and scatter its input gradient into dx with the zeros,
+# instead of subsampling the input, running the stride-1 product (BLAS or direct) and spreading
+# dx out in a pass of its own. 2 threads, float32, forward / backward ms, new against old:
+# batch 128, 16->32 @32x32 1.3 / 2.8 against 2.1 / 3.7, 32->64 @16x16 0.8 / 2.9 against
+# 1.5 / 3.3; batch 32, 64->128 @56x56 8.0 / 18.3 against 10.1 / 19.0. With more channels BLAS's
+# blocking wins (its products re-read the gathered image once per 4 output channels): 128->256
+# @28x28 7.8 / 20.5 against 7.5 / 14.2, 256->512 @14x14 13 / 49 against 7 / 14.
 _POINTWISE_STRIDED = True
+_POINTWISE_STRIDED_MAX_WEIGHTS = 64 * 128  # C_in * C_out
 
 
 def _pointwise_strided(KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int],
-                       groups: int) -> bool:
+                       groups: int, C: int, F: int) -> bool:
     return (_POINTWISE_STRIDED and (KH, KW) == (1, 1) and padding == (0, 0)
-            and stride != (1, 1) and groups == 1)
+            and stride != (1, 1) and groups == 1 and C * F <= _POINTWISE_STRIDED_MAX_WEIGHTS)
 
 
 def _pointwise_gemm(KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
@@ -535,12 +539,12 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     n = resolve_threads(n_threads)
     x_in, sub = x, None
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
-    if _pointwise_strided(KH, KW, (sh, sw), (ph, pw), groups):
+    if _pointwise_strided(KH, KW, (sh, sw), (ph, pw), groups, C, F):
         _k.pointwise_forward(x, w.reshape(F, C), b, residual, bool(relu), out,
                              arena.empty((n, C * H_out * W_out), dtype), sh, sw, n)
         return out, ConvCache(x, w, b is not None, (sh, sw), (ph, pw), groups, out.shape, x,
                               None)
-    if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):  # grouped
+    if (KH, KW) == (1, 1) and (ph, pw) == (0, 0) and (sh, sw) != (1, 1):  # grouped, or wide
         x, sub = subsample2d_forward(x_in, stride=(sh, sw), n_threads=n)
         sh, sw = 1, 1
     if _wino_ok(KH, KW, (sh, sw), groups, C, F, H_out, W_out, dtype):
@@ -602,7 +606,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     F, Cg, KH, KW = w.shape
     Fg, H_out, W_out = F // groups, dout.shape[2], dout.shape[3]
     n = resolve_threads(n_threads)
-    if _pointwise_strided(KH, KW, (sh, sw), (ph, pw), groups):
+    if _pointwise_strided(KH, KW, (sh, sw), (ph, pw), groups, C, F):
         return _pointwise_strided_backward(dout, cache, input_grad, relu_input, dx_add, n)
     dx = arena.empty_like(x) if input_grad else None
     dw = arena.empty_like(w)

@@ -227,12 +227,13 @@ def test_a_huge_stride_and_padding_is_refused_not_allocated():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_forward_path(dtype, rng, monkeypatch):
     # 1x1 forwards on maps the direct kernel takes: BLAS unless the channels narrow on a small
-    # map (widening, narrowing), fastres' own kernel when strided; each with bias, residual and
-    # ReLU, against the reference
+    # map (widening, narrowing), fastres' own kernel when strided with few channels; each with
+    # bias, residual and ReLU, against the reference
     import fastres.functional.conv as fc
     calls = _spy(monkeypatch, fc._k, ("conv2d_forward", "direct_forward", "pointwise_forward"))
     cases = [((2, 8, 16, 16, 16, 1, 1, 1, 0, 1), "conv2d_forward"),
              ((2, 8, 32, 32, 16, 1, 1, 2, 0, 1), "pointwise_forward"),
+             ((2, 128, 8, 8, 128, 1, 1, 2, 0, 1), "conv2d_forward"),  # wide: BLAS
              ((2, 16, 8, 8, 8, 1, 1, 1, 0, 1), "direct_forward")]
     for cfg, kernel in cases:
         x, w, b, kw = _run(cfg, dtype, rng)
