@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastres.functional._validate import positive_int
+from fastres._validate import positive_int
 from fastres.layers import Module
 
 __all__ = ["FoolingFailed", "FoolingResult", "Misclassified", "fooling_image", "misclassified",

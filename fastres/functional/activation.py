@@ -9,7 +9,9 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads, streaming
 from fastres._kernels import _activation as _k
-from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
+from fastres._validate import (
+    add_args, dropout_args, float_array, grad_like, same_dtype, shape_is,
+)
 
 __all__ = [
     "relu_forward", "relu_backward", "add_forward", "add_backward",
@@ -39,14 +41,6 @@ class DropoutCache:
     mask: np.ndarray | None  # 0 or 1/(1-p) per element; None when dropout was the identity
 
 
-def _grad_like(op: str, dout, like_shape: tuple, like_dtype) -> np.ndarray:
-    dout = float_array(op, "dout", dout)
-    shape_is(op, "dout", dout, like_shape)
-    if dout.dtype != like_dtype:
-        raise TypeError(f"{op}: expected dout of dtype {like_dtype}, got {dout.dtype}")
-    return dout
-
-
 def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
     """``out = max(x, 0)``; any shape. Returns ``(out, cache)``."""
     x = float_array("relu_forward", "x", x)
@@ -61,12 +55,12 @@ def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None =
     """``dx = dout * (x > 0)`` (gradient 0 at x == 0)."""
     n = resolve_threads(n_threads)
     if cache.mask is not None:
-        dout = _grad_like("relu_backward", dout, cache.shape, cache.dtype)
+        dout = grad_like("relu_backward", dout, cache.shape, cache.dtype)
         dx = arena.empty_like(dout)
         _k.relu_backward_mask(dout.reshape(-1), cache.mask, dx.reshape(-1),
                               streaming(dout, dx), n)
         return dx
-    dout = _grad_like("relu_backward", dout, cache.out.shape, cache.out.dtype)
+    dout = grad_like("relu_backward", dout, cache.out.shape, cache.out.dtype)
     dx = arena.empty_like(dout)
     _k.relu_backward(dout.reshape(-1), cache.out.reshape(-1), dx.reshape(-1),
                      streaming(dout, cache.out, dx), n)
@@ -79,10 +73,7 @@ def add_forward(a: np.ndarray, b: np.ndarray, *, gate: np.ndarray | None = None,
 
     With ``gate`` (same shape), the sum is zeroed where ``gate <= 0``: summing the gradients
     that meet at a ReLU's output (``gate``) and applying the ReLU's gradient in one pass."""
-    a = float_array("add_forward", "a", a)
-    b = float_array("add_forward", "b", b)
-    same_dtype("add_forward", a=a, b=b)
-    shape_is("add_forward", "b", b, a.shape)
+    a, b = add_args("add_forward", a, b)
     out = arena.empty_like(a)
     n = resolve_threads(n_threads)
     if gate is None:
@@ -110,14 +101,7 @@ def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.G
 
     ``rng`` is a ``numpy.random.Generator``; the mask is drawn as ``rng.random(x.shape) >= p``.
     """
-    op = "dropout_forward"
-    x = float_array(op, "x", x)
-    p = real_number(op, "p", p, lo=0.0, hi=1.0)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: expected training to be a bool, got {training!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{op}: expected rng to be a numpy.random.Generator, "
-                        f"got {type(rng).__name__}")
+    x, p, training = dropout_args("dropout_forward", x, p, training, rng)
     if not training or p == 0.0:
         return x.copy(), DropoutCache(None)
     keep = rng.random(x.shape, dtype=x.dtype) >= p
@@ -134,7 +118,7 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache, *, n_threads: int | 
     dout = float_array("dropout_backward", "dout", dout)
     if cache.mask is None:
         return dout.copy()
-    dout = _grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
+    dout = grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
     dx = arena.empty_like(dout)
     _k.multiply(dout.reshape(-1), cache.mask.reshape(-1), dx.reshape(-1),
                 streaming(dout, cache.mask, dx), resolve_threads(n_threads))

@@ -9,7 +9,6 @@ elementwise passes compute in the input dtype, as PyTorch does (see fr_batchnorm
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,7 @@ from fastres import arena
 from fastres._config import resolve_threads, streaming
 from fastres._kernels import _batchnorm as _k
 from fastres.functional.activation import add_forward
-from fastres.functional._validate import float_array, real_number, same_dtype, shape_is
+from fastres._validate import batch_norm2d_args, float_array, same_dtype, shape_is
 
 __all__ = ["batch_norm2d_backward", "batch_norm2d_forward"]
 
@@ -62,30 +61,6 @@ def _by_channel(stream: bool, x: np.ndarray, n_threads: int) -> bool:
     return stream and H * W * x.itemsize >= 4096 and C >= 4 * n_threads
 
 
-def _vector(op: str, name: str, v, C: int) -> np.ndarray:
-    v = float_array(op, name, v, ndim=1, layout="(C,)")
-    shape_is(op, name, v, (C,))
-    return v
-
-
-def _running_stat(op: str, name: str, v, C: int) -> np.ndarray:
-    """A running statistic that training updates in place: a copy would silently lose the
-    update, so it must be the caller's own writable C-contiguous (C,) array."""
-    float_array(op, name, v, ndim=1, layout="(C,)")  # type, dtype, ndim
-    shape_is(op, name, v, (C,))
-    if not v.flags.c_contiguous:
-        raise ValueError(
-            f"{op}: expected {name} to be C-contiguous (it is updated in place when training), "
-            f"got strides {v.strides}"
-        )
-    if not v.flags.writeable:
-        raise ValueError(
-            f"{op}: expected {name} to be writable (it is updated in place when training), "
-            "got a read-only array"
-        )
-    return v
-
-
 def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                          running_mean: np.ndarray, running_var: np.ndarray, *, training: bool,
                          momentum: float = 0.1, eps: float = 1e-5,
@@ -126,46 +101,15 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         For ``batch_norm2d_backward``; holds ``x`` by reference.
     """
     op = "batch_norm2d_forward"
-    x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
+    x, gamma, beta, running_mean, running_var, training, momentum, eps = batch_norm2d_args(
+        op, x, gamma, beta, running_mean, running_var, training, momentum, eps)
     N, C, H, W = x.shape
-    gamma = _vector(op, "gamma", gamma, C)
-    beta = _vector(op, "beta", beta, C)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"{op}: expected training to be a bool, got {training!r}")
-    training = bool(training)
-    if training:
-        running_mean = _running_stat(op, "running_mean", running_mean, C)
-        running_var = _running_stat(op, "running_var", running_var, C)
-    else:  # only read
-        running_mean = _vector(op, "running_mean", running_mean, C)
-        running_var = _vector(op, "running_var", running_var, C)
-    same_dtype(op, x=x, gamma=gamma, beta=beta, running_mean=running_mean,
-               running_var=running_var)
-    if training:
-        if N * H * W == 1:  # PyTorch's message and check (the unbiased variance needs M > 1)
-            raise ValueError(
-                f"{op}: expected more than 1 value per channel when training, "
-                f"got input size {x.shape}"
-            )
-        # Written while the other operands are read: they must not overlap.
-        for stat_name, stat in (("running_mean", running_mean), ("running_var", running_var)):
-            for name, other in (("x", x), ("gamma", gamma), ("beta", beta)):
-                if np.may_share_memory(stat, other):
-                    raise ValueError(f"{op}: expected {stat_name} not to overlap {name} in "
-                                     "memory (it is updated in place when training), got "
-                                     "overlapping arrays")
-        if np.may_share_memory(running_mean, running_var):
-            raise ValueError(f"{op}: expected running_mean and running_var not to overlap in "
-                             "memory (they are updated in place when training), got "
-                             "overlapping arrays")
     if residual is not None:
         residual = float_array(op, "residual", residual, ndim=4, layout="(N, C, H, W)")
         same_dtype(op, x=x, residual=residual)
         shape_is(op, "residual", residual, x.shape)
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"{op}: expected relu to be a bool, got {relu!r}")
-    momentum = real_number(op, "momentum", momentum, lo=0.0, hi=1.0)
-    eps = real_number(op, "eps", eps, lo=0.0, hi=math.inf, hi_open=True)
     n_threads = _threads_for(n_threads, x.size)
 
     mean = np.empty(C)

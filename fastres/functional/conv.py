@@ -12,9 +12,7 @@ from fastres._config import resolve_threads, streaming
 from fastres._kernels import _conv as _k
 from fastres.functional.activation import ReluCache, add_forward, relu_backward
 from fastres.functional.pool import Subsample2dCache, subsample2d_backward, subsample2d_forward
-from fastres.functional._validate import (
-    float_array, int_pair, out_size, positive_int, same_dtype, shape_is,
-)
+from fastres._validate import conv2d_args, float_array, same_dtype, shape_is
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
@@ -497,35 +495,16 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     cache : for ``conv2d_backward``
     """
     op = "conv2d_forward"
-    x = float_array(op, "x", x, ndim=4, layout="(N, C_in, H, W)")
-    w = float_array(op, "w", w, ndim=4, layout="(C_out, C_in/groups, KH, KW)")
-    if b is not None:
-        b = float_array(op, "b", b, ndim=1, layout="(C_out,)")
-    dtype = same_dtype(op, x=x, w=w, b=b)
-    sh, sw = int_pair(op, "stride", stride, minimum=1)
-    ph, pw = int_pair(op, "padding", padding, minimum=0)
-    groups = positive_int(op, "groups", groups)
+    x, w, b, (sh, sw), (ph, pw), groups, (H_out, W_out) = conv2d_args(op, x, w, b, stride,
+                                                                        padding, groups)
+    dtype = x.dtype
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    if C % groups or F % groups:
-        raise ValueError(
-            f"{op}: expected groups to divide C_in and C_out, got groups={groups} with "
-            f"x {x.shape} and w {w.shape}"
-        )
-    if Cg * groups != C:
-        raise ValueError(
-            f"{op}: expected w of shape (C_out, C_in/groups, KH, KW) = ({F}, {C // groups}, "
-            f"{KH}, {KW}) for x {x.shape} and groups={groups}, got w {w.shape}"
-        )
-    if b is not None:
-        shape_is(op, "b", b, (F,))
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"{op}: expected relu to be a bool, got {relu!r}")
     if weight_cache is not None and not isinstance(weight_cache, dict):
         raise TypeError(f"{op}: expected weight_cache to be a dict or None, got "
                         f"{type(weight_cache).__name__}")
-    H_out = out_size(op, "height", H, KH, sh, ph)
-    W_out = out_size(op, "width", W, KW, sw, pw)
     if residual is not None:
         residual = float_array(op, "residual", residual, ndim=4, layout="(N, C_out, H_out, W_out)")
         same_dtype(op, x=x, residual=residual)

@@ -9,7 +9,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _linear as _k
-from fastres.functional._validate import float_array, same_dtype, shape_is
+from fastres._validate import float_array, linear_args, shape_is
 
 __all__ = ["linear_backward", "linear_forward"]
 
@@ -49,20 +49,8 @@ def linear_forward(
         What ``linear_backward`` needs (references to x and w).
     """
     op = "linear_forward"
-    x = float_array(op, "x", x, ndim=2, layout="(N, in_features)")
-    w = float_array(op, "w", w, ndim=2, layout="(out_features, in_features)")
-    if b is not None:
-        b = float_array(op, "b", b, ndim=1, layout="(out_features,)")
-    same_dtype(op, x=x, w=w, b=b)
-    N, in_features = x.shape
-    if w.shape[1] != in_features:
-        raise ValueError(
-            f"{op}: expected w of shape (out_features, {in_features}) to match x of shape "
-            f"{x.shape}, got w of shape {w.shape}"
-        )
-    out_features = w.shape[0]
-    if b is not None:
-        shape_is(op, "b", b, (out_features,))
+    x, w, b = linear_args(op, x, w, b)
+    (N, in_features), out_features = x.shape, w.shape[0]
     _check_blas_sizes(op, N=N, in_features=in_features, out_features=out_features)
     out = arena.empty((N, out_features), dtype=x.dtype)
     # The kernel reads b only when has_bias; an empty array keeps its fused dtype dispatch.

@@ -7,29 +7,9 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _loss as _k
-from fastres.functional._validate import float_array, real_number
+from fastres._validate import float_array, labels_arg, real_number
 
 __all__ = ["softmax_cross_entropy"]
-
-
-def _labels(op: str, labels, N: int, K: int) -> np.ndarray:
-    """Integer class indices, shape (N,); returned as C-contiguous int64."""
-    if not isinstance(labels, np.ndarray):
-        raise TypeError(
-            f"{op}: expected labels to be a numpy.ndarray of integers, got {type(labels).__name__}"
-        )
-    if labels.dtype.kind not in "iu":  # signed or unsigned integers; bool is kind "b"
-        raise TypeError(f"{op}: expected labels of an integer dtype, got {labels.dtype}")
-    if labels.shape != (N,):
-        raise ValueError(
-            f"{op}: expected labels of shape ({N},) to match logits' batch, got {labels.shape}"
-        )
-    # The kernel checks the range [0, K) as it reads them, with this message; only uint64
-    # values could change in the cast to int64, so those are checked first.
-    if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.max() >= K:
-        i = int(np.flatnonzero(labels >= K)[0])
-        raise ValueError(f"{op}: expected labels in [0, {K}), got {labels[i]} at index {i}")
-    return np.ascontiguousarray(labels, dtype=np.int64)
 
 
 def softmax_cross_entropy(
@@ -66,7 +46,7 @@ def softmax_cross_entropy(
     op = "softmax_cross_entropy"
     logits = float_array(op, "logits", logits, ndim=2, layout="(N, K)")
     N, K = logits.shape
-    labels = _labels(op, labels, N, K)
+    labels = labels_arg(op, labels, N, K)
     eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     dlogits = arena.empty_like(logits)
     row_loss = np.empty(N, dtype=np.float64)  # scratch: per-row losses, summed in row order

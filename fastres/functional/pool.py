@@ -16,9 +16,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
-from fastres.functional._validate import (
-    float_array, int_pair, out_size, positive_int, shape_is,
-)
+from fastres._validate import float_array, pool2d_geometry, shape_is, subsample2d_args
 
 __all__ = [
     "avg_pool2d_backward",
@@ -139,25 +137,17 @@ def _x_shape(op: str, shape) -> tuple[int, int, int, int]:
 
 
 def _geometry(op: str, x_shape: tuple, kernel_size, stride, padding) -> _Geometry:
-    """Validate kernel/stride/padding against an (N, C, H, W) shape; compute the output size."""
+    """The shared checks (fastres._validate.pool2d_geometry) against an (N, C, H, W) shape, then
+    the kernels' int32 limits."""
     N, C, H, W = x_shape
-    KH, KW = int_pair(op, "kernel_size", kernel_size, minimum=1)
-    SH, SW = (KH, KW) if stride is None else int_pair(op, "stride", stride, minimum=1)
-    PH, PW = int_pair(op, "padding", padding, minimum=0)
-    if PH > KH // 2 or PW > KW // 2:
-        # PyTorch: "pad should be at most half of effective kernel size"
-        raise ValueError(
-            f"{op}: expected padding <= kernel_size // 2 (pad should be at most half of "
-            f"effective kernel size), got padding=({PH}, {PW}) for kernel_size=({KH}, {KW})"
-        )
+    (KH, KW), (SH, SW), (PH, PW), (H_out, W_out) = pool2d_geometry(op, x_shape, kernel_size,
+                                                                   stride, padding)
     _plane_fits(op, x_shape)
     if H + 2 * PH > _INT32_MAX or W + 2 * PW > _INT32_MAX:
         raise ValueError(
             f"{op}: expected H + 2*padding and W + 2*padding <= {_INT32_MAX}, got x of shape "
             f"{tuple(x_shape)} with padding=({PH}, {PW})"
         )
-    H_out = out_size(op, "height", H, KH, SH, PH)
-    W_out = out_size(op, "width", W, KW, SW, PW)
     return _Geometry(N, C, H, W, KH, KW, SH, SW, PH, PW, H_out, W_out)
 
 
@@ -398,13 +388,8 @@ def subsample2d_forward(x: np.ndarray, *, stride, out_channels: int | None = Non
     cache : Subsample2dCache
     """
     op = "subsample2d_forward"
-    x = _input(op, x)
+    x, (SH, SW), Co = subsample2d_args(op, _input(op, x), stride, out_channels)
     N, C, H, W = x.shape
-    SH, SW = int_pair(op, "stride", stride, minimum=1)
-    Co = C if out_channels is None else positive_int(op, "out_channels", out_channels)
-    if Co < C:
-        raise ValueError(f"{op}: expected out_channels >= the {C} channels of x {x.shape}, "
-                         f"got {out_channels}")
     out = arena.empty((N, Co, -(-H // SH), -(-W // SW)), dtype=x.dtype)
     _k.subsample2d_forward(x, out, SH, SW, _threads(n_threads, out.size))
     return out, Subsample2dCache(x.shape, x.dtype, (SH, SW))

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 import fastres.functional as F
-from fastres.functional._validate import int_pair as pair  # same checks as the ops
+from fastres._validate import int_pair as pair  # same checks as the ops
 from fastres.layers.base import Module, Parameter, init_rng
 
 __all__ = ["Conv2D", "conv_output_size", "pair"]

@@ -2,7 +2,9 @@
 baseline for benchmarks.
 
 Each ``*_forward`` returns ``(out, cache)``; each ``*_backward(dout, cache)`` returns the gradients
-of the forward's array inputs in their order. Names and signatures match ``fastres.functional``.
+of the forward's array inputs in their order. Names and signatures match ``fastres.functional``,
+and so do the checks of their arguments (``fastres._validate``): bad input gets the same
+``ValueError`` / ``TypeError`` from either tier.
 """
 
 from fastres.reference.activation import *  # noqa: F403

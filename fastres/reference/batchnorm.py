@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres._validate import batch_norm2d_args, cache_of, grad_like
+
 __all__ = ["batch_norm2d_backward", "batch_norm2d_forward"]
 
 
@@ -49,13 +51,11 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     out : ndarray, shape (N, C, H, W), x's dtype
     cache : BatchNormCache
     """
+    x, gamma, beta, running_mean, running_var, training, momentum, eps = batch_norm2d_args(
+        "batch_norm2d_forward", x, gamma, beta, running_mean, running_var, training, momentum,
+        eps)
     if training:
         M = x.size // x.shape[1]  # N * H * W
-        if M == 1:
-            raise ValueError(
-                "batch_norm2d_forward: expected more than 1 value per channel when training, "
-                f"got input size {x.shape}"
-            )
         mean = x.mean(axis=(0, 2, 3))
         var = ((x - _per_channel(mean)) ** 2).mean(axis=(0, 2, 3))  # biased: divides by M
         running_mean[...] = (1 - momentum) * running_mean + momentum * mean
@@ -91,7 +91,10 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache,
 
     (sums per channel over N, H, W), the CS231n / Ioffe & Szegedy (2015) result.
     """
+    op = "batch_norm2d_backward"
+    cache = cache_of(op, cache, BatchNormCache, "batch_norm2d_forward")
     x_hat, inv_std, gamma = cache.x_hat, cache.inv_std, cache.gamma
+    dout = grad_like(op, dout, x_hat.shape, gamma.dtype, "(N, C, H, W)")
     dbeta = dout.sum(axis=(0, 2, 3))
     dgamma = (dout * x_hat).sum(axis=(0, 2, 3))
     g = dout * _per_channel(gamma)

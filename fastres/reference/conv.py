@@ -1,6 +1,7 @@
 """2-D convolution (plain NumPy reference): cross-correlation as in PyTorch, zero padding, groups.
 
 Loops over groups and kernel offsets; each offset is one strided view of the padded input.
+Arguments are checked as in fastres.functional (fastres._validate), with the same errors.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastres.reference._util import pair
+from fastres._validate import cache_of, conv2d_args, grad_like
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
@@ -27,14 +28,10 @@ class ConvCache:
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, groups=1):
     """out[n, f, y, x] = b[f] + sum_{c, i, j} w[f, c, i, j] * xpad[n, g*Cg + c, y*sh + i, x*sw + j]
     where g = f // (C_out / groups)."""
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
+    x, w, b, (sh, sw), (ph, pw), groups, (H_out, W_out) = conv2d_args(
+        "conv2d_forward", x, w, b, stride, padding, groups)
     N, C, H, W = x.shape
     C_out, Cg, KH, KW = w.shape
-    if H + 2 * ph < KH or W + 2 * pw < KW:
-        raise ValueError("kernel larger than the padded input")
-    H_out = (H + 2 * ph - KH) // sh + 1
-    W_out = (W + 2 * pw - KW) // sw + 1
     Fg = C_out // groups
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     out = np.zeros((N, C_out, H_out, W_out), dtype=x.dtype)
@@ -51,11 +48,14 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, groups=1):
 
 def conv2d_backward(dout, cache):
     """Returns (dx, dw, db); db is None when the forward had no bias."""
+    op = "conv2d_backward"
+    cache = cache_of(op, cache, ConvCache, "conv2d_forward")
     x, w, groups = cache.x, cache.w, cache.groups
     (sh, sw), (ph, pw) = cache.stride, cache.padding
     N, C, H, W = x.shape
     C_out, Cg, KH, KW = w.shape
-    H_out, W_out = dout.shape[2:]
+    H_out, W_out = (H + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1
+    dout = grad_like(op, dout, (N, C_out, H_out, W_out), x.dtype, "(N, C_out, H_out, W_out)")
     Fg = C_out // groups
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     dxp = np.zeros_like(xp)

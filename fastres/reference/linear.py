@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastres._validate import cache_of, grad_like, linear_args
+
 __all__ = ["linear_backward", "linear_forward"]
 
 
@@ -21,6 +23,7 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None):
 
     x (N, in), w (out, in), b (out,) or None -> out (N, out). Returns ``(out, cache)``.
     """
+    x, w, b = linear_args("linear_forward", x, w, b)
     out = np.einsum("ni,oi->no", x, w)
     if b is not None:
         out = out + b
@@ -33,6 +36,10 @@ def linear_backward(dout: np.ndarray, cache: LinearCache):
     dx[n, i] = sum_o dout[n, o] w[o, i];  dw[o, i] = sum_n dout[n, o] x[n, i];
     db[o] = sum_n dout[n, o].
     """
+    op = "linear_backward"
+    cache = cache_of(op, cache, LinearCache, "linear_forward")
+    dout = grad_like(op, dout, (cache.x.shape[0], cache.w.shape[0]), cache.x.dtype,
+                     "(N, out_features)")
     dx = np.einsum("no,oi->ni", dout, cache.w)
     dw = np.einsum("no,ni->oi", dout, cache.x)
     db = dout.sum(axis=0) if cache.has_bias else None

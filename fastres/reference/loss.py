@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastres._validate import float_array, labels_arg, labels_out_of_range, real_number
+
 __all__ = ["softmax_cross_entropy"]
 
 
@@ -16,9 +18,14 @@ def softmax_cross_entropy(
     logits (N, K), labels (N,) ints in [0, K). Returns ``(loss, dlogits)``: a Python float and
     ``(softmax - target) / N`` with ``target = (1 - eps) * onehot(labels) + eps / K``.
     """
+    op = "softmax_cross_entropy"
+    logits = float_array(op, "logits", logits, ndim=2, layout="(N, K)")
     N, K = logits.shape
+    labels = labels_arg(op, labels, N, K)
+    if labels.min() < 0 or labels.max() >= K:
+        labels_out_of_range(op, labels, K)
+    eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     rows = np.arange(N)
-    eps = label_smoothing
     # log_softmax, shifted by the row max so that exp cannot overflow.
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

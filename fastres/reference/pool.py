@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastres.reference._util import pair
+from fastres._validate import (
+    cache_of, float_array, grad_like, pool2d_geometry, subsample2d_args,
+)
 
 __all__ = [
     "avg_pool2d_backward",
@@ -30,12 +32,14 @@ __all__ = [
 @dataclass(frozen=True)
 class MaxPool2dCache:
     x_shape: tuple
+    dtype: np.dtype
     argmax: np.ndarray  # (N, C, H_out, W_out) flat index of the maximum in its H*W plane
 
 
 @dataclass(frozen=True)
 class AvgPool2dCache:
     x_shape: tuple
+    dtype: np.dtype
     kernel_size: tuple
     stride: tuple
     padding: tuple
@@ -44,21 +48,7 @@ class AvgPool2dCache:
 @dataclass(frozen=True)
 class GlobalAvgPool2dCache:
     x_shape: tuple
-
-
-def _config(x_shape, kernel_size, stride, padding):
-    """(KH, KW), (SH, SW), (PH, PW), (H_out, W_out), after PyTorch's checks."""
-    _, _, H, W = x_shape
-    KH, KW = pair(kernel_size)
-    SH, SW = (KH, KW) if stride is None else pair(stride)
-    PH, PW = pair(padding)
-    if PH > KH // 2 or PW > KW // 2:
-        raise ValueError("pad should be at most half of effective kernel size")
-    H_out = (H + 2 * PH - KH) // SH + 1
-    W_out = (W + 2 * PW - KW) // SW + 1
-    if H + 2 * PH < KH or W + 2 * PW < KW:
-        raise ValueError("kernel larger than the padded input")
-    return (KH, KW), (SH, SW), (PH, PW), (H_out, W_out)
+    dtype: np.dtype
 
 
 def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0
@@ -68,8 +58,11 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0
 
     The cache holds the argmax (N, C, H_out, W_out): flat index of the maximum in its H*W plane.
     """
+    op = "max_pool2d_forward"
+    x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
     N, C, H, W = x.shape
-    (KH, KW), (SH, SW), (PH, PW), (H_out, W_out) = _config(x.shape, kernel_size, stride, padding)
+    (KH, KW), (SH, SW), (PH, PW), (H_out, W_out) = pool2d_geometry(op, x.shape, kernel_size,
+                                                                   stride, padding)
     xp = np.full((N, C, H + 2 * PH, W + 2 * PW), -np.inf, dtype=x.dtype)
     xp[:, :, PH:PH + H, PW:PW + W] = x
     oh = np.arange(H_out)[:, None]  # output coordinates, broadcast to (H_out, W_out)
@@ -87,12 +80,15 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0
             take = inside & ((v > best) | np.isnan(v))
             best = np.where(take, v, best)
             argmax = np.where(take, ih * W + iw, argmax)
-    return best, MaxPool2dCache(x.shape, argmax)
+    return best, MaxPool2dCache(x.shape, x.dtype, argmax)
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dout (N, C, H_out, W_out) -> dx (N, C, H, W): each gradient goes to its window's argmax."""
+    op = "max_pool2d_backward"
+    cache = cache_of(op, cache, MaxPool2dCache, "max_pool2d_forward")
     N, C, H, W = cache.x_shape
+    dout = grad_like(op, dout, cache.argmax.shape, cache.dtype, "(N, C, H_out, W_out)")
     dx = np.zeros((N * C, H * W), dtype=dout.dtype)
     plane = np.arange(N * C)[:, None]
     # unbuffered add: windows that share an argmax (stride < kernel) accumulate
@@ -112,8 +108,11 @@ def _avg_divisor(H, W, KH, KW, SH, SW, PH, PW, H_out, W_out):
 def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0
                        ) -> tuple[np.ndarray, AvgPool2dCache]:
     """Average pooling, zero padding counted. x (N, C, H, W) -> out (N, C, H_out, W_out)."""
+    op = "avg_pool2d_forward"
+    x = float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
     N, C, H, W = x.shape
-    (KH, KW), (SH, SW), (PH, PW), (H_out, W_out) = _config(x.shape, kernel_size, stride, padding)
+    (KH, KW), (SH, SW), (PH, PW), (H_out, W_out) = pool2d_geometry(op, x.shape, kernel_size,
+                                                                   stride, padding)
     xp = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=x.dtype)
     xp[:, :, PH:PH + H, PW:PW + W] = x
     total = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
@@ -122,14 +121,17 @@ def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0
             total += xp[:, :, kh:kh + SH * H_out:SH, kw:kw + SW * W_out:SW]
     div = _avg_divisor(H, W, KH, KW, SH, SW, PH, PW, H_out, W_out)
     out = (total / div).astype(x.dtype)
-    return out, AvgPool2dCache(x.shape, (KH, KW), (SH, SW), (PH, PW))
+    return out, AvgPool2dCache(x.shape, x.dtype, (KH, KW), (SH, SW), (PH, PW))
 
 
 def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
     """dout (N, C, H_out, W_out) -> dx (N, C, H, W): dout / divisor spread over each window."""
+    op = "avg_pool2d_backward"
+    cache = cache_of(op, cache, AvgPool2dCache, "avg_pool2d_forward")
     N, C, H, W = cache.x_shape
     (KH, KW), (SH, SW), (PH, PW) = cache.kernel_size, cache.stride, cache.padding
-    H_out, W_out = dout.shape[2:]
+    H_out, W_out = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+    dout = grad_like(op, dout, (N, C, H_out, W_out), cache.dtype, "(N, C, H_out, W_out)")
     g = (dout / _avg_divisor(H, W, KH, KW, SH, SW, PH, PW, H_out, W_out)).astype(dout.dtype)
     dxp = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dout.dtype)
     for kh in range(KH):
@@ -140,35 +142,48 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
 
 def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, GlobalAvgPool2dCache]:
     """Spatial mean. x (N, C, H, W) -> out (N, C)."""
-    return x.mean(axis=(2, 3)), GlobalAvgPool2dCache(x.shape)
+    x = float_array("global_avg_pool2d_forward", "x", x, ndim=4, layout="(N, C, H, W)")
+    return x.mean(axis=(2, 3)), GlobalAvgPool2dCache(x.shape, x.dtype)
 
 
 def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache) -> np.ndarray:
     """dout (N, C) -> dx (N, C, H, W) = dout / (H*W) everywhere."""
+    op = "global_avg_pool2d_backward"
+    cache = cache_of(op, cache, GlobalAvgPool2dCache, "global_avg_pool2d_forward")
     N, C, H, W = cache.x_shape
+    dout = grad_like(op, dout, (N, C), cache.dtype, "(N, C)")
     return np.broadcast_to((dout / (H * W))[:, :, None, None], (N, C, H, W)).copy()
 
 
 @dataclass(frozen=True)
 class Subsample2dCache:
     x_shape: tuple
+    dtype: np.dtype
     stride: tuple
 
 
 def subsample2d_forward(x: np.ndarray, *, stride, out_channels=None
                         ) -> tuple[np.ndarray, Subsample2dCache]:
     """x (N, C, H, W) -> x[:, :, ::sh, ::sw] with zero channels appended up to out_channels."""
-    sh, sw = pair(stride)
+    x, (sh, sw), out_channels = subsample2d_args("subsample2d_forward", x, stride, out_channels)
     sub = x[:, :, ::sh, ::sw]
     N, C = x.shape[:2]
-    out = np.zeros((N, C if out_channels is None else out_channels, *sub.shape[2:]), x.dtype)
+    out = np.zeros((N, out_channels, *sub.shape[2:]), x.dtype)
     out[:, :C] = sub
-    return out, Subsample2dCache(x.shape, (sh, sw))
+    return out, Subsample2dCache(x.shape, x.dtype, (sh, sw))
 
 
 def subsample2d_backward(dout: np.ndarray, cache: Subsample2dCache) -> np.ndarray:
     """dout (N, C_out, H_out, W_out) -> dx (N, C, H, W): dout[:, :C] at the sampled pixels."""
-    sh, sw = cache.stride
+    op = "subsample2d_backward"
+    cache = cache_of(op, cache, Subsample2dCache, "subsample2d_forward")
+    (N, C, H, W), (sh, sw) = cache.x_shape, cache.stride
+    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
+    if dout.shape[0] != N or dout.shape[1] < C or dout.shape[2:] != (-(-H // sh), -(-W // sw)):
+        raise ValueError(f"{op}: expected dout of shape ({N}, >= {C}, {-(-H // sh)}, "
+                         f"{-(-W // sw)}), got {dout.shape}")
+    if dout.dtype != cache.dtype:
+        raise TypeError(f"{op}: expected dout of dtype {cache.dtype}, got {dout.dtype}")
     dx = np.zeros(cache.x_shape, dout.dtype)
     dx[:, :, ::sh, ::sw] = dout[:, :cache.x_shape[1]]
     return dx

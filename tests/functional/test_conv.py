@@ -210,8 +210,9 @@ def test_relu_input_without_input_grad(cfg, rng):
 
 
 def test_reference_refuses_a_kernel_larger_than_the_padded_input():
-    # as the pooling references do: (4 - 5) // 1 + 1 = 0 rows would be an empty output
-    with pytest.raises(ValueError, match="kernel larger than the padded input"):
+    # as the fast path does: (4 - 5) // 1 + 1 = 0 rows would be an empty output
+    with pytest.raises(ValueError, match=r"conv2d_forward: kernel height 5 is larger than the "
+                                         r"padded input height 2 \+ 2\*1 = 4"):
         R.conv2d_forward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 5, 5)), padding=1)
 
 
