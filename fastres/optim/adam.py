@@ -93,6 +93,10 @@ class Adam(Optimizer):
         g["eps"] = _check_float(who, "eps", g["eps"])
         g["amsgrad"] = bool(g["amsgrad"])
 
+    def _state_keys(self, g):
+        return ({"exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if g["amsgrad"] else set()),
+                {"step"})
+
     def _update(self, p, state, g):
         if "step" not in state:
             state["step"] = 0

@@ -159,6 +159,11 @@ class Optimizer:
     def _update(self, p: Parameter, state: dict, group: dict) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def _state_keys(self, group: dict) -> tuple[set, set]:  # pragma: no cover
+        """(array keys, int keys) of a parameter's state under group's options, once it has
+        one (load_state_dict checks a loaded state against them)."""
+        raise NotImplementedError
+
     @property
     def lr(self) -> float:
         """The first group's learning rate (set it on every group with ``optimizer.lr = x``)."""
@@ -215,6 +220,25 @@ class Optimizer:
                     g[k] = tuple(v) if isinstance(self.defaults[k], tuple) else v
             self._validate_group(g)  # the same checks as the constructor's (lr >= 0, ...)
             groups.append(g)
+        # A state must hold what _update reads under its group's options (a missing buffer
+        # was a KeyError at the next step, a float step or a list buffer a TypeError there).
+        group_of = [k for k, g in enumerate(self.param_groups) for _ in g["params"]]
+        for i, s in enumerate(new_state):
+            if not s:
+                continue
+            arrays, ints = self._state_keys(groups[group_of[i]])
+            if set(s) != arrays | ints:
+                raise ValueError(f"{who}: the state of parameter {i} has {sorted(s)}, expected "
+                                 f"{sorted(arrays | ints)} under its group's options")
+            for k in arrays:
+                if not isinstance(s[k], np.ndarray):
+                    raise ValueError(f"{who}: state {k!r} of parameter {i} must be an array, "
+                                     f"got {type(s[k]).__name__}")
+            for k in ints:
+                if not isinstance(s[k], numbers.Integral) or isinstance(s[k], bool) or s[k] < 0:
+                    raise ValueError(f"{who}: state {k!r} of parameter {i} must be an int "
+                                     f">= 0, got {s[k]!r}")
+                s[k] = int(s[k])
         for g, new in zip(self.param_groups, groups):
             g.update(new)
         self.state = new_state

@@ -77,6 +77,10 @@ class RMSprop(Optimizer):
         g["momentum"] = _check_float("RMSprop", "momentum", g["momentum"])
         g["centered"] = bool(g["centered"])
 
+    def _state_keys(self, g):
+        return ({"square_avg"} | ({"momentum_buffer"} if g["momentum"] > 0 else set())
+                | ({"grad_avg"} if g["centered"] else set())), {"step"}
+
     def _update(self, p, state, g):
         if "square_avg" not in state:
             state["step"] = 0

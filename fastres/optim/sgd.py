@@ -75,6 +75,9 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0, got "
                              f"momentum={g['momentum']}, dampening={g['dampening']}")
 
+    def _state_keys(self, g):
+        return ({"momentum_buffer"} if g["momentum"] else set()), set()
+
     def _update(self, p, state, g):
         first = False
         if g["momentum"] and "momentum_buffer" not in state:

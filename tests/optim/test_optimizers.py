@@ -141,6 +141,35 @@ def test_state_dict_round_trip_is_exact(make):
     assert_array_equal(p1.data, p2.data)
 
 
+@pytest.mark.parametrize("make, edit, message", [
+    (lambda ps: Adam(ps, 0.01), lambda s: s.pop("exp_avg"),
+     r"the state of parameter 0 has \['exp_avg_sq', 'step'\], expected \['exp_avg', "
+     r"'exp_avg_sq', 'step'\]"),
+    (lambda ps: Adam(ps, 0.01, amsgrad=True), lambda s: s.pop("max_exp_avg_sq"),
+     "expected .*'max_exp_avg_sq'"),
+    (lambda ps: Adam(ps, 0.01), lambda s: s.update(step=2.5),
+     "state 'step' of parameter 0 must be an int >= 0, got 2.5"),
+    (lambda ps: RMSprop(ps, momentum=0.9), lambda s: s.update(extra=np.ones(5)),
+     "the state of parameter 0 has .*'extra'"),
+    (lambda ps: RMSprop(ps, centered=True), lambda s: s.update(grad_avg=[0.0] * 5),
+     "state 'grad_avg' of parameter 0 must be an array, got list"),
+    (lambda ps: SGD(ps, 0.1, momentum=0.9), lambda s: s.clear() or s.update(step=1),
+     r"has \['step'\], expected \['momentum_buffer'\]"),
+])
+def test_load_state_dict_checks_the_state_against_the_options(make, edit, message):
+    # what _update reads must be there: a missing buffer used to be a KeyError at the next step
+    p = Parameter(np.ones(5))
+    o = make([p])
+    p.grad[...] = 1.0
+    o.step()
+    sd = o.state_dict()
+    edit(sd["state"]["0"])
+    fresh = make([Parameter(np.ones(5))])
+    with pytest.raises(ValueError, match=message):
+        fresh.load_state_dict(sd)
+    assert not fresh.state[0]  # nothing loaded
+
+
 def test_zero_grad_and_lr_setter():
     p = Parameter(np.ones(3))
     p.grad[...] = 3
