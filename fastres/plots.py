@@ -261,11 +261,14 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str] | None, path, *,
 
 # ---- saliency, fooling, mistakes ---------------------------------------------------------------
 def saliency_grid(images: np.ndarray, maps: np.ndarray, path, titles: Sequence[str] | None = None,
-                  *, size: tuple[int, int] | None = None, dpi: int = 100) -> Path:
-    """Images (top row) above their saliency maps (bottom row, ``fastres.analysis.saliency_map``,
-    each scaled to its own maximum, hot colours), as in Simonyan et al. (2013).
+                  *, cols: int | None = None, size: tuple[int, int] | None = None,
+                  dpi: int = 100) -> Path:
+    """Images above their saliency maps (``fastres.analysis.saliency_map``, each scaled to its
+    own maximum, hot colours), as in Simonyan et al. (2013): rows of ``cols`` images (default
+    all of them, up to 12), each above a row of their maps.
 
-    ``images`` (N, C, H, W), ``maps`` (N, H, W); ``size`` defaults to (max(320, 130 N), 300).
+    ``images`` (N, C, H, W), ``maps`` (N, H, W); ``size`` defaults to 130 x 300 pixels per
+    column and pair of rows (at least 320 wide).
     """
     who = "saliency_grid"
     images = _images(who, images)
@@ -274,17 +277,25 @@ def saliency_grid(images: np.ndarray, maps: np.ndarray, path, titles: Sequence[s
         raise ValueError(f"{who}: expected maps of shape {(n, h, w)} to match images "
                          f"{images.shape}, got {getattr(maps, 'shape', type(maps).__name__)}")
     titles = _titles(who, titles, n)
-    fig = _figure(who, size or (max(320, 130 * n), 300), dpi)
-    axes = _axes(fig, 2, n)
+    blocks, cols = _grid(n, min(n, 12) if cols is None else cols, who)
+    fig = _figure(who, size or (min(20000, max(320, 130 * cols)), min(20000, 300 * blocks)),
+                  dpi)
+    axes = _axes(fig, 2 * blocks, cols)
+    for ax in axes.flat:
+        ax.set_axis_off()
     for i in range(n):
-        _show(axes[0, i], _display(images[i]))
+        top_ax, map_ax = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        top_ax.set_axis_on()
+        map_ax.set_axis_on()
+        _show(top_ax, _display(images[i]))
         m = np.asarray(maps[i], dtype=np.float64)
         top = float(m.max())
-        _show(axes[1, i], m / top if top > 0 else m, cmap="hot", vmin=0.0, vmax=1.0)
+        _show(map_ax, m / top if top > 0 else m, cmap="hot", vmin=0.0, vmax=1.0)
         if titles[i]:
-            axes[0, i].set_title(titles[i], fontsize="small")
-    axes[0, 0].set_ylabel("image")
-    axes[1, 0].set_ylabel("saliency")
+            top_ax.set_title(titles[i], fontsize="small")
+    for b in range(blocks):
+        axes[2 * b, 0].set_ylabel("image")
+        axes[2 * b + 1, 0].set_ylabel("saliency")
     return _save(fig, path)
 
 

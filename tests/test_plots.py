@@ -117,6 +117,19 @@ def test_saliency_grid(tmp_path):
         plots.saliency_grid(x.repeat(2, axis=1), maps, tmp_path / "x.png")
     with pytest.raises(ValueError, match=r"saliency_grid: expected 3 titles \(one per image\)"):
         plots.saliency_grid(x, maps, tmp_path / "x.png", titles=["a"])
+    with pytest.raises(ValueError, match=r"saliency_grid: expected cols to be a positive int"):
+        plots.saliency_grid(x, maps, tmp_path / "x.png", cols=0)
+
+
+def test_saliency_grid_wraps_many_images(tmp_path):
+    # 25 images: 3 pairs of rows of 12 by default (one long row, 130 px per image, passed the
+    # 20000 px limit from 154 images and failed)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((25, 1, 4, 4))
+    maps = np.abs(rng.standard_normal((25, 4, 4)))
+    read_png(plots.saliency_grid(x, maps, tmp_path / "many.png", dpi=20), (1560, 900))
+    read_png(plots.saliency_grid(x[:5], maps[:5], tmp_path / "two.png", cols=2, dpi=20),
+             (320, 900))
 
 
 def test_fooling_grid_shows_no_change_as_gray(tmp_path):
