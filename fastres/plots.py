@@ -124,7 +124,11 @@ def _records(who: str, run) -> tuple[str | None, list[dict]]:
             raise FileNotFoundError(f"{who}: no history.json in {os.fspath(p)!r} (expected the "
                                     "out folder of `fastres train --out DIR` / fit(out_dir=))")
         name = (p if p.is_dir() else p.parent).name if f.name == "history.json" else p.stem
-        run = json.loads(f.read_text())
+        try:
+            run = json.loads(f.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{who}: {os.fspath(f)!r} is not a history.json (not JSON: "
+                             f"{exc})") from None
     if isinstance(run, History):
         run = run.records
     if isinstance(run, Mapping) and isinstance(run.get("train_acc"), (list, tuple, np.ndarray)):
@@ -179,6 +183,9 @@ def learning_curves(runs, path, *, labels: Sequence[str] | None = None, title: s
         labels, runs = [str(k) for k in runs], list(runs.values())
     elif _is_run(runs):
         runs = [runs]
+    elif not isinstance(runs, (list, tuple)):
+        raise TypeError(f"{who}: expected a run, a list of runs or a dict {{name: run}}, got "
+                        f"{type(runs).__name__}")
     runs = list(runs)
     if not runs:
         raise ValueError(f"{who}: expected at least one run, got none")

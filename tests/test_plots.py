@@ -83,6 +83,16 @@ def test_learning_curves_errors(run_dirs, tmp_path):
         plots.learning_curves(run_dirs, tmp_path / "x.png", size=(0, 5))
     with pytest.raises(ValueError, match="learning_curves: epoch record 0 has no train_acc"):
         plots.learning_curves([[{"epoch": 1, "val_acc": 0.5}]], tmp_path / "x.png")
+    for runs in (None, 5):  # were bare "object is not iterable" TypeErrors
+        with pytest.raises(TypeError, match="learning_curves: expected a run, a list of runs or "
+                                            rf"a dict {{name: run}}, got {type(runs).__name__}"):
+            plots.learning_curves(runs, tmp_path / "x.png")
+    bad = tmp_path / "bad" / "history.json"
+    bad.parent.mkdir()
+    bad.write_text("{not json")  # was a bare JSONDecodeError
+    with pytest.raises(ValueError, match=r"learning_curves: .*history.json' is not a "
+                                         r"history.json \(not JSON"):
+        plots.learning_curves(bad.parent, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
