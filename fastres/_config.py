@@ -51,13 +51,13 @@ def set_num_threads(n: int | None) -> None:
     _num_threads = n
 
 
-def resolve_threads(n_threads: int | None) -> int:
-    """The thread count for one call: an explicit ``n_threads`` or the global setting."""
+def resolve_threads(n_threads: int | None, op: str = "resolve_threads") -> int:
+    """The thread count for one call of op: an explicit ``n_threads`` or the global setting."""
     if n_threads is None:
         return _num_threads if _num_threads is not None else _DEFAULT_THREADS
     if (isinstance(n_threads, bool) or not isinstance(n_threads, int)
             or not 1 <= n_threads <= MAX_THREADS):
-        raise ValueError(f"n_threads: expected an int in [1, {MAX_THREADS}] or None, "
+        raise ValueError(f"{op}: expected n_threads to be an int in [1, {MAX_THREADS}] or None, "
                          f"got {n_threads!r}")
     return n_threads
 

@@ -47,13 +47,13 @@ def relu_forward(x: np.ndarray, *, n_threads: int | None = None):
     out = arena.empty_like(x)
     mask = arena.empty((_k.relu_mask_bytes(x.size),), np.uint8)
     _k.relu_forward(x.reshape(-1), out.reshape(-1), mask, streaming(x, out),
-                    resolve_threads(n_threads))
+                    resolve_threads(n_threads, "relu_forward"))
     return out, ReluCache(None, mask, x.shape, x.dtype)
 
 
 def relu_backward(dout: np.ndarray, cache: ReluCache, *, n_threads: int | None = None):
     """``dx = dout * (x > 0)`` (gradient 0 at x == 0)."""
-    n = resolve_threads(n_threads)
+    n = resolve_threads(n_threads, "relu_backward")
     if cache.mask is not None:
         dout = grad_like("relu_backward", dout, cache.shape, cache.dtype)
         dx = arena.empty_like(dout)
@@ -75,7 +75,7 @@ def add_forward(a: np.ndarray, b: np.ndarray, *, gate: np.ndarray | None = None,
     that meet at a ReLU's output (``gate``) and applying the ReLU's gradient in one pass."""
     a, b = add_args("add_forward", a, b)
     out = arena.empty_like(a)
-    n = resolve_threads(n_threads)
+    n = resolve_threads(n_threads, "add_forward")
     if gate is None:
         _k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), streaming(a, b, out), n)
     else:
@@ -109,7 +109,7 @@ def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.G
     mask = keep.astype(x.dtype) * x.dtype.type(scale)
     out = arena.empty_like(x)
     _k.multiply(x.reshape(-1), mask.reshape(-1), out.reshape(-1), streaming(x, mask, out),
-                resolve_threads(n_threads))
+                resolve_threads(n_threads, "dropout_forward"))
     return out, DropoutCache(mask)
 
 
@@ -121,5 +121,5 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache, *, n_threads: int | 
     dout = grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
     dx = arena.empty_like(dout)
     _k.multiply(dout.reshape(-1), cache.mask.reshape(-1), dx.reshape(-1),
-                streaming(dout, cache.mask, dx), resolve_threads(n_threads))
+                streaming(dout, cache.mask, dx), resolve_threads(n_threads, "dropout_backward"))
     return dx

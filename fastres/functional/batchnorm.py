@@ -40,11 +40,11 @@ class BatchNormCache:
     training: bool
 
 
-def _threads_for(n_threads: int | None, size: int) -> int:
+def _threads_for(op: str, n_threads: int | None, size: int) -> int:
     """At most one thread per block of _BLOCK_ELEMS elements: below that, starting threads costs
     more than it saves (and much more when other processes hold the cores). The results do not
     depend on the thread count, so this changes only the speed."""
-    return min(resolve_threads(n_threads), -(-size // _BLOCK_ELEMS))
+    return min(resolve_threads(n_threads, op), -(-size // _BLOCK_ELEMS))
 
 
 def _blocking(N: int, HW: int) -> tuple[int, int]:
@@ -110,7 +110,7 @@ def batch_norm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         shape_is(op, "residual", residual, x.shape)
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"{op}: expected relu to be a bool, got {relu!r}")
-    n_threads = _threads_for(n_threads, x.size)
+    n_threads = _threads_for(op, n_threads, x.size)
 
     mean = np.empty(C)
     inv_std = np.empty(C)
@@ -189,7 +189,7 @@ def batch_norm2d_backward(dout: np.ndarray, cache: BatchNormCache, *,
         dx_add = float_array(op, "dx_add", dx_add, ndim=4, layout="(N, C, H, W)")
         same_dtype(op, dout=dout, dx_add=dx_add)
         shape_is(op, "dx_add", dx_add, x.shape)
-    n_threads = _threads_for(n_threads, x.size)
+    n_threads = _threads_for(op, n_threads, x.size)
 
     N, C, H, W = x.shape
     dx = arena.empty_like(x)

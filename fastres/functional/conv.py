@@ -515,7 +515,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         raise ValueError(f"{op}: x {x.shape} with w {w.shape}, stride ({sh}, {sw}) and padding "
                          f"({ph}, {pw}) is too large for the kernels (an image's unfolded "
                          f"columns must stay below 2**30 elements, its padded copy below 2**31)")
-    n = resolve_threads(n_threads)
+    n = resolve_threads(n_threads, op)
     x_in, sub = x, None
     out = arena.empty((N, F, H_out, W_out), dtype=dtype)
     if _pointwise_strided(KH, KW, (sh, sw), (ph, pw), groups, C, F):
@@ -584,7 +584,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     Fg, H_out, W_out = F // groups, dout.shape[2], dout.shape[3]
-    n = resolve_threads(n_threads)
+    n = resolve_threads(n_threads, op)
     if _pointwise_strided(KH, KW, (sh, sw), (ph, pw), groups, C, F):
         return _pointwise_strided_backward(dout, cache, input_grad, relu_input, dx_add, n)
     dx = arena.empty_like(x) if input_grad else None

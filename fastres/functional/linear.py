@@ -55,7 +55,7 @@ def linear_forward(
     out = arena.empty((N, out_features), dtype=x.dtype)
     # The kernel reads b only when has_bias; an empty array keeps its fused dtype dispatch.
     bias = b if b is not None else np.empty(0, dtype=x.dtype)
-    _k.linear_forward(x, w, bias, b is not None, out, resolve_threads(n_threads))
+    _k.linear_forward(x, w, bias, b is not None, out, resolve_threads(n_threads, op))
     return out, LinearCache(x, w, b is not None)
 
 
@@ -104,5 +104,5 @@ def linear_backward(
     dx = arena.empty_like(x)
     dw = arena.empty_like(w)
     db = np.empty(w.shape[0], dtype=x.dtype)
-    _k.linear_backward(dout, x, w, dx, dw, db, cache.has_bias, resolve_threads(n_threads))
+    _k.linear_backward(dout, x, w, dx, dw, db, cache.has_bias, resolve_threads(n_threads, op))
     return dx, dw, (db if cache.has_bias else None)

@@ -51,5 +51,5 @@ def softmax_cross_entropy(
     dlogits = arena.empty_like(logits)
     row_loss = np.empty(N, dtype=np.float64)  # scratch: per-row losses, summed in row order
     loss = _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss,
-                                    resolve_threads(n_threads))
+                                    resolve_threads(n_threads, op))
     return loss, dlogits

@@ -35,10 +35,10 @@ _INT32_MAX = np.iinfo(np.int32).max
 _MIN_WORK_PER_THREAD = 16384
 
 
-def _threads(n_threads: int | None, work: int) -> int:
+def _threads(op: str, n_threads: int | None, work: int) -> int:
     """At most the requested threads, fewer for small arrays (results are the same for any
     count: each plane belongs to one thread)."""
-    return max(1, min(resolve_threads(n_threads), work // _MIN_WORK_PER_THREAD))
+    return max(1, min(resolve_threads(n_threads, op), work // _MIN_WORK_PER_THREAD))
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def max_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     x = _input(op, x)
     g = _geometry(op, x.shape, kernel_size, stride, padding)
     out = arena.empty(g.out_shape, dtype=x.dtype)
-    P, threads = g.N * g.C, _threads(n_threads, x.size)
+    P, threads = g.N * g.C, _threads(op, n_threads, x.size)
     if g.is_2x2:
         index = arena.empty(g.out_shape, dtype=np.uint8)
         _k.max_pool2x2_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out),
@@ -258,7 +258,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
             f"[{index.min()}, {index.max()}]"
         )
     dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
-    P, threads = g.N * g.C, _threads(n_threads, dx.size)
+    P, threads = g.N * g.C, _threads(op, n_threads, dx.size)
     d3, i3, dx3 = (a.reshape(P, *a.shape[2:]) for a in (dout, index, dx))
     if fast:
         _k.max_pool2x2_backward(d3, i3, dx3, threads)
@@ -293,7 +293,7 @@ def avg_pool2d_forward(x: np.ndarray, *, kernel_size, stride=None, padding=0,
     out = arena.empty(g.out_shape, dtype=x.dtype)
     P = g.N * g.C
     _k.avg_pool2d_forward(x.reshape(P, g.H, g.W), out.reshape(P, g.H_out, g.W_out), *g.params,
-                          _threads(n_threads, x.size))
+                          _threads(op, n_threads, x.size))
     return out, AvgPool2dCache(x.shape, x.dtype, (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW))
 
 
@@ -318,7 +318,7 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache, *,
     dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.avg_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), dx.reshape(P, g.H, g.W), *g.params,
-                           _threads(n_threads, dx.size))
+                           _threads(op, n_threads, dx.size))
     return dx
 
 
@@ -344,7 +344,7 @@ def global_avg_pool2d_forward(x: np.ndarray, *, n_threads: int | None = None
     N, C, H, W = x.shape
     out = arena.empty((N, C), dtype=x.dtype)
     _k.global_avg_pool2d_forward(x.reshape(N * C, H * W), out.reshape(N * C),
-                                 _threads(n_threads, x.size))
+                                 _threads(op, n_threads, x.size))
     return out, GlobalAvgPool2dCache(x.shape, x.dtype)
 
 
@@ -367,7 +367,7 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
     dout = _dout(op, dout, (N, C), cache.dtype)
     dx = arena.empty((N, C, H, W), dtype=dout.dtype)
     _k.global_avg_pool2d_backward(dout.reshape(N * C), dx.reshape(N * C, H * W),
-                                  _threads(n_threads, dx.size))
+                                  _threads(op, n_threads, dx.size))
     return dx
 
 
@@ -391,7 +391,7 @@ def subsample2d_forward(x: np.ndarray, *, stride, out_channels: int | None = Non
     x, (SH, SW), Co = subsample2d_args(op, _input(op, x), stride, out_channels)
     N, C, H, W = x.shape
     out = arena.empty((N, Co, -(-H // SH), -(-W // SW)), dtype=x.dtype)
-    _k.subsample2d_forward(x, out, SH, SW, _threads(n_threads, out.size))
+    _k.subsample2d_forward(x, out, SH, SW, _threads(op, n_threads, out.size))
     return out, Subsample2dCache(x.shape, x.dtype, (SH, SW))
 
 
@@ -414,5 +414,5 @@ def subsample2d_backward(dout: np.ndarray, cache: Subsample2dCache, *,
     if dout.dtype != cache.dtype:
         raise TypeError(f"{op}: expected dout of dtype {cache.dtype}, got {dout.dtype}")
     dx = arena.empty((N, C, H, W), dtype=dout.dtype)
-    _k.subsample2d_backward(dout, dx, SH, SW, _threads(n_threads, dx.size))
+    _k.subsample2d_backward(dout, dx, SH, SW, _threads(op, n_threads, dx.size))
     return dx

@@ -184,7 +184,8 @@ def test_set_num_threads_validates():
         fastres.set_num_threads(0)
     with pytest.raises(ValueError, match=r"set_num_threads: expected an int in \[1, 1024\]"):
         fastres.set_num_threads(100000)  # the OpenMP runtime would kill the process
-    with pytest.raises(ValueError, match=r"n_threads: expected an int in \[1, 1024\] or None"):
+    with pytest.raises(ValueError, match=r"relu_forward: expected n_threads to be an int in "
+                                         r"\[1, 1024\] or None, got 1025"):
         F.relu_forward(np.ones(3), n_threads=1025)
     fastres.set_num_threads(1)
     assert fastres.get_num_threads() == 1

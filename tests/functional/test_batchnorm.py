@@ -519,7 +519,8 @@ FORWARD_ERRORS = [
     ({"momentum": "0.1"}, TypeError, FWD + r"expected momentum to be a real number, got '0.1'"),
     ({"eps": -1e-5}, ValueError, FWD + r"expected eps in \[0.0, inf\), got -1e-05"),
     ({"eps": float("nan")}, ValueError, FWD + r"expected eps in \[0.0, inf\), got nan"),
-    ({"n_threads": 0}, ValueError, r"n_threads: expected an int in \[1, 1024\] or None, got 0"),
+    ({"n_threads": 0}, ValueError,
+     FWD + r"expected n_threads to be an int in \[1, 1024\] or None, got 0"),
 ]
 
 

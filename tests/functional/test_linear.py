@@ -214,7 +214,7 @@ X, W = np.ones((4, 3)), np.ones((5, 3))
         (
             lambda: F.linear_forward(X, W, n_threads=0),
             ValueError,
-            r"n_threads: expected an int in \[1, 1024\] or None, got 0",
+            r"linear_forward: expected n_threads to be an int in \[1, 1024\] or None, got 0",
         ),
     ],
 )

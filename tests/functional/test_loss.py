@@ -286,7 +286,8 @@ OP = "softmax_cross_entropy"
         (
             lambda: F.softmax_cross_entropy(Z, Y, n_threads=-1),
             ValueError,
-            r"n_threads: expected an int in \[1, 1024\] or None, got -1",
+            r"softmax_cross_entropy: expected n_threads to be an int in \[1, 1024\] or None, "
+            r"got -1",
         ),
     ],
 )

@@ -361,7 +361,7 @@ X = np.zeros((2, 3, 8, 8))
      (r"max_pool2d_forward: expected H \+ 2\*padding and W \+ 2\*padding <= 2147483647, got "
       r"x of shape \(2, 3, 8, 8\) with padding=\(549755813888, 549755813888\)")),
     (lambda: F.max_pool2d_forward(X, kernel_size=2, n_threads=0), ValueError,
-     r"n_threads: expected an int in \[1, 1024\] or None, got 0"),
+     r"max_pool2d_forward: expected n_threads to be an int in \[1, 1024\] or None, got 0"),
     (lambda: F.global_avg_pool2d_forward(np.zeros((2, 3, 4))), ValueError,
      r"global_avg_pool2d_forward: expected 4-D x \(N, C, H, W\), got shape \(2, 3, 4\)"),
     (lambda: F.global_avg_pool2d_forward(np.zeros((2, 3, 4, 4), np.float16)), TypeError,
