@@ -33,6 +33,18 @@ def _f64(*arrays):
     return [a.astype(np.float64) for a in arrays]
 
 
+def _every_output(x, dout, gamma, beta, rm, rv, res, *, training, n_threads):
+    """The forward's output, alone and fused with res and the ReLU, the running statistics it
+    leaves (on copies), and the backward's gradients, alone and with dx_add=res."""
+    rm_t, rv_t = rm.copy(), rv.copy()
+    out, cache = F.batch_norm2d_forward(x, gamma, beta, rm_t, rv_t, training=training,
+                                        n_threads=n_threads)
+    fused = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(), training=training,
+                                   residual=res, relu=True, n_threads=n_threads)[0]
+    return (out, fused, rm_t, rv_t, *F.batch_norm2d_backward(dout, cache, n_threads=n_threads),
+            F.batch_norm2d_backward(dout, cache, dx_add=res, n_threads=n_threads)[0])
+
+
 def _check_against_reference(x, dout, gamma, beta, rm, rv, *, training, momentum=0.1,
                              eps=1e-5, n_threads=None):
     """Run both tiers (the reference in float64) and compare everything."""
@@ -259,14 +271,8 @@ def test_by_channel_schedule_gives_the_same_bits(dtype, rng, monkeypatch):
             monkeypatch.setattr(fbn, "_by_channel", lambda *a, v=by_channel: v)
             if by_channel and t == 1:
                 _check_against_reference(x, dout, gamma, beta, rm, rv, training=True)
-            rm_t, rv_t = rm.copy(), rv.copy()
-            out, cache = F.batch_norm2d_forward(x, gamma, beta, rm_t, rv_t, training=True,
-                                                n_threads=t)
-            fused = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(), training=True,
-                                           residual=res, relu=True, n_threads=t)[0]
-            results.append((out, fused, rm_t, rv_t,
-                            *F.batch_norm2d_backward(dout, cache, n_threads=t),
-                            F.batch_norm2d_backward(dout, cache, dx_add=res, n_threads=t)[0]))
+            results.append(_every_output(x, dout, gamma, beta, rm, rv, res, training=True,
+                                         n_threads=t))
         for other in results[1:]:
             for a, b in zip(results[0], other):
                 np.testing.assert_array_equal(a, b)
@@ -424,15 +430,8 @@ def test_thread_invariance(dtype, shape, block_elems, training, rng, monkeypatch
     if block_elems is not None:
         monkeypatch.setattr(fbn, "_BLOCK_ELEMS", block_elems)
     x, dout, gamma, beta, rm, rv = _inputs(rng, shape, dtype)
-    results = []
-    for t in (1, 2, 3):
-        rm_t, rv_t = rm.copy(), rv.copy()
-        out, cache = F.batch_norm2d_forward(x, gamma, beta, rm_t, rv_t, training=training,
-                                            n_threads=t)
-        fused = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(), training=training,
-                                       residual=dout, relu=True, n_threads=t)[0]
-        results.append((out, fused, rm_t, rv_t,
-                        *F.batch_norm2d_backward(dout, cache, n_threads=t)))
+    results = [_every_output(x, dout, gamma, beta, rm, rv, dout, training=training, n_threads=t)
+               for t in (1, 2, 3)]
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
