@@ -65,9 +65,9 @@ cdef inline double _shift(const floating[:, :, ::1] x, Py_ssize_t c) noexcept no
     var = E[d^2] - E[d]^2 little to cancel (the first element alone may be an outlier)."""
     cdef Py_ssize_t i, n = min(x.shape[2], 64)
     cdef double s = 0.0
-    for i in range(n):
-        s = s + x[0, c, i]
-    return <double><floating>(s / n)
+    for i in range(n):  # each term scaled first: a sum of values near DBL_MAX would overflow
+        s = s + x[0, c, i] / <double>n
+    return <double><floating>s
 
 
 cdef inline void _sums_item(const floating[:, :, ::1] x, double[:, :, ::1] partial,
