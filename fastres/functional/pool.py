@@ -16,7 +16,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
-from fastres._validate import float_array, pool2d_geometry, shape_is, subsample2d_args
+from fastres._validate import float_array, grad_like, pool2d_geometry, subsample2d_args
 
 __all__ = [
     "avg_pool2d_backward",
@@ -163,14 +163,6 @@ def _input(op: str, x) -> np.ndarray:
     return float_array(op, "x", x, ndim=4, layout="(N, C, H, W)")
 
 
-def _dout(op: str, dout, shape: tuple, dtype) -> np.ndarray:
-    dout = float_array(op, "dout", dout, ndim=len(shape))
-    shape_is(op, "dout", dout, shape)
-    if dout.dtype != dtype:
-        raise TypeError(f"{op}: expected dout of dtype {dtype}, got {dout.dtype}")
-    return dout
-
-
 def _cache(op: str, cache, cls: type, forward: str):
     if not isinstance(cache, cls):
         raise TypeError(
@@ -239,7 +231,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache, *,
     cache = _cache(op, cache, MaxPool2dCache, "max_pool2d_forward")
     g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
                   cache.padding)
-    dout = _dout(op, dout, g.out_shape, cache.dtype)
+    dout = grad_like(op, dout, g.out_shape, cache.dtype)
     index, fast = cache.index, g.is_2x2
     want = np.dtype(np.uint8 if fast else np.int32)
     if not (isinstance(index, np.ndarray) and index.dtype == want
@@ -314,7 +306,7 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache, *,
     cache = _cache(op, cache, AvgPool2dCache, "avg_pool2d_forward")
     g = _geometry(op, _x_shape(op, cache.x_shape), cache.kernel_size, cache.stride,
                   cache.padding)
-    dout = _dout(op, dout, g.out_shape, cache.dtype)
+    dout = grad_like(op, dout, g.out_shape, cache.dtype)
     dx = arena.empty((g.N, g.C, g.H, g.W), dtype=dout.dtype)
     P = g.N * g.C
     _k.avg_pool2d_backward(dout.reshape(P, g.H_out, g.W_out), dx.reshape(P, g.H, g.W), *g.params,
@@ -364,7 +356,7 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: GlobalAvgPool2dCache, *,
     op = "global_avg_pool2d_backward"
     cache = _cache(op, cache, GlobalAvgPool2dCache, "global_avg_pool2d_forward")
     N, C, H, W = _x_shape(op, cache.x_shape)
-    dout = _dout(op, dout, (N, C), cache.dtype)
+    dout = grad_like(op, dout, (N, C), cache.dtype)
     dx = arena.empty((N, C, H, W), dtype=dout.dtype)
     _k.global_avg_pool2d_backward(dout.reshape(N * C), dx.reshape(N * C, H * W),
                                   _threads(op, n_threads, dx.size))
