@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastres._validate import add_args, cache_of, dropout_args, float_array, grad_like
+from fastres._validate import (
+    add_args, cache_of, dropout_args, float_array, grad_like, shape_is,
+)
 
 __all__ = [
     "relu_forward", "relu_backward", "add_forward", "add_backward",
@@ -50,8 +52,7 @@ def add_backward(dout, cache):
     op = "add_backward"
     cache = cache_of(op, cache, AddCache, "add_forward")
     dout = float_array(op, "dout", dout)
-    if dout.shape != cache.shape:
-        raise ValueError(f"{op}: expected dout of shape {cache.shape}, got {dout.shape}")
+    shape_is(op, "dout", dout, cache.shape)
     return dout, dout
 
 
