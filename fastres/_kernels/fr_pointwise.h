@@ -123,14 +123,12 @@ FR_PW_PORTABLE(d, double)
                                       bias ? bias + m0 : NULL, res ? res + m0 * P + p0 : NULL,  \
                                       relu))                                                    \
                     continue;                                                                   \
-                T acc[4][FR_PW_PB] = {{0}};                                                     \
-                {                                                                               \
-                    for (int k = 0; k < K; k++) {                                               \
-                        const T *restrict bk = b + (ptrdiff_t)k * P + p0;                       \
-                        for (int i = 0; i < mr; i++) {                                          \
-                            const T ak = a[(ptrdiff_t)(m0 + i) * K + k];                        \
-                            for (ptrdiff_t j = 0; j < pr; j++) acc[i][j] += ak * bk[j];         \
-                        }                                                                       \
+                T acc[4][FR_PW_PB] = {{0}}; /* an edge tile (or no vector extensions) */         \
+                for (int k = 0; k < K; k++) {                                                   \
+                    const T *restrict bk = b + (ptrdiff_t)k * P + p0;                           \
+                    for (int i = 0; i < mr; i++) {                                              \
+                        const T ak = a[(ptrdiff_t)(m0 + i) * K + k];                            \
+                        for (ptrdiff_t j = 0; j < pr; j++) acc[i][j] += ak * bk[j];             \
                     }                                                                           \
                 }                                                                               \
                 for (int i = 0; i < mr; i++) {                                                  \
