@@ -49,17 +49,15 @@ static inline double fr_bn_fold(double *a) {
  * came out of the auto-vectoriser as a mix of vector and scalar lanes (seen in the disassembly).
  * Loads and stores are element lists: GCC 12 makes each one vcvtps2pd/vcvtpd2ps (or vmovupd),
  * whereas __builtin_convertvector(float4 -> double4) is split into two halves. */
-typedef double fr_v4d __attribute__((vector_size(32)));
-#define FR_BN_LOAD(dst, p) (dst) = (fr_v4d){(p)[0], (p)[1], (p)[2], (p)[3]}
+#define FR_BN_LOAD(dst, p) (dst) = (fr_vec_d){(p)[0], (p)[1], (p)[2], (p)[3]}
 #define FR_BN_STORE(T, p, v)                                                                    \
     do {                                                                                        \
-        fr_v4d v_ = (v);                                                                        \
+        fr_vec_d v_ = (v);                                                                      \
         (p)[0] = (T)v_[0], (p)[1] = (T)v_[1], (p)[2] = (T)v_[2], (p)[3] = (T)v_[3];             \
     } while (0)
 /* Lane accumulators and their fold. */
-#define FR_BN_ACC(a) fr_v4d a[4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}
+#define FR_BN_ACC(a) fr_vec_d a[4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}
 #define FR_BN_FOLD(a) (memcpy(lanes_, a, sizeof lanes_), fr_bn_fold(lanes_))
-typedef float fr_v8f __attribute__((vector_size(32)));
 /* Chunk lanes in the storage type: 16 lanes in 2 float or 4 double vectors, lane j element
  * j % (32 / sizeof(T)) of vector j / (32 / sizeof(T)) (the 16 lanes in order, as above). */
 #define FR_BN_CACC(T, V, a) V a[16 * sizeof(T) / 32] = {{0}}
@@ -72,18 +70,18 @@ typedef float fr_v8f __attribute__((vector_size(32)));
         c2[k] += d * d;                                                                         \
     }
 /* Add the chunk lanes c to the double lanes a. */
-static inline void fr_bn_widen_f(fr_v4d *a, const fr_v8f *c) {
+static inline void fr_bn_widen_f(fr_vec_d *a, const fr_vec_f *c) {
     for (int k = 0; k < 2; k++) {
-        a[2 * k] += (fr_v4d){c[k][0], c[k][1], c[k][2], c[k][3]};
-        a[2 * k + 1] += (fr_v4d){c[k][4], c[k][5], c[k][6], c[k][7]};
+        a[2 * k] += (fr_vec_d){c[k][0], c[k][1], c[k][2], c[k][3]};
+        a[2 * k + 1] += (fr_vec_d){c[k][4], c[k][5], c[k][6], c[k][7]};
     }
 }
-static inline void fr_bn_widen_d(fr_v4d *a, const fr_v4d *c) {
+static inline void fr_bn_widen_d(fr_vec_d *a, const fr_vec_d *c) {
     for (int k = 0; k < 4; k++) a[k] += c[k];
 }
 #define FR_BN_DSUMS_GROUP(STORE)                                                                \
     for (int k = 0; k < 4; k++) {                                                               \
-        fr_v4d gk, xk;                                                                          \
+        fr_vec_d gk, xk;                                                                        \
         FR_BN_LOAD(gk, g + i + 4 * k);                                                          \
         FR_BN_LOAD(xk, p + i + 4 * k);                                                          \
         a1[k] += gk;                                                                            \
@@ -122,7 +120,7 @@ FR_BN_WIDEN_PORTABLE(d, double)
 #define FR_DEFINE_BATCHNORM(T, S, V)                                                            \
     /* out[0] = sum(x - shift), out[1] = sum((x - shift)^2), shift a value of T. The shift (a   \
      * sample of the channel) keeps var = E[d^2] - E[d]^2 free of cancellation when             \
-     * |mean| >> std. Chunks of FR_BN_CHUNK groups are summed in T (see the top). */             \
+     * |mean| >> std. Chunks of FR_BN_CHUNK groups are summed in T (see the top). */            \
     FR_CLONES static void fr_bn_sums_##S(const T *restrict x, ptrdiff_t runs, ptrdiff_t len,    \
                                          ptrdiff_t stride, double shift, double *restrict out) { \
         FR_BN_ACC(a1);                                                                          \
@@ -208,7 +206,7 @@ FR_BN_WIDEN_PORTABLE(d, double)
     }                                                                                           \
     /* y = (x - mean) * scale + shift [+ res] [then max(., 0) if relu] over one run,            \
      * mean = mean_hi + mean_lo; res may be NULL. One loop per case, so each vectorises. */     \
-    static inline void fr_bn_affine_run_##S(const T *restrict x, const T *restrict res,        \
+    static inline void fr_bn_affine_run_##S(const T *restrict x, const T *restrict res,         \
                                             T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,   \
                                             T scale, T shift, int relu) {                       \
         if (res && relu)                                                                        \
@@ -227,28 +225,28 @@ FR_BN_WIDEN_PORTABLE(d, double)
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \
     }                                                                                           \
-    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                  \
-    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,         \
+    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                   \
+    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,          \
                                            T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,    \
                                            T scale, T shift, int relu, int stream) {            \
         FR_STREAMED(S, T, y, n, stream,                                                         \
                     fr_bn_affine_run_##S(x + o_, res ? res + o_ : NULL, d_, m_, mean_hi,        \
                                          mean_lo, scale, shift, relu));                         \
     }                                                                                           \
-    /* dx = a * dy + b * (x - mean) + c [+ add] over one run (training backward; add, the     \
-     * gradient that reaches x by other paths, may be NULL). */                                  \
-    static inline void fr_bn_dx_run_##S(const T *restrict dy, const T *restrict x,             \
+    /* dx = a * dy + b * (x - mean) + c [+ add] over one run (training backward; add, the       \
+     * gradient that reaches x by other paths, may be NULL). */                                 \
+    static inline void fr_bn_dx_run_##S(const T *restrict dy, const T *restrict x,              \
                                         const T *restrict add, T *restrict dx, ptrdiff_t n,     \
                                         T mean_hi, T mean_lo, T a, T b, T c) {                  \
         if (add)                                                                                \
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
-                dx[i] = (a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c)) + add[i];         \
+                dx[i] = (a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c)) + add[i];          \
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
                 dx[i] = a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c);                     \
     }                                                                                           \
-    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                  \
-    FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,              \
+    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                   \
+    FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,               \
                                        const T *restrict add, T *restrict dx, ptrdiff_t n,      \
                                        T mean_hi, T mean_lo, T a, T b, T c, int stream) {       \
         FR_STREAMED(S, T, dx, n, stream,                                                        \
@@ -256,7 +254,7 @@ FR_BN_WIDEN_PORTABLE(d, double)
                                      mean_lo, a, b, c));                                        \
     }
 
-FR_DEFINE_BATCHNORM(float, f, fr_v8f)
-FR_DEFINE_BATCHNORM(double, d, fr_v4d)
+FR_DEFINE_BATCHNORM(float, f, fr_vec_f)
+FR_DEFINE_BATCHNORM(double, d, fr_vec_d)
 
 #endif

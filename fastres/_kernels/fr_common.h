@@ -21,6 +21,21 @@ static inline int fr_openmp_enabled(void) { return 0; }
 static inline int fr_omp_max_threads(void) { return 1; }
 #endif
 
+#if defined(__GNUC__)
+/* 32-byte vectors (GCC/clang vector extensions) of float (suffix f) or double (d): fr_vec_S,
+ * fr_uvec_S the same for loads and stores at any element-aligned address (a cast pointer,
+ * may_alias), fr_ivec_S of same-width signed ints (comparison results, masks), fr_bits_S of
+ * same-width unsigned ints. Each clone compiles them to its ISA's vectors. */
+#define FR_DEFINE_VEC(S, T, IT, UT)                                                            \
+    typedef T fr_vec_##S __attribute__((vector_size(32)));                                     \
+    typedef T fr_uvec_##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));     \
+    typedef IT fr_ivec_##S __attribute__((vector_size(32)));                                   \
+    typedef UT fr_bits_##S __attribute__((vector_size(32)));
+FR_DEFINE_VEC(f, float, int, unsigned)
+FR_DEFINE_VEC(d, double, long long, unsigned long long)
+#undef FR_DEFINE_VEC
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(FASTRES_NO_CLONES)
 #define FR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

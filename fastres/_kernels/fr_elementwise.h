@@ -14,10 +14,10 @@
 /* A streamed pass computes its ranges FR_STREAM_CHUNK elements apart: whole blocks of bits. */
 _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a block of mask bits");
 
-#define FR_DEFINE_ELEMENTWISE(T, IT, UT, S)                                                  \
+#define FR_DEFINE_ELEMENTWISE(T, UT, S)                                                      \
     static inline void fr_relu_grad_run_##S(const T *restrict dy, const T *restrict y,       \
                                             T *restrict dx, ptrdiff_t n) {                   \
-        for (ptrdiff_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (T)0;                    \
+        for (ptrdiff_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (T)0;                   \
     }                                                                                        \
     FR_CLONES static void fr_relu_grad_##S(const T *dy, const T *y, T *dx, ptrdiff_t n,      \
                                            int stream) {                                     \
@@ -33,19 +33,16 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
      * starts its bits at byte offset / 8. */                                                \
     static inline void fr_relu_mask_run_##S(const T *restrict x, T *restrict y,              \
                                             unsigned char *restrict m, ptrdiff_t n) {        \
-        typedef T V __attribute__((vector_size(32)));                                        \
-        typedef IT M __attribute__((vector_size(32)));                                       \
-        typedef UT U __attribute__((vector_size(32)));                                       \
         const int l = (int)(32 / sizeof(T));                                                 \
         ptrdiff_t i = 0;                                                                     \
         for (; i + 256 <= n; i += 256) {                                                     \
-            U bits = {0};                                                                    \
+            fr_bits_##S bits = {0};                                                          \
             for (int k = 0; k < 256 / l; k++) {                                              \
-                V v;                                                                         \
+                fr_vec_##S v;                                                                \
                 memcpy(&v, x + i + k * l, 32);                                               \
-                V r = (V)((M)v & ~(v <= (V){0}));                                            \
+                fr_vec_##S r = (fr_vec_##S)((fr_ivec_##S)v & ~(v <= 0));                     \
                 memcpy(y + i + k * l, &r, 32);                                               \
-                bits = (bits + bits) - (U)(v > (V){0}); /* shift in 1 where v > 0 */         \
+                bits = (bits + bits) - (fr_bits_##S)(v > 0); /* shift in 1 where v > 0 */    \
             }                                                                                \
             memcpy(m + i / 8, &bits, 32);                                                    \
         }                                                                                    \
@@ -67,18 +64,16 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
     static inline void fr_relu_grad_mask_run_##S(const T *restrict dy,                       \
                                                  const unsigned char *restrict m,            \
                                                  T *restrict dx, ptrdiff_t n) {              \
-        typedef T V __attribute__((vector_size(32)));                                        \
-        typedef IT M __attribute__((vector_size(32)));                                       \
-        typedef UT U __attribute__((vector_size(32)));                                       \
         const int l = (int)(32 / sizeof(T));                                                 \
         ptrdiff_t i = 0;                                                                     \
         for (; i + 256 <= n; i += 256) {                                                     \
-            U bits;                                                                          \
+            fr_bits_##S bits;                                                                \
             memcpy(&bits, m + i / 8, 32);                                                    \
             for (int k = 0; k < 256 / l; k++) {                                              \
-                V v;                                                                         \
+                fr_vec_##S v;                                                                \
                 memcpy(&v, dy + i + k * l, 32);                                              \
-                V r = (V)((M)v & ((M)bits < (M){0})); /* the top bit, as -1 or 0 */          \
+                /* the top bit, as -1 or 0 */                                                \
+                fr_vec_##S r = (fr_vec_##S)((fr_ivec_##S)v & ((fr_ivec_##S)bits < 0));       \
                 memcpy(dx + i + k * l, &r, 32);                                              \
                 bits += bits;                                                                \
             }                                                                                \
@@ -102,19 +97,17 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
                                      int stream) {                                           \
         FR_STREAMED(S, T, out, n, stream, fr_add_run_##S(a + o_, b + o_, d_, m_));           \
     }                                                                                        \
-    /* out = a + b where g > 0, else 0. Written with 32-byte vectors and a bit mask: as a      \
-     * plain loop GCC moved the add under the condition and would not vectorise it. */        \
+    /* out = a + b where g > 0, else 0. Written with 32-byte vectors and a bit mask: as a    \
+     * plain loop GCC moved the add under the condition and would not vectorise it. */       \
     static inline void fr_add_gated_run_##S(const T *restrict a, const T *restrict b,        \
                                             const T *restrict g, T *restrict out,            \
                                             ptrdiff_t n) {                                   \
-        typedef T V __attribute__((vector_size(32)));                                        \
-        typedef IT M __attribute__((vector_size(32)));                                       \
         const int l = (int)(32 / sizeof(T));                                                 \
         ptrdiff_t i = 0;                                                                     \
         for (; i + l <= n; i += l) {                                                         \
-            V va, vb, vg;                                                                    \
+            fr_vec_##S va, vb, vg;                                                           \
             memcpy(&va, a + i, 32), memcpy(&vb, b + i, 32), memcpy(&vg, g + i, 32);          \
-            V s = (V)((M)(va + vb) & (vg > (V){0}));                                         \
+            fr_vec_##S s = (fr_vec_##S)((fr_ivec_##S)(va + vb) & (vg > 0));                  \
             memcpy(out + i, &s, 32);                                                         \
         }                                                                                    \
         for (; i < n; i++) {                                                                 \
@@ -122,7 +115,7 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
             out[i] = g[i] > 0 ? s : (T)0;                                                    \
         }                                                                                    \
     }                                                                                        \
-    FR_CLONES static void fr_add_gated_##S(const T *restrict a, const T *restrict b,          \
+    FR_CLONES static void fr_add_gated_##S(const T *restrict a, const T *restrict b,         \
                                            const T *restrict g, T *restrict out, ptrdiff_t n, \
                                            int stream) {                                     \
         FR_STREAMED(S, T, out, n, stream, fr_add_gated_run_##S(a + o_, b + o_, g + o_, d_, m_)); \
@@ -135,7 +128,7 @@ _Static_assert(FR_STREAM_CHUNK % 256 == 0, "streamed ranges must start on a bloc
         FR_STREAMED(S, T, out, n, stream, fr_mul_run_##S(a + o_, b + o_, d_, m_));           \
     }
 
-FR_DEFINE_ELEMENTWISE(float, int, unsigned, f)
-FR_DEFINE_ELEMENTWISE(double, long long, unsigned long long, d)
+FR_DEFINE_ELEMENTWISE(float, unsigned, f)
+FR_DEFINE_ELEMENTWISE(double, unsigned long long, d)
 
 #endif

@@ -25,20 +25,17 @@
 /* The full 4 x FR_PW_PB tile in vector registers, its epilogue included (GCC kept the plain
  * loop's accumulators on the stack and zeroed them with rep stos: 2-3x slower). Each lane sums
  * k in the same order as the portable loop. Returns 1 (done). */
-#define FR_PW_VEC(S, T, I)                                                                      \
-    typedef T fr_pw_v##S __attribute__((vector_size(32)));                                      \
-    typedef T fr_pw_u##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));       \
-    typedef I fr_pw_m##S __attribute__((vector_size(32)));                                      \
+#define FR_PW_VEC(S, T)                                                                         \
     static inline int fr_pw_tile_##S(const T *restrict a, const T *restrict b, T *restrict out, \
                                      int K, ptrdiff_t P, const T *restrict bias,                \
                                      const T *restrict res, int relu) {                         \
         enum { NV = FR_PW_PB * sizeof(T) / 32, L = 32 / sizeof(T) };                            \
-        fr_pw_v##S va[4][NV];                                                                   \
+        fr_vec_##S va[4][NV];                                                                   \
         for (int i = 0; i < 4; i++)                                                             \
-            for (int v = 0; v < NV; v++) va[i][v] = (fr_pw_v##S){0};                            \
+            for (int v = 0; v < NV; v++) va[i][v] = (fr_vec_##S){0};                            \
         for (int k = 0; k < K; k++) {                                                           \
-            fr_pw_v##S bv[NV];                                                                  \
-            for (int v = 0; v < NV; v++) bv[v] = *(const fr_pw_u##S *)(b + k * P + v * L);      \
+            fr_vec_##S bv[NV];                                                                  \
+            for (int v = 0; v < NV; v++) bv[v] = *(const fr_uvec_##S *)(b + k * P + v * L);     \
             for (int i = 0; i < 4; i++) {                                                       \
                 const T ak = a[(ptrdiff_t)i * K + k];                                           \
                 for (int v = 0; v < NV; v++) va[i][v] += ak * bv[v];                            \
@@ -46,34 +43,34 @@
         }                                                                                       \
         for (int i = 0; i < 4; i++)                                                             \
             for (int v = 0; v < NV; v++) {                                                      \
-                fr_pw_v##S s = va[i][v] + (bias ? bias[i] : (T)0);                              \
-                if (res) s += *(const fr_pw_u##S *)(res + i * P + v * L);                       \
-                if (relu) s = (fr_pw_v##S)((fr_pw_m##S)s & ~(fr_pw_m##S)(s <= 0));              \
-                *(fr_pw_u##S *)(out + i * P + v * L) = s;                                       \
+                fr_vec_##S s = va[i][v] + (bias ? bias[i] : (T)0);                              \
+                if (res) s += *(const fr_uvec_##S *)(res + i * P + v * L);                      \
+                if (relu) s = (fr_vec_##S)((fr_ivec_##S)s & ~(s <= 0));                         \
+                *(fr_uvec_##S *)(out + i * P + v * L) = s;                                      \
             }                                                                                   \
         return 1;                                                                               \
     }                                                                                           \
-    /* acc[i][k][l] += d[i][p + l] * x[k][p + l] for p < Pv in steps of FR_PW_LANES (see     \
+    /* acc[i][k][l] += d[i][p + l] * x[k][p + l] for p < Pv in steps of FR_PW_LANES (see        \
      * fr_pw_wgrad), in vector registers. */                                                    \
     static inline void fr_pw_wtile_##S(const T *const *d, const T *const *x, ptrdiff_t Pv,      \
                                        T acc[FR_PW_WF][2][FR_PW_LANES]) {                       \
         enum { NV = FR_PW_LANES * sizeof(T) / 32, L = 32 / sizeof(T) };                         \
-        fr_pw_v##S va[FR_PW_WF][2][NV];                                                         \
+        fr_vec_##S va[FR_PW_WF][2][NV];                                                         \
         memcpy(va, acc, sizeof va);                                                             \
         for (ptrdiff_t p = 0; p < Pv; p += FR_PW_LANES)                                         \
             for (int v = 0; v < NV; v++) {                                                      \
-                const fr_pw_v##S b0 = *(const fr_pw_u##S *)(x[0] + p + v * L);                  \
-                const fr_pw_v##S b1 = *(const fr_pw_u##S *)(x[1] + p + v * L);                  \
+                const fr_vec_##S b0 = *(const fr_uvec_##S *)(x[0] + p + v * L);                 \
+                const fr_vec_##S b1 = *(const fr_uvec_##S *)(x[1] + p + v * L);                 \
                 for (int i = 0; i < FR_PW_WF; i++) {                                            \
-                    const fr_pw_v##S a = *(const fr_pw_u##S *)(d[i] + p + v * L);               \
+                    const fr_vec_##S a = *(const fr_uvec_##S *)(d[i] + p + v * L);              \
                     va[i][0][v] += a * b0;                                                      \
                     va[i][1][v] += a * b1;                                                      \
                 }                                                                               \
             }                                                                                   \
         memcpy(acc, va, sizeof va);                                                             \
     }
-FR_PW_VEC(f, float, int)
-FR_PW_VEC(d, double, long long)
+FR_PW_VEC(f, float)
+FR_PW_VEC(d, double)
 #else
 #define FR_PW_PORTABLE(S, T)                                                                    \
     static inline int fr_pw_tile_##S(const T *a, const T *b, T *out, int K, ptrdiff_t P,        \
@@ -123,7 +120,7 @@ FR_PW_PORTABLE(d, double)
                                       bias ? bias + m0 : NULL, res ? res + m0 * P + p0 : NULL,  \
                                       relu))                                                    \
                     continue;                                                                   \
-                T acc[4][FR_PW_PB] = {{0}}; /* an edge tile (or no vector extensions) */         \
+                T acc[4][FR_PW_PB] = {{0}}; /* an edge tile (or no vector extensions) */        \
                 for (int k = 0; k < K; k++) {                                                   \
                     const T *restrict bk = b + (ptrdiff_t)k * P + p0;                           \
                     for (int i = 0; i < mr; i++) {                                              \
@@ -145,8 +142,8 @@ FR_PW_PORTABLE(d, double)
         }                                                                                       \
     }                                                                                           \
     /* dx (C, H, W) = dxs (C, Ho*Wo) at rows y*sh, columns j*sw, 0 elsewhere [+ add (C, H, W)]  \
-     * [then 0 where gate (C, H, W) is not > 0]. With a row buffer rowbuf (W elements), each   \
-     * row is made there and streamed to dx past the caches (FR_STREAMED's reasoning). */      \
+     * [then 0 where gate (C, H, W) is not > 0]. With a row buffer rowbuf (W elements), each    \
+     * row is made there and streamed to dx past the caches (FR_STREAMED's reasoning). */       \
     FR_CLONES static void fr_pw_scatter_##S(const T *restrict dxs, T *restrict dx, int C,       \
                                             int H, int W, int sh, int sw, int Ho, int Wo,       \
                                             const T *restrict add, const T *restrict gate,      \
