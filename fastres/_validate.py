@@ -153,6 +153,20 @@ def subsample2d_args(op: str, x, stride, out_channels):
     return x, (SH, SW), Co
 
 
+def subsample2d_grad(op: str, dout, x_shape: tuple, stride: tuple, dtype) -> np.ndarray:
+    """subsample2d_backward's dout: N images of at least the C channels of x, on the
+    subsampled planes, of the forward's dtype."""
+    N, C, H, W = x_shape
+    SH, SW = stride
+    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
+    if dout.shape[0] != N or dout.shape[1] < C or dout.shape[2:] != (-(-H // SH), -(-W // SW)):
+        raise ValueError(f"{op}: expected dout of shape ({N}, >= {C}, {-(-H // SH)}, "
+                         f"{-(-W // SW)}), got {dout.shape}")
+    if dout.dtype != dtype:
+        raise TypeError(f"{op}: expected dout of dtype {dtype}, got {dout.dtype}")
+    return dout
+
+
 def _bn_vector(op: str, name: str, v, C: int) -> np.ndarray:
     v = float_array(op, name, v, ndim=1, layout="(C,)")
     shape_is(op, name, v, (C,))

@@ -44,7 +44,7 @@ def relu_mask_bytes(Py_ssize_t n):
 
 
 def relu_forward(const floating[::1] x, floating[::1] out, unsigned char[::1] mask,
-                      bint stream, int n_threads):
+                 bint stream, int n_threads):
     """out = max(x, 0), and mask = the bits of x > 0 (fr_elementwise.h's layout).
     IN: x.  OUT: out (same length), mask (relu_mask_bytes(len(x)) bytes)."""
     check_threads("relu_forward", n_threads)

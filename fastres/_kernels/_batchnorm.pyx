@@ -70,16 +70,17 @@ cdef inline double _shift(const floating[:, :, ::1] x, Py_ssize_t c) noexcept no
     return <double><floating>s
 
 
-cdef inline void _sums_item(const floating[:, :, ::1] x, double[:, :, ::1] partial,
-                            Py_ssize_t c, Py_ssize_t b, Py_ssize_t block) noexcept nogil:
-    """partial[c, b] = shifted sums of x over samples [b * block, (b + 1) * block), channel c
-    (shift = _shift(x, c))."""
+cdef inline void _sums_item(const floating[:, :, ::1] x, const double[::1] shift,
+                            double[:, :, ::1] partial, Py_ssize_t c, Py_ssize_t b,
+                            Py_ssize_t block) noexcept nogil:
+    """partial[c, b] = sums of x - shift[c] over samples [b * block, (b + 1) * block),
+    channel c."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2], n0 = b * block
     if floating is float:
-        fr_bn_sums_f(&x[n0, c, 0], min(block, N - n0), HW, C * HW, _shift(x, c),
+        fr_bn_sums_f(&x[n0, c, 0], min(block, N - n0), HW, C * HW, shift[c],
                      &partial[c, b, 0])
     else:
-        fr_bn_sums_d(&x[n0, c, 0], min(block, N - n0), HW, C * HW, _shift(x, c),
+        fr_bn_sums_d(&x[n0, c, 0], min(block, N - n0), HW, C * HW, shift[c],
                      &partial[c, b, 0])
 
 
@@ -108,9 +109,10 @@ cdef inline void _finish_forward(const floating[:, :, ::1] x, const floating[::1
                                  const double[:, :, ::1] partial, floating[:, ::1] coef,
                                  double[::1] mean, double[::1] inv_std,
                                  Py_ssize_t c) noexcept nogil:
-    """Channel c: add its items in block order, finish mean and inv_std, update the running
-    statistics (PyTorch: running = (1 - momentum) * running + momentum * stat, with the
-    unbiased variance; in double, rounded once) and set coef[c] for _affine_row."""
+    """Channel c (mean[c] holding its shift): add its items in block order, finish mean and
+    inv_std, update the running statistics (PyTorch: running = (1 - momentum) * running +
+    momentum * stat, with the unbiased variance; in double, rounded once) and set coef[c] for
+    _affine_row."""
     cdef Py_ssize_t b
     cdef double M = <double>(x.shape[0] * x.shape[2]), s1 = 0.0, s2 = 0.0, d, var
     for b in range(partial.shape[1]):
@@ -120,7 +122,7 @@ cdef inline void _finish_forward(const floating[:, :, ::1] x, const floating[::1
     var = s2 / M - d * d
     if var < 0.0:  # rounding when the channel is (nearly) constant
         var = 0.0
-    mean[c] = _shift(x, c) + d
+    mean[c] = mean[c] + d
     inv_std[c] = 1.0 / sqrt(var + eps)
     running_mean[c] = <floating>((1.0 - momentum) * running_mean[c] + momentum * mean[c])
     running_var[c] = <floating>((1.0 - momentum) * running_var[c]
@@ -277,17 +279,19 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
     _coef(op, coef, C, 4)
     _like_x(op, "out", out, x)
     cdef const floating *rp = _residual(op, "res", res, x)
+    for c in range(C):  # each channel's shift, held in mean until _finish_forward
+        mean[c] = _shift(x, c)
     if by_channel:
         for c in prange(C, nogil=True, schedule="dynamic", num_threads=n_threads):
             for item in range(n_blocks):
-                _sums_item(x, partial, c, item, block)
+                _sums_item(x, mean, partial, c, item, block)
             _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                             coef, mean, inv_std, c)
             for r in range(N):
                 _affine_row(x, rp, relu, coef, out, r, c, stream)
         return
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
-        _sums_item(x, partial, item // n_blocks, item % n_blocks, block)
+        _sums_item(x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                         coef, mean, inv_std, c)

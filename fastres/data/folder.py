@@ -28,17 +28,6 @@ def _size(image_size) -> tuple[int, int]:
     return int(image_size[0]), int(image_size[1])
 
 
-def _mode(path) -> str | None:
-    """The file's PIL image mode ("RGB", "CMYK", ...), None where PIL cannot tell."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.mode
-    except Exception:
-        return None
-
-
 def read_image(path: str | Path, image_size=32) -> np.ndarray:
     """Decode one JPEG/PNG as RGB, resize (anti-aliased) and return float32 (3, H, W) in [0, 1]."""
     from skimage.io import imread
@@ -47,11 +36,12 @@ def read_image(path: str | Path, image_size=32) -> np.ndarray:
     h, w = _size(image_size)
     try:
         img = imread(str(path))
-        if img.ndim == 3 and img.shape[-1] == 4 and _mode(path) == "CMYK":
+        if img.ndim == 3 and img.shape[-1] == 4:
             from PIL import Image  # imageio hands CMYK (a JPEG mode) over as if it were RGBA
 
             with Image.open(path) as im:
-                img = np.asarray(im.convert("RGB"))
+                if im.mode == "CMYK":
+                    img = np.asarray(im.convert("RGB"))
     except Exception as e:  # a corrupt, truncated or unsupported file: each decoder its own
         raise ValueError(f"read_image: cannot decode {path}: {type(e).__name__}: {e}") from e
     if img.ndim == 2:

@@ -115,9 +115,8 @@ def dropout_forward(x: np.ndarray, *, p: float, training: bool, rng: np.random.G
 
 def dropout_backward(dout: np.ndarray, cache: DropoutCache, *, n_threads: int | None = None):
     """``dx = dout * mask`` (``dout`` itself when dropout was the identity)."""
-    dout = float_array("dropout_backward", "dout", dout)
     if cache.mask is None:
-        return dout.copy()
+        return float_array("dropout_backward", "dout", dout).copy()
     dout = grad_like("dropout_backward", dout, cache.mask.shape, cache.mask.dtype)
     dx = arena.empty_like(dout)
     _k.multiply(dout.reshape(-1), cache.mask.reshape(-1), dx.reshape(-1),

@@ -12,7 +12,7 @@ from fastres._config import resolve_threads, streaming
 from fastres._kernels import _conv as _k
 from fastres.functional.activation import ReluCache, add_forward, relu_backward
 from fastres.functional.pool import Subsample2dCache, subsample2d_backward, subsample2d_forward
-from fastres._validate import conv2d_args, float_array, same_dtype, shape_is
+from fastres._validate import conv2d_args, float_array, grad_like, same_dtype, shape_is
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
@@ -568,11 +568,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache, *, input_grad: bool = Tr
     op = "conv2d_backward"
     if not isinstance(relu_input, (bool, np.bool_)):
         raise TypeError(f"{op}: expected relu_input to be a bool, got {relu_input!r}")
-    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
-    shape_is(op, "dout", dout, cache.out_shape)
     x, w = cache.x, cache.w
-    if dout.dtype != x.dtype:
-        raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
+    dout = grad_like(op, dout, cache.out_shape, x.dtype, "(N, C_out, H_out, W_out)")
     if dx_add is not None:
         if not input_grad:
             raise ValueError(f"{op}: dx_add needs input_grad=True")

@@ -9,7 +9,7 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _linear as _k
-from fastres._validate import float_array, linear_args, shape_is
+from fastres._validate import grad_like, linear_args
 
 __all__ = ["linear_backward", "linear_forward"]
 
@@ -97,10 +97,7 @@ def linear_backward(
     ):
         raise ValueError(f"{op}: expected a cache made by linear_forward, got an inconsistent one")
     _check_blas_sizes(op, N=x.shape[0], in_features=x.shape[1], out_features=w.shape[0])
-    dout = float_array(op, "dout", dout, ndim=2, layout="(N, out_features)")
-    shape_is(op, "dout", dout, (x.shape[0], w.shape[0]))
-    if dout.dtype != x.dtype:
-        raise TypeError(f"{op}: expected dout of dtype {x.dtype}, got {dout.dtype}")
+    dout = grad_like(op, dout, (x.shape[0], w.shape[0]), x.dtype, "(N, out_features)")
     dx = arena.empty_like(x)
     dw = arena.empty_like(w)
     db = np.empty(w.shape[0], dtype=x.dtype)

@@ -16,7 +16,9 @@ import numpy as np
 from fastres import arena
 from fastres._config import resolve_threads
 from fastres._kernels import _pool as _k
-from fastres._validate import float_array, grad_like, pool2d_geometry, subsample2d_args
+from fastres._validate import (
+    float_array, grad_like, pool2d_geometry, subsample2d_args, subsample2d_grad,
+)
 
 __all__ = [
     "avg_pool2d_backward",
@@ -399,12 +401,7 @@ def subsample2d_backward(dout: np.ndarray, cache: Subsample2dCache, *,
     cache = _cache(op, cache, Subsample2dCache, "subsample2d_forward")
     N, C, H, W = _x_shape(op, cache.x_shape)
     SH, SW = cache.stride
-    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
-    if (dout.shape[0] != N or dout.shape[1] < C or dout.shape[2:] != (-(-H // SH), -(-W // SW))):
-        raise ValueError(f"{op}: expected dout of shape ({N}, >= {C}, {-(-H // SH)}, "
-                         f"{-(-W // SW)}), got {dout.shape}")
-    if dout.dtype != cache.dtype:
-        raise TypeError(f"{op}: expected dout of dtype {cache.dtype}, got {dout.dtype}")
+    dout = subsample2d_grad(op, dout, (N, C, H, W), (SH, SW), cache.dtype)
     dx = arena.empty((N, C, H, W), dtype=dout.dtype)
     _k.subsample2d_backward(dout, dx, SH, SW, _threads(op, n_threads, dx.size))
     return dx

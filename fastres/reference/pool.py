@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastres._validate import (
-    cache_of, float_array, grad_like, pool2d_geometry, subsample2d_args,
+    cache_of, float_array, grad_like, pool2d_geometry, subsample2d_args, subsample2d_grad,
 )
 
 __all__ = [
@@ -177,13 +177,8 @@ def subsample2d_backward(dout: np.ndarray, cache: Subsample2dCache) -> np.ndarra
     """dout (N, C_out, H_out, W_out) -> dx (N, C, H, W): dout[:, :C] at the sampled pixels."""
     op = "subsample2d_backward"
     cache = cache_of(op, cache, Subsample2dCache, "subsample2d_forward")
-    (N, C, H, W), (sh, sw) = cache.x_shape, cache.stride
-    dout = float_array(op, "dout", dout, ndim=4, layout="(N, C_out, H_out, W_out)")
-    if dout.shape[0] != N or dout.shape[1] < C or dout.shape[2:] != (-(-H // sh), -(-W // sw)):
-        raise ValueError(f"{op}: expected dout of shape ({N}, >= {C}, {-(-H // sh)}, "
-                         f"{-(-W // sw)}), got {dout.shape}")
-    if dout.dtype != cache.dtype:
-        raise TypeError(f"{op}: expected dout of dtype {cache.dtype}, got {dout.dtype}")
+    sh, sw = cache.stride
+    dout = subsample2d_grad(op, dout, cache.x_shape, cache.stride, cache.dtype)
     dx = np.zeros(cache.x_shape, dout.dtype)
     dx[:, :, ::sh, ::sw] = dout[:, :cache.x_shape[1]]
     return dx
