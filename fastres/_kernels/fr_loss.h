@@ -93,15 +93,18 @@ static inline double fr_exp_d(double x) {
 #define FR_PRAGMA(x)
 #endif
 
-/* Rows z[0 .. R) (K logits each, true classes y) of a block, R <= FR_XENT_ROWS: writes each
- * row's loss
+/* Rows z[0 .. R) (K logits each, true classes y) of a block, R <= FR_XENT_ROWS: returns the sum
+ * of the rows' losses
  *     log sum_j exp(z_j - m) - (1 - eps) (z_y - m) - eps/K sum_j (z_j - m),   m = max_j z_j,
  * which is PyTorch's (1 - eps) * nll + eps/K * sum_j (-log p_j) written on shifted logits, so
- * that no exp overflows and huge logits keep their precision, to loss[r]; and
+ * that no exp overflows and huge logits keep their precision, and writes
  *     g_j = (softmax_j - target_j) * scale,   target = (1 - eps) onehot(y) + eps/K.
  * g first holds z_j - m, then exp(z_j - m): the exponentials run as one flat loop over the
  * block, so GCC fills whole vectors however few classes a row has (per row, 10 classes left
- * most lanes of each vector idle). Sums run in double for both types; for long rows `omp simd`
+ * most lanes of each vector idle). Each row's sum s of exponentials lies in [1, K] (its largest
+ * term is exp(0) = 1), so the block's logarithms are taken as one: log prod_r s_r, the product
+ * kept below 2^512 by moving powers of two into an exponent; a libm log per row had cost more
+ * than the row's exponentials. Sums run in double for both types; for long rows `omp simd`
  * lets GCC keep vector-wide partial sums (a fixed order for a given build and CPU, whatever
  * the threads). NaN logits give a NaN loss and gradient. */
 #define FR_XENT_ROWS 64
@@ -109,11 +112,12 @@ static inline double fr_exp_d(double x) {
  * spend more folding its lanes than summing a few classes. */
 #define FR_XENT_SIMD_K 64
 #define FR_DEFINE_XENT(T, S)                                                                 \
-    FR_CLONES static void fr_xent_rows_##S(const T *restrict z, ptrdiff_t R, ptrdiff_t K,    \
-                                           const int64_t *restrict y, double eps,            \
-                                           double scale, T *restrict g,                      \
-                                           double *restrict loss) {                          \
+    FR_CLONES static double fr_xent_rows_##S(const T *restrict z, ptrdiff_t R, ptrdiff_t K,  \
+                                             const int64_t *restrict y, double eps,          \
+                                             double scale, T *restrict g) {                  \
         T m[FR_XENT_ROWS];                                                                   \
+        double s[FR_XENT_ROWS], linear = 0.0, prod = 1.0, off = eps / (double)K * scale;    \
+        int64_t e2 = 0;                                                                      \
         for (ptrdiff_t r = 0; r < R; r++) {                                                  \
             const T *restrict zr = z + r * K;                                                \
             T *restrict gr = g + r * K;                                                      \
@@ -129,31 +133,39 @@ static inline double fr_exp_d(double x) {
         for (ptrdiff_t i = 0; i < R * K; i++) g[i] = fr_exp_##S(g[i]);                       \
         for (ptrdiff_t r = 0; r < R; r++) {                                                  \
             const T *restrict zr = z + r * K;                                                \
-            T *restrict gr = g + r * K;                                                      \
+            const T *restrict gr = g + r * K;                                                \
             double sum = 0.0, sum_t = 0.0;                                                   \
             if (K < FR_XENT_SIMD_K)                                                          \
                 for (ptrdiff_t j = 0; j < K; j++) sum += (double)gr[j];                      \
             else                                                                             \
                 FR_PRAGMA(omp simd reduction(+ : sum))                                       \
                 for (ptrdiff_t j = 0; j < K; j++) sum += (double)gr[j];                      \
-            if (eps > 0.0) { /* the smoothing term's sum, only when it is used */            \
+            linear += (1.0 - eps) * (double)(zr[y[r]] - m[r]);                               \
+            if (eps > 0.0) { /* the smoothing term's sum, only when it is used: eps == 0     \
+                                must not touch it, as 0 * (-inf) would make a loss NaN */    \
                 if (K < FR_XENT_SIMD_K)                                                      \
                     for (ptrdiff_t j = 0; j < K; j++) sum_t += (double)(zr[j] - m[r]);       \
                 else                                                                         \
                     FR_PRAGMA(omp simd reduction(+ : sum_t))                                 \
                     for (ptrdiff_t j = 0; j < K; j++) sum_t += (double)(zr[j] - m[r]);       \
+                linear += eps * sum_t / (double)K;                                           \
             }                                                                                \
-            double t_y = (double)(zr[y[r]] - m[r]);                                          \
-            double p_y = (double)gr[y[r]] / sum;                                             \
-            double l = log(sum) - (1.0 - eps) * t_y;                                         \
-            /* eps == 0 must not touch sum_t: 0 * (-inf) would turn a finite loss to NaN. */ \
-            if (eps > 0.0) l -= eps * sum_t / (double)K;                                     \
-            loss[r] = l;                                                                     \
-            double inv_s = 1.0 / sum, off = eps / (double)K;                                 \
-            for (ptrdiff_t j = 0; j < K; j++)                                                \
-                gr[j] = (T)(((double)gr[j] * inv_s - off) * scale);                          \
-            gr[y[r]] = (T)((p_y - off - (1.0 - eps)) * scale);                               \
+            s[r] = sum;                                                                      \
+            prod *= sum;                                                                     \
+            if (prod > 0x1p512) { /* s <= K < 2^63: prod stays finite. (_loss.pyx's work     \
+                                     items keep a block's product below 2^448; this keeps    \
+                                     the function right for any R and K.) */                 \
+                prod *= 0x1p-512;                                                            \
+                e2 += 512;                                                                   \
+            }                                                                                \
         }                                                                                    \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            T *restrict gr = g + r * K;                                                      \
+            double inv_s = scale / s[r], p_y = (double)gr[y[r]] / s[r];                      \
+            for (ptrdiff_t j = 0; j < K; j++) gr[j] = (T)((double)gr[j] * inv_s - off);      \
+            gr[y[r]] = (T)((p_y - eps / (double)K - (1.0 - eps)) * scale);                   \
+        }                                                                                    \
+        return log(prod) + (double)e2 * 0.69314718055994530942 - linear;                     \
     }
 
 FR_DEFINE_XENT(float, f)

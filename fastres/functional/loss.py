@@ -49,7 +49,5 @@ def softmax_cross_entropy(
     labels = labels_arg(op, labels, N, K)
     eps = real_number(op, "label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     dlogits = arena.empty_like(logits)
-    row_loss = np.empty(N, dtype=np.float64)  # scratch: per-row losses, summed in row order
-    loss = _k.softmax_cross_entropy(logits, labels, eps, dlogits, row_loss,
-                                    resolve_threads(n_threads, op))
+    loss = _k.softmax_cross_entropy(logits, labels, eps, dlogits, resolve_threads(n_threads, op))
     return loss, dlogits

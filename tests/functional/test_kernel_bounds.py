@@ -82,12 +82,11 @@ def test_linear_kernels_ignore_b_without_bias():
 
 # ---- loss --------------------------------------------------------------------------------
 
-def _xent(logits=None, labels=None, dlogits=None, row_loss=None):
+def _xent(logits=None, labels=None, dlogits=None):
     logits = z(3, 4) if logits is None else logits
     labels = np.array([0, 3, 1]) if labels is None else labels
     dlogits = z(*logits.shape) if dlogits is None else dlogits
-    row_loss = z(3, dtype=np.float64) if row_loss is None else row_loss
-    return lambda: _loss.softmax_cross_entropy(logits, labels, 0.0, dlogits, row_loss, 1)
+    return lambda: _loss.softmax_cross_entropy(logits, labels, 0.0, dlogits, 1)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -95,7 +94,6 @@ def _xent(logits=None, labels=None, dlogits=None, row_loss=None):
     (_xent(labels=np.array([0, 4, 1])), r"expected labels in \[0, 4\), got 4 at index 1"),
     (_xent(labels=np.array([0, 1, -1])), r"expected labels in \[0, 4\), got -1 at index 2"),
     (_xent(dlogits=z(3, 3)), r"expected dlogits of shape \(3, 4\), got \(3, 3\)"),
-    (_xent(row_loss=z(2, dtype=np.float64)), r"expected row_loss of shape \(3,\)"),
     (_xent(logits=z(3, 0)), "expected logits with K >= 1"),
 ])
 def test_loss_kernel_refuses_wrong_shapes_and_labels(call, message):

@@ -40,6 +40,18 @@ def test_matches_reference(dtype, eps, shape, rng):
     _check_against_reference(*_problem(rng, *shape, dtype), eps, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K", [2, 128, 129, 8192])
+def test_blocks_of_large_row_sums(dtype, K, rng):
+    """A block's logarithms are taken as one, of the product of its rows' sums of exponentials
+    (each in [1, K]); near-equal logits make every sum about K, and 64 rows of 128 classes the
+    largest product a block of the kernel's work items can have (2^448)."""
+    logits = (1e-3 * rng.standard_normal((200, K))).astype(dtype)
+    labels = rng.integers(0, K, 200)
+    loss, _ = _check_against_reference(logits, labels, 0.1, dtype)
+    assert loss == pytest.approx(math.log(K), rel=1e-3)
+
+
 def _by_hand(row, y, eps):
     """One row's smoothed cross-entropy and its gradient, straight from the definitions."""
     K = len(row)
