@@ -75,7 +75,8 @@ def _drop_free() -> None:
 def empty(shape, dtype=np.float64) -> np.ndarray:
     """An uninitialised C-contiguous array, on a reused block when one of its size is free."""
     global _held
-    dtype = np.dtype(dtype)
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     nbytes = prod(shape) * dtype.itemsize
     if not _enabled or nbytes < _MIN_BYTES:
@@ -91,7 +92,7 @@ def empty(shape, dtype=np.float64) -> np.ndarray:
             _held += nbytes
             i = len(blocks) - 1
         _cursor[nbytes] = i + 1
-        return blocks[i].view(dtype).reshape(shape)
+        return np.ndarray(shape, dtype, blocks[i])  # a view whose .base is the block
 
 
 def empty_like(a: np.ndarray) -> np.ndarray:
