@@ -85,6 +85,14 @@ static inline double fr_exp_d(double x) {
     return x != x ? x : y;
 }
 
+/* Four iterations of the flat exp loop in one: more independent work in flight for the
+ * out-of-order core (10 classes, batch 128: the kernel call 7.6 -> 7.2 us). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FR_XENT_UNROLL _Pragma("GCC unroll 4")
+#else
+#define FR_XENT_UNROLL
+#endif
+
 /* `omp simd reduction` lets GCC keep vector-wide partial sums; a serial build (no OpenMP) gets
  * plain loops instead of unknown-pragma warnings. */
 #if defined(_OPENMP)
@@ -106,11 +114,32 @@ static inline double fr_exp_d(double x) {
  * kept below 2^512 by moving powers of two into an exponent; a libm log per row had cost more
  * than the row's exponentials. Sums run in double for both types; for long rows `omp simd`
  * lets GCC keep vector-wide partial sums (a fixed order for a given build and CPU, whatever
- * the threads). NaN logits give a NaN loss and gradient. */
+ * the threads). The gradient's last step, e_j * (scale / s) - scale * eps/K, runs in T, as
+ * PyTorch's does (8 floats a vector instead of 4 doubles). NaN logits give a NaN loss and
+ * gradient. */
 #define FR_XENT_ROWS 64
-/* Rows shorter than this reduce in plain loops: a vector-wide reduction (`omp simd`) would
+/* Rows shorter than this reduce in scalar loops: a vector-wide reduction (`omp simd`) would
  * spend more folding its lanes than summing a few classes. */
 #define FR_XENT_SIMD_K 64
+/* sum_j (double)g[j] for a short row, in four interleaved partial sums (element j to sum
+ * j % 4, folded as (0 + 2) + (1 + 3), then the tail): one chain of K dependent adds per row
+ * had been the rows' slowest step at 10 classes. */
+#define FR_DEFINE_XENT_SUM4(T, S)                                                            \
+    static inline double fr_xent_sum4_##S(const T *restrict g, ptrdiff_t K) {                \
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, t = 0.0;                              \
+        ptrdiff_t j = 0;                                                                     \
+        for (; j + 4 <= K; j += 4) {                                                         \
+            a0 += (double)g[j];                                                              \
+            a1 += (double)g[j + 1];                                                          \
+            a2 += (double)g[j + 2];                                                          \
+            a3 += (double)g[j + 3];                                                          \
+        }                                                                                    \
+        for (; j < K; j++) t += (double)g[j];                                                \
+        return ((a0 + a2) + (a1 + a3)) + t;                                                  \
+    }
+FR_DEFINE_XENT_SUM4(float, f)
+FR_DEFINE_XENT_SUM4(double, d)
+
 #define FR_DEFINE_XENT(T, S)                                                                 \
     FR_CLONES static double fr_xent_rows_##S(const T *restrict z, ptrdiff_t R, ptrdiff_t K,  \
                                              const int64_t *restrict y, double eps,          \
@@ -130,13 +159,14 @@ static inline double fr_exp_d(double x) {
             for (ptrdiff_t j = 0; j < K; j++) gr[j] = zr[j] - mr;                            \
             m[r] = mr;                                                                       \
         }                                                                                    \
+        FR_XENT_UNROLL                                                                       \
         for (ptrdiff_t i = 0; i < R * K; i++) g[i] = fr_exp_##S(g[i]);                       \
         for (ptrdiff_t r = 0; r < R; r++) {                                                  \
             const T *restrict zr = z + r * K;                                                \
             const T *restrict gr = g + r * K;                                                \
             double sum = 0.0, sum_t = 0.0;                                                   \
             if (K < FR_XENT_SIMD_K)                                                          \
-                for (ptrdiff_t j = 0; j < K; j++) sum += (double)gr[j];                      \
+                sum = fr_xent_sum4_##S(gr, K);                                               \
             else                                                                             \
                 FR_PRAGMA(omp simd reduction(+ : sum))                                       \
                 for (ptrdiff_t j = 0; j < K; j++) sum += (double)gr[j];                      \
@@ -161,8 +191,9 @@ static inline double fr_exp_d(double x) {
         }                                                                                    \
         for (ptrdiff_t r = 0; r < R; r++) {                                                  \
             T *restrict gr = g + r * K;                                                      \
-            double inv_s = scale / s[r], p_y = (double)gr[y[r]] / s[r];                      \
-            for (ptrdiff_t j = 0; j < K; j++) gr[j] = (T)((double)gr[j] * inv_s - off);      \
+            double p_y = (double)gr[y[r]] / s[r];                                            \
+            const T inv_s = (T)(scale / s[r]), off_t = (T)off;                               \
+            for (ptrdiff_t j = 0; j < K; j++) gr[j] = gr[j] * inv_s - off_t;                 \
             gr[y[r]] = (T)((p_y - eps / (double)K - (1.0 - eps)) * scale);                   \
         }                                                                                    \
         return log(prod) + (double)e2 * 0.69314718055994530942 - linear;                     \
