@@ -200,11 +200,11 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
         headers += ["torch fwd+bwd ms", "vs torch"]
     rows = []
     for r in results:
-        cells = [r["op"], r["shape"], f"{r['fwd_ms']:.2f}", f"{r['bwd_ms']:.2f}",
-                 f"{r['total_ms']:.2f}", f"{r['gflops']:.0f}" if "gflops" in r else "",
-                 f"{r['ref_ms']:.1f}", f"{r['speedup_vs_ref']:.0f}x"]
+        cells = [r["op"], r["shape"], _ms(r["fwd_ms"]), _ms(r["bwd_ms"]), _ms(r["total_ms"]),
+                 f"{r['gflops']:.0f}" if "gflops" in r else "", _ms(r["ref_ms"]),
+                 f"{r['speedup_vs_ref']:.0f}x"]
         if torch:
-            cells += [f"{r['torch_total_ms']:.2f}", f"{r['vs_torch']:.2f}"] if "vs_torch" in r \
+            cells += [_ms(r["torch_total_ms"]), f"{r['vs_torch']:.2f}"] if "vs_torch" in r \
                 else ["", ""]
         rows.append(cells)
     info = machine_info(threads)
@@ -219,6 +219,12 @@ def run(threads: int, batch: int, repeats: int, ref_repeats: int, json_path: str
         write_json(json_path, {"machine": info, "batch": batch, "results": results,
                                "floors": floors})
     return results
+
+
+def _ms(v: float) -> str:
+    """Milliseconds to three significant digits (at least two decimals): a 12 us op reads
+    0.0121, not 0.01."""
+    return f"{v:.2f}" if v >= 10 else f"{v:#.3g}"
 
 
 def _floors(selected: list[Case], repeats: int, rows: dict) -> list[dict]:
