@@ -52,6 +52,8 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
         with nogil:
             total = _rows(logits, labels, label_smoothing, scale, dlogits, 0, N)
         return total / N
+    # The items' totals, summed in item order below. Allocated here, not by the caller: only
+    # calls of more than ITEM_ELEMS logits get here, where it costs little against the rows.
     cdef double[::1] item_loss = np.empty(n_items)
     for it in prange(n_items, nogil=True, schedule="guided", num_threads=min(n_threads, n_items)):
         item_loss[it] = _rows(logits, labels, label_smoothing, scale, dlogits,
