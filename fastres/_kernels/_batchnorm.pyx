@@ -7,7 +7,8 @@ array.
 
 Schedules (the caller picks; the numbers are the same either way):
 - by items: a parallel region over the items (c, b), b a block of ``block`` samples of channel
-  c; the serial combine; a parallel region over the N * C contiguous rows for the elementwise
+  c; the serial combine; a parallel region over runs of whole rows of the (N*C, HW) view (at
+  least ROW_ELEMS elements; each row with its own channel's coefficients) for the elementwise
   pass. Items keep every thread busy even when C is small.
 - ``by_channel``: each thread owns whole channels and makes both passes over one channel back
   to back, so the second pass finds the channel in its core's cache instead of memory. It pays
@@ -55,6 +56,21 @@ cdef extern from "fr_batchnorm.h" nogil:
     void fr_bn_dx_d(const double *dy, const double *x, const double *add, double *dx,
                     Py_ssize_t n, double mean_hi, double mean_lo, double a, double b, double c,
                     int stream)
+    void fr_bn_affine_rows_f(const float *x, const float *res, float *y, Py_ssize_t rows,
+                             Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C, const float *coef,
+                             int relu, int stream)
+    void fr_bn_affine_rows_d(const double *x, const double *res, double *y, Py_ssize_t rows,
+                             Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C, const double *coef,
+                             int relu, int stream)
+    void fr_bn_dx_rows_f(const float *dy, const float *x, const float *add, float *dx,
+                         Py_ssize_t rows, Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C,
+                         const float *coef, int stream)
+    void fr_bn_dx_rows_d(const double *dy, const double *x, const double *add, double *dx,
+                         Py_ssize_t rows, Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C,
+                         const double *coef, int stream)
+
+cdef enum:
+    ROW_ELEMS = 4096  # elements per work item of the elementwise passes (whole rows, >= 1)
 
 
 # --- per-item, per-channel and per-row pieces -------------------------------------------
@@ -186,6 +202,49 @@ cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::
                    coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4], stream)
 
 
+cdef inline Py_ssize_t _rows_per_item(Py_ssize_t HW) noexcept nogil:
+    """Rows of the (N*C, HW) view per work item of the elementwise passes (HW = 0 has no
+    rows to pass over, and must not divide)."""
+    return max(1, ROW_ELEMS // max(HW, 1))
+
+
+cdef inline void _affine_rows(const floating[:, :, ::1] x, const floating *res, bint relu,
+                              const floating[:, ::1] coef, floating[:, :, ::1] out,
+                              Py_ssize_t item, bint stream) noexcept nogil:
+    """Work item `item` of the normalising pass: the rows [r0, r1) of the (N*C, HW) view
+    (r0 = item * _rows_per_item), each as _affine_row."""
+    cdef Py_ssize_t C = x.shape[1], HW = x.shape[2], per = _rows_per_item(HW)
+    cdef Py_ssize_t r0 = item * per, r1 = min(r0 + per, x.shape[0] * C)
+    cdef const floating *r = res + r0 * HW if res != NULL else NULL
+    if floating is float:
+        fr_bn_affine_rows_f(&x[0, 0, 0] + r0 * HW, r, &out[0, 0, 0] + r0 * HW, r1 - r0, HW,
+                            r0 % C, C, &coef[0, 0], relu, stream)
+    else:
+        fr_bn_affine_rows_d(&x[0, 0, 0] + r0 * HW, r, &out[0, 0, 0] + r0 * HW, r1 - r0, HW,
+                            r0 % C, C, &coef[0, 0], relu, stream)
+
+
+cdef inline void _dx_rows(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
+                          const floating *add, const floating[:, ::1] coef,
+                          floating[:, :, ::1] dx, Py_ssize_t item, bint stream) noexcept nogil:
+    """Work item `item` of the training backward's dx pass (rows as _affine_rows)."""
+    cdef Py_ssize_t C = x.shape[1], HW = x.shape[2], per = _rows_per_item(HW)
+    cdef Py_ssize_t r0 = item * per, r1 = min(r0 + per, x.shape[0] * C)
+    cdef const floating *a = add + r0 * HW if add != NULL else NULL
+    if floating is float:
+        fr_bn_dx_rows_f(&dout[0, 0, 0] + r0 * HW, &x[0, 0, 0] + r0 * HW, a,
+                        &dx[0, 0, 0] + r0 * HW, r1 - r0, HW, r0 % C, C, &coef[0, 0], stream)
+    else:
+        fr_bn_dx_rows_d(&dout[0, 0, 0] + r0 * HW, &x[0, 0, 0] + r0 * HW, a,
+                        &dx[0, 0, 0] + r0 * HW, r1 - r0, HW, r0 % C, C, &coef[0, 0], stream)
+
+
+cdef inline Py_ssize_t _row_items(Py_ssize_t N, Py_ssize_t C, Py_ssize_t HW) noexcept nogil:
+    """Work items of the elementwise passes."""
+    cdef Py_ssize_t per = _rows_per_item(HW)
+    return (N * C + per - 1) // per
+
+
 # --- shape checks: the kernels index every operand with x's (N, C, HW) extents ---------------
 
 cdef int _like_x(str op, str name, const floating[:, :, ::1] a,
@@ -295,8 +354,9 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
     for c in range(C):
         _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                         coef, mean, inv_std, c)
-    for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _affine_row(x, rp, relu, coef, out, r // C, r % C, stream)
+    for r in prange(_row_items(N, C, x.shape[2]), nogil=True, schedule="guided",
+                    num_threads=n_threads):
+        _affine_rows(x, rp, relu, coef, out, r, stream)
 
 
 def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
@@ -323,8 +383,9 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
         _set_mean(coef, c, mean[c])
         coef[c, 2] = <floating>(gamma[c] * inv_std[c])
         coef[c, 3] = beta[c]
-    for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _affine_row(x, rp, relu, coef, out, r // C, r % C, stream)
+    for r in prange(_row_items(N, C, x.shape[2]), nogil=True, schedule="guided",
+                    num_threads=n_threads):
+        _affine_rows(x, rp, relu, coef, out, r, stream)
 
 
 def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
@@ -362,8 +423,9 @@ def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
         _dsums_item(dout, x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_backward(inv_std, gamma, partial, mean, M, coef, dgamma, dbeta, c)
-    for r in prange(N * C, nogil=True, schedule="guided", num_threads=n_threads):
-        _dx_row(dout, x, ap, coef, dx, r // C, r % C, stream)
+    for r in prange(_row_items(N, C, x.shape[2]), nogil=True, schedule="guided",
+                    num_threads=n_threads):
+        _dx_rows(dout, x, ap, coef, dx, r, stream)
 
 
 def backward_eval(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
