@@ -45,29 +45,18 @@ cdef extern from "fr_batchnorm.h" nogil:
     void fr_bn_dsums_scale_d(const double *dy, const double *x, double *dx, Py_ssize_t runs,
                              Py_ssize_t len, Py_ssize_t stride, double mean, double scale,
                              double *out)
-    void fr_bn_affine_f(const float *x, const float *res, float *y, Py_ssize_t n,
-                        float mean_hi, float mean_lo, float scale, float shift, int relu,
-                        int stream)
-    void fr_bn_affine_d(const double *x, const double *res, double *y, Py_ssize_t n,
-                        double mean_hi, double mean_lo, double scale, double shift, int relu,
-                        int stream)
-    void fr_bn_dx_f(const float *dy, const float *x, const float *add, float *dx, Py_ssize_t n,
-                    float mean_hi, float mean_lo, float a, float b, float c, int stream)
-    void fr_bn_dx_d(const double *dy, const double *x, const double *add, double *dx,
-                    Py_ssize_t n, double mean_hi, double mean_lo, double a, double b, double c,
-                    int stream)
     void fr_bn_affine_rows_f(const float *x, const float *res, float *y, Py_ssize_t rows,
-                             Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C, const float *coef,
-                             int relu, int stream)
+                             Py_ssize_t len, Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t dc,
+                             Py_ssize_t C, const float *coef, int relu, int stream)
     void fr_bn_affine_rows_d(const double *x, const double *res, double *y, Py_ssize_t rows,
-                             Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C, const double *coef,
-                             int relu, int stream)
+                             Py_ssize_t len, Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t dc,
+                             Py_ssize_t C, const double *coef, int relu, int stream)
     void fr_bn_dx_rows_f(const float *dy, const float *x, const float *add, float *dx,
-                         Py_ssize_t rows, Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C,
-                         const float *coef, int stream)
+                         Py_ssize_t rows, Py_ssize_t len, Py_ssize_t stride, Py_ssize_t c0,
+                         Py_ssize_t dc, Py_ssize_t C, const float *coef, int stream)
     void fr_bn_dx_rows_d(const double *dy, const double *x, const double *add, double *dx,
-                         Py_ssize_t rows, Py_ssize_t len, Py_ssize_t c0, Py_ssize_t C,
-                         const double *coef, int stream)
+                         Py_ssize_t rows, Py_ssize_t len, Py_ssize_t stride, Py_ssize_t c0,
+                         Py_ssize_t dc, Py_ssize_t C, const double *coef, int stream)
 
 cdef enum:
     ROW_ELEMS = 4096  # elements per work item of the elementwise passes (whole rows, >= 1)
@@ -128,7 +117,7 @@ cdef inline void _finish_forward(const floating[:, :, ::1] x, const floating[::1
     """Channel c (mean[c] holding its shift): add its items in block order, finish mean and
     inv_std, update the running statistics (PyTorch: running = (1 - momentum) * running +
     momentum * stat, with the unbiased variance; in double, rounded once) and set coef[c] for
-    _affine_row."""
+    _affine_rows."""
     cdef Py_ssize_t b
     cdef double M = <double>(x.shape[0] * x.shape[2]), s1 = 0.0, s2 = 0.0, d, var
     for b in range(partial.shape[1]):
@@ -170,38 +159,6 @@ cdef inline void _finish_backward(const double[::1] inv_std, const floating[::1]
     coef[c, 4] = <floating>(-a * g / M)
 
 
-cdef inline void _affine_row(const floating[:, :, ::1] x, const floating *res, bint relu,
-                             const floating[:, ::1] coef, floating[:, :, ::1] out, Py_ssize_t n,
-                             Py_ssize_t c, bint stream) noexcept nogil:
-    """out[n, c] = [relu]((x[n, c] - mean) * scale + shift [+ res[n, c]]), with
-    (mean_hi, mean_lo, scale, shift) = coef[c]; res (N, C, HW) like x, or NULL; written with
-    streaming stores if stream."""
-    cdef Py_ssize_t HW = x.shape[2]
-    cdef const floating *r = res + (n * x.shape[1] + c) * HW if res != NULL else NULL
-    if floating is float:
-        fr_bn_affine_f(&x[n, c, 0], r, &out[n, c, 0], HW, coef[c, 0], coef[c, 1], coef[c, 2],
-                       coef[c, 3], relu, stream)
-    else:
-        fr_bn_affine_d(&x[n, c, 0], r, &out[n, c, 0], HW, coef[c, 0], coef[c, 1], coef[c, 2],
-                       coef[c, 3], relu, stream)
-
-
-cdef inline void _dx_row(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
-                         const floating *add, const floating[:, ::1] coef,
-                         floating[:, :, ::1] dx, Py_ssize_t n, Py_ssize_t c,
-                         bint stream) noexcept nogil:
-    """dx[n, c] by coef[c] (see _finish_backward) [+ add[n, c]]; add (N, C, HW) or NULL;
-    written with streaming stores if stream."""
-    cdef Py_ssize_t HW = x.shape[2]
-    cdef const floating *a = add + (n * x.shape[1] + c) * HW if add != NULL else NULL
-    if floating is float:
-        fr_bn_dx_f(&dout[n, c, 0], &x[n, c, 0], a, &dx[n, c, 0], HW, coef[c, 0],
-                   coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4], stream)
-    else:
-        fr_bn_dx_d(&dout[n, c, 0], &x[n, c, 0], a, &dx[n, c, 0], HW, coef[c, 0],
-                   coef[c, 1], coef[c, 2], coef[c, 3], coef[c, 4], stream)
-
-
 cdef inline Py_ssize_t _rows_per_item(Py_ssize_t HW) noexcept nogil:
     """Rows of the (N*C, HW) view per work item of the elementwise passes (HW = 0 has no
     rows to pass over, and must not divide)."""
@@ -210,37 +167,42 @@ cdef inline Py_ssize_t _rows_per_item(Py_ssize_t HW) noexcept nogil:
 
 cdef inline void _affine_rows(const floating[:, :, ::1] x, const floating *res, bint relu,
                               const floating[:, ::1] coef, floating[:, :, ::1] out,
-                              Py_ssize_t item, bint stream) noexcept nogil:
-    """Work item `item` of the normalising pass: the rows [r0, r1) of the (N*C, HW) view
-    (r0 = item * _rows_per_item), each as _affine_row."""
-    cdef Py_ssize_t C = x.shape[1], HW = x.shape[2], per = _rows_per_item(HW)
-    cdef Py_ssize_t r0 = item * per, r1 = min(r0 + per, x.shape[0] * C)
+                              Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t dc,
+                              bint stream) noexcept nogil:
+    """out = [relu]((x - mean) * scale + shift [+ res]) on `rows` rows of the (N*C, HW) view,
+    from row r0 on, `stride` elements apart, each row's channel dc after the previous one's,
+    with (mean_hi, mean_lo, scale, shift) = coef[c]; res (N, C, HW) like x, or NULL; written
+    with streaming stores if stream. The caller keeps the rows inside x."""
+    cdef Py_ssize_t C = x.shape[1], HW = x.shape[2]
     cdef const floating *r = res + r0 * HW if res != NULL else NULL
     if floating is float:
-        fr_bn_affine_rows_f(&x[0, 0, 0] + r0 * HW, r, &out[0, 0, 0] + r0 * HW, r1 - r0, HW,
-                            r0 % C, C, &coef[0, 0], relu, stream)
+        fr_bn_affine_rows_f(&x[0, 0, 0] + r0 * HW, r, &out[0, 0, 0] + r0 * HW, rows, HW, stride,
+                            r0 % C, dc, C, &coef[0, 0], relu, stream)
     else:
-        fr_bn_affine_rows_d(&x[0, 0, 0] + r0 * HW, r, &out[0, 0, 0] + r0 * HW, r1 - r0, HW,
-                            r0 % C, C, &coef[0, 0], relu, stream)
+        fr_bn_affine_rows_d(&x[0, 0, 0] + r0 * HW, r, &out[0, 0, 0] + r0 * HW, rows, HW, stride,
+                            r0 % C, dc, C, &coef[0, 0], relu, stream)
 
 
 cdef inline void _dx_rows(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
                           const floating *add, const floating[:, ::1] coef,
-                          floating[:, :, ::1] dx, Py_ssize_t item, bint stream) noexcept nogil:
-    """Work item `item` of the training backward's dx pass (rows as _affine_rows)."""
-    cdef Py_ssize_t C = x.shape[1], HW = x.shape[2], per = _rows_per_item(HW)
-    cdef Py_ssize_t r0 = item * per, r1 = min(r0 + per, x.shape[0] * C)
+                          floating[:, :, ::1] dx, Py_ssize_t r0, Py_ssize_t rows,
+                          Py_ssize_t stride, Py_ssize_t dc, bint stream) noexcept nogil:
+    """dx by coef[c] (see _finish_backward) [+ add] on rows as _affine_rows; add (N, C, HW) or
+    NULL; written with streaming stores if stream."""
+    cdef Py_ssize_t C = x.shape[1], HW = x.shape[2]
     cdef const floating *a = add + r0 * HW if add != NULL else NULL
     if floating is float:
         fr_bn_dx_rows_f(&dout[0, 0, 0] + r0 * HW, &x[0, 0, 0] + r0 * HW, a,
-                        &dx[0, 0, 0] + r0 * HW, r1 - r0, HW, r0 % C, C, &coef[0, 0], stream)
+                        &dx[0, 0, 0] + r0 * HW, rows, HW, stride, r0 % C, dc, C, &coef[0, 0],
+                        stream)
     else:
         fr_bn_dx_rows_d(&dout[0, 0, 0] + r0 * HW, &x[0, 0, 0] + r0 * HW, a,
-                        &dx[0, 0, 0] + r0 * HW, r1 - r0, HW, r0 % C, C, &coef[0, 0], stream)
+                        &dx[0, 0, 0] + r0 * HW, rows, HW, stride, r0 % C, dc, C, &coef[0, 0],
+                        stream)
 
 
 cdef inline Py_ssize_t _row_items(Py_ssize_t N, Py_ssize_t C, Py_ssize_t HW) noexcept nogil:
-    """Work items of the elementwise passes."""
+    """Work items of the elementwise passes (_rows_per_item rows each, the last one fewer)."""
     cdef Py_ssize_t per = _rows_per_item(HW)
     return (N * C + per - 1) // per
 
@@ -327,8 +289,8 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
     OUT: mean, inv_std (C,) float64 (the batch statistics), out (N, C, HW).
     """
     check_threads("forward_train", n_threads)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
-    cdef Py_ssize_t item, c, r
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2], n_blocks = partial.shape[1]
+    cdef Py_ssize_t item, c, r, r0, per = _rows_per_item(HW)
     cdef str op = "forward_train"
     if N < 1 or x.shape[2] < 1:  # each channel's shift comes from its first sample (_shift)
         raise ValueError(f"{op}: expected x with N >= 1 and HW >= 1, got shape "
@@ -346,17 +308,16 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma,
                 _sums_item(x, mean, partial, c, item, block)
             _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                             coef, mean, inv_std, c)
-            for r in range(N):
-                _affine_row(x, rp, relu, coef, out, r, c, stream)
+            _affine_rows(x, rp, relu, coef, out, c, N, C * HW, 0, stream)
         return
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _sums_item(x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_forward(x, gamma, beta, running_mean, running_var, momentum, eps, partial,
                         coef, mean, inv_std, c)
-    for r in prange(_row_items(N, C, x.shape[2]), nogil=True, schedule="guided",
-                    num_threads=n_threads):
-        _affine_rows(x, rp, relu, coef, out, r, stream)
+    for r in prange(_row_items(N, C, HW), nogil=True, schedule="guided", num_threads=n_threads):
+        r0 = r * per
+        _affine_rows(x, rp, relu, coef, out, r0, min(per, N * C - r0), HW, 1, stream)
 
 
 def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
@@ -371,7 +332,8 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
     OUT: mean, inv_std (C,) float64 (from the running statistics), out (N, C, HW).
     """
     check_threads("forward_eval", n_threads)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], c, r
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2], c, r, r0
+    cdef Py_ssize_t per = _rows_per_item(HW)
     cdef str op = "forward_eval"
     _forward_vecs(op, gamma, beta, running_mean, running_var, mean, inv_std, C)
     _coef(op, coef, C, 4)
@@ -383,9 +345,9 @@ def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma,
         _set_mean(coef, c, mean[c])
         coef[c, 2] = <floating>(gamma[c] * inv_std[c])
         coef[c, 3] = beta[c]
-    for r in prange(_row_items(N, C, x.shape[2]), nogil=True, schedule="guided",
-                    num_threads=n_threads):
-        _affine_rows(x, rp, relu, coef, out, r, stream)
+    for r in prange(_row_items(N, C, HW), nogil=True, schedule="guided", num_threads=n_threads):
+        r0 = r * per
+        _affine_rows(x, rp, relu, coef, out, r0, min(per, N * C - r0), HW, 1, stream)
 
 
 def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
@@ -401,8 +363,8 @@ def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     SCRATCH: partial (C, n_blocks, 2), coef (C, 5).  OUT: dx (N, C, HW), dgamma, dbeta (C,).
     """
     check_threads("backward_train", n_threads)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n_blocks = partial.shape[1]
-    cdef Py_ssize_t item, c, r
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], HW = x.shape[2], n_blocks = partial.shape[1]
+    cdef Py_ssize_t item, c, r, r0, per = _rows_per_item(HW)
     cdef double M = <double>(N * x.shape[2])
     cdef str op = "backward_train"
     _backward_vecs(op, mean, inv_std, gamma, dgamma, dbeta, C)
@@ -416,16 +378,15 @@ def backward_train(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
             for item in range(n_blocks):
                 _dsums_item(dout, x, mean, partial, c, item, block)
             _finish_backward(inv_std, gamma, partial, mean, M, coef, dgamma, dbeta, c)
-            for r in range(N):
-                _dx_row(dout, x, ap, coef, dx, r, c, stream)
+            _dx_rows(dout, x, ap, coef, dx, c, N, C * HW, 0, stream)
         return
     for item in prange(C * n_blocks, nogil=True, schedule="guided", num_threads=n_threads):
         _dsums_item(dout, x, mean, partial, item // n_blocks, item % n_blocks, block)
     for c in range(C):
         _finish_backward(inv_std, gamma, partial, mean, M, coef, dgamma, dbeta, c)
-    for r in prange(_row_items(N, C, x.shape[2]), nogil=True, schedule="guided",
-                    num_threads=n_threads):
-        _dx_rows(dout, x, ap, coef, dx, r, stream)
+    for r in prange(_row_items(N, C, HW), nogil=True, schedule="guided", num_threads=n_threads):
+        r0 = r * per
+        _dx_rows(dout, x, ap, coef, dx, r0, min(per, N * C - r0), HW, 1, stream)
 
 
 def backward_eval(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,

@@ -233,22 +233,26 @@ FR_BN_WIDEN_PORTABLE(d, double)
                     fr_bn_affine_run_##S(x + o_, res ? res + o_ : NULL, d_, m_, mean_hi,        \
                                          mean_lo, scale, shift, relu));                         \
     }                                                                                           \
-    /* `rows` consecutive runs of len elements (rows of the (N*C, HW) view), the first of       \
-     * channel c0, each as fr_bn_affine with its channel's coef[4c .. 4c+3] = (mean_hi,         \
-     * mean_lo, scale, shift): one call per work item instead of per run (8x8 maps: 15-25%     \
-     * of the pass was the per-run call). */                                                   \
+    /* `rows` runs of len elements, `stride` apart, the first of channel c0 and each next one  \
+     * of the channel dc (0 or 1) after it (mod C), each as fr_bn_affine with its channel's     \
+     * coef[4c .. 4c+3] = (mean_hi, mean_lo, scale, shift): the rows of a work item of the      \
+     * (N*C, HW) view (stride len, dc 1) or one channel's (stride C*HW, dc 0). One call and,    \
+     * when streaming, one fence per work item instead of per run: at 16x16 maps (1 KB runs)    \
+     * a fence per run had cost the backward's dx pass a quarter of its time. */                \
     FR_CLONES static void fr_bn_affine_rows_##S(const T *restrict x, const T *restrict res,     \
                                                 T *restrict y, ptrdiff_t rows, ptrdiff_t len,   \
-                                                ptrdiff_t c0, ptrdiff_t C,                      \
-                                                const T *restrict coef, int relu, int stream) { \
-        for (ptrdiff_t i = 0, c = c0; i < rows; i++, c = c + 1 == C ? 0 : c + 1) {              \
-            const T *restrict k = coef + 4 * c, *restrict xr = x + i * len;                     \
-            const T *restrict rr = res ? res + i * len : NULL;                                  \
-            T *restrict yr = y + i * len;                                                       \
-            FR_STREAMED(S, T, yr, len, stream,                                                  \
-                        fr_bn_affine_run_##S(xr + o_, rr ? rr + o_ : NULL, d_, m_, k[0], k[1],  \
-                                             k[2], k[3], relu));                                \
+                                                ptrdiff_t stride, ptrdiff_t c0, ptrdiff_t dc,   \
+                                                ptrdiff_t C, const T *restrict coef, int relu,  \
+                                                int stream) {                                   \
+        for (ptrdiff_t i = 0, c = c0; i < rows; i++, c = c + dc == C ? 0 : c + dc) {            \
+            const T *restrict k = coef + 4 * c, *restrict xr = x + i * stride;                  \
+            const T *restrict rr = res ? res + i * stride : NULL;                               \
+            T *restrict yr = y + i * stride;                                                    \
+            FR_STREAMED_UNFENCED(S, T, yr, len, stream,                                         \
+                                 fr_bn_affine_run_##S(xr + o_, rr ? rr + o_ : NULL, d_, m_,     \
+                                                      k[0], k[1], k[2], k[3], relu));           \
         }                                                                                       \
+        if (stream) fr_stream_fence();                                                          \
     }                                                                                           \
     /* dx = a * dy + b * (x - mean) + c [+ add] over one run (training backward; add, the       \
      * gradient that reaches x by other paths, may be NULL). */                                 \
@@ -270,20 +274,22 @@ FR_BN_WIDEN_PORTABLE(d, double)
                     fr_bn_dx_run_##S(dy + o_, x + o_, add ? add + o_ : NULL, d_, m_, mean_hi,   \
                                      mean_lo, a, b, c));                                        \
     }                                                                                           \
-    /* `rows` consecutive runs as fr_bn_affine_rows, each as fr_bn_dx with its channel's        \
-     * coef[5c .. 5c+4] = (mean_hi, mean_lo, a, b, c). */                                       \
+    /* Runs as fr_bn_affine_rows, each as fr_bn_dx with its channel's coef[5c .. 5c+4] =       \
+     * (mean_hi, mean_lo, a, b, c). */                                                          \
     FR_CLONES static void fr_bn_dx_rows_##S(const T *restrict dy, const T *restrict x,          \
                                             const T *restrict add, T *restrict dx,              \
-                                            ptrdiff_t rows, ptrdiff_t len, ptrdiff_t c0,        \
-                                            ptrdiff_t C, const T *restrict coef, int stream) {  \
-        for (ptrdiff_t i = 0, c = c0; i < rows; i++, c = c + 1 == C ? 0 : c + 1) {              \
-            const T *restrict k = coef + 5 * c, *restrict g = dy + i * len;                     \
-            const T *restrict xr = x + i * len, *restrict ar = add ? add + i * len : NULL;      \
-            T *restrict d = dx + i * len;                                                       \
-            FR_STREAMED(S, T, d, len, stream,                                                   \
-                        fr_bn_dx_run_##S(g + o_, xr + o_, ar ? ar + o_ : NULL, d_, m_, k[0],    \
-                                         k[1], k[2], k[3], k[4]));                              \
+                                            ptrdiff_t rows, ptrdiff_t len, ptrdiff_t stride,    \
+                                            ptrdiff_t c0, ptrdiff_t dc, ptrdiff_t C,            \
+                                            const T *restrict coef, int stream) {               \
+        for (ptrdiff_t i = 0, c = c0; i < rows; i++, c = c + dc == C ? 0 : c + dc) {            \
+            const T *restrict k = coef + 5 * c, *restrict g = dy + i * stride;                  \
+            const T *restrict xr = x + i * stride, *restrict ar = add ? add + i * stride : NULL; \
+            T *restrict d = dx + i * stride;                                                    \
+            FR_STREAMED_UNFENCED(S, T, d, len, stream,                                          \
+                                 fr_bn_dx_run_##S(g + o_, xr + o_, ar ? ar + o_ : NULL, d_, m_, \
+                                                  k[0], k[1], k[2], k[3], k[4]));               \
         }                                                                                       \
+        if (stream) fr_stream_fence();                                                          \
     }
 
 FR_DEFINE_BATCHNORM(float, f, fr_vec_f)

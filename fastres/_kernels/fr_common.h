@@ -79,8 +79,9 @@ static inline void fr_stream_fence(void) {}
 
 /* The body of a pass writing n elements of type T (suffix S) to out: RUN computes elements
  * [o_, o_ + m_) into d_[0 .. m_). Without stream, once, straight into out; with stream, a
- * chunk at a time into a stack buffer that is then streamed to out (the same values). */
-#define FR_STREAMED(S, T, out, n, stream, RUN)                                                 \
+ * chunk at a time into a stack buffer that is then streamed to out (the same values), without
+ * the closing fence (FR_STREAMED adds it; a caller writing many short runs fences once). */
+#define FR_STREAMED_UNFENCED(S, T, out, n, stream, RUN)                                        \
     do {                                                                                        \
         if (!(stream)) {                                                                        \
             const ptrdiff_t o_ = 0, m_ = (n);                                                   \
@@ -94,8 +95,12 @@ static inline void fr_stream_fence(void) {}
                 RUN;                                                                            \
                 fr_stream_##S((out) + o_, buf_, m_);                                            \
             }                                                                                   \
-            fr_stream_fence();                                                                  \
         }                                                                                       \
+    } while (0)
+#define FR_STREAMED(S, T, out, n, stream, RUN)                                                 \
+    do {                                                                                        \
+        FR_STREAMED_UNFENCED(S, T, out, n, stream, RUN);                                        \
+        if (stream) fr_stream_fence();                                                          \
     } while (0)
 
 /* Which clone the loader picks on this CPU: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline. */
