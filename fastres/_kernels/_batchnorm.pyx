@@ -13,9 +13,9 @@ Schedules (the caller picks; the numbers are the same either way):
 - ``by_channel``: each thread owns whole channels and makes both passes over one channel back
   to back, so the second pass finds the channel in its core's cache instead of memory. It pays
   when the tensors exceed the last-level cache and a channel's runs are page-long (batch 128,
-  16@32x32, float32, 2 threads: backward 1.9 -> 1.5 ms); with runs of 1 KB (16x16 maps) it was
-  up to 20% slower, the strided rows defeating the prefetchers that the contiguous row pass
-  keeps busy.
+  16@32x32, float32, 2 threads: backward 1.9 -> 1.5 ms); with runs of 1 KB (16x16 maps) it is
+  slower (forward + backward 2.1-2.3 against 1.4 ms), the strided rows defeating the
+  prefetchers that the contiguous row pass keeps busy.
 
 Streaming: with ``stream`` the elementwise pass writes its output with streaming stores
 (fr_stream_* in fr_common.h): the same values, written around the caches. The caller asks for it

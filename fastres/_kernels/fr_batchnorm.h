@@ -225,17 +225,10 @@ FR_BN_WIDEN_PORTABLE(d, double)
         else                                                                                    \
             for (ptrdiff_t i = 0; i < n; i++) y[i] = ((x[i] - mean_hi) - mean_lo) * scale + shift; \
     }                                                                                           \
-    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                   \
-    FR_CLONES static void fr_bn_affine_##S(const T *restrict x, const T *restrict res,          \
-                                           T *restrict y, ptrdiff_t n, T mean_hi, T mean_lo,    \
-                                           T scale, T shift, int relu, int stream) {            \
-        FR_STREAMED(S, T, y, n, stream,                                                         \
-                    fr_bn_affine_run_##S(x + o_, res ? res + o_ : NULL, d_, m_, mean_hi,        \
-                                         mean_lo, scale, shift, relu));                         \
-    }                                                                                           \
     /* `rows` runs of len elements, `stride` apart, the first of channel c0 and each next one  \
-     * of the channel dc (0 or 1) after it (mod C), each as fr_bn_affine with its channel's     \
-     * coef[4c .. 4c+3] = (mean_hi, mean_lo, scale, shift): the rows of a work item of the      \
+     * of the channel dc (0 or 1) after it (mod C), each as fr_bn_affine_run with its channel's \
+     * coef[4c .. 4c+3] = (mean_hi, mean_lo, scale, shift), streamed past the caches if stream \
+     * (FR_STREAMED's reasoning): the rows of a work item of the                               \
      * (N*C, HW) view (stride len, dc 1) or one channel's (stride C*HW, dc 0). One call and,    \
      * when streaming, one fence per work item instead of per run: at 16x16 maps (1 KB runs)    \
      * a fence per run had cost the backward's dx pass a quarter of its time. */                \
@@ -266,15 +259,7 @@ FR_BN_WIDEN_PORTABLE(d, double)
             for (ptrdiff_t i = 0; i < n; i++)                                                   \
                 dx[i] = a * dy[i] + (b * ((x[i] - mean_hi) - mean_lo) + c);                     \
     }                                                                                           \
-    /* The run as above, streamed past the caches if stream (FR_STREAMED). */                   \
-    FR_CLONES static void fr_bn_dx_##S(const T *restrict dy, const T *restrict x,               \
-                                       const T *restrict add, T *restrict dx, ptrdiff_t n,      \
-                                       T mean_hi, T mean_lo, T a, T b, T c, int stream) {       \
-        FR_STREAMED(S, T, dx, n, stream,                                                        \
-                    fr_bn_dx_run_##S(dy + o_, x + o_, add ? add + o_ : NULL, d_, m_, mean_hi,   \
-                                     mean_lo, a, b, c));                                        \
-    }                                                                                           \
-    /* Runs as fr_bn_affine_rows, each as fr_bn_dx with its channel's coef[5c .. 5c+4] =       \
+    /* Runs as fr_bn_affine_rows, each as fr_bn_dx_run with its channel's coef[5c .. 5c+4] =   \
      * (mean_hi, mean_lo, a, b, c). */                                                          \
     FR_CLONES static void fr_bn_dx_rows_##S(const T *restrict dy, const T *restrict x,          \
                                             const T *restrict add, T *restrict dx,              \
