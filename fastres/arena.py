@@ -31,8 +31,12 @@ __all__ = ["empty", "empty_like", "clear", "stats", "set_enabled"]
 
 _MIN_BYTES = 1 << 16
 _blocks: dict[int, list[np.ndarray]] = {}
-_cursor: dict[int, int] = {}  # per size: where the next scan starts (blocks free up in about
-#                               the order they were handed out, so the next one is usually free)
+# Per size: where the next scan starts, the block handed out last. An output used and dropped
+# before the next request of its size (an op called in a loop, a gradient in the backward) is
+# handed out again while still in cache (bench_ops, batch norm 64@8x8 after the convolutions
+# had left free 2 MB blocks: 0.76 -> 0.64 ms); otherwise the scan moves on, and blocks free up
+# in about the order they were handed out, so the next one is usually free.
+_cursor: dict[int, int] = {}
 _held = 0
 _lock = threading.Lock()
 _enabled = True
@@ -91,7 +95,7 @@ def empty(shape, dtype=np.float64) -> np.ndarray:
             blocks.append(np.empty(nbytes, np.uint8))
             _held += nbytes
             i = len(blocks) - 1
-        _cursor[nbytes] = i + 1
+        _cursor[nbytes] = i
         return np.ndarray(shape, dtype, blocks[i])  # a view whose .base is the block
 
 

@@ -35,6 +35,20 @@ def test_block_reused_only_when_free():
     assert d.shape == BIG and d.dtype == np.float32 and d.flags.c_contiguous
 
 
+def test_block_dropped_is_handed_out_next():
+    """An output used and dropped before the next request of its size (an op called in a loop,
+    a gradient in the backward) gets the same block again, still in cache, rather than the
+    free blocks taking turns."""
+    held = [arena.empty(BIG, np.float32) for _ in range(3)]
+    del held  # three free blocks
+    seen = set()
+    for _ in range(4):
+        a = arena.empty(BIG, np.float32)
+        seen.add(a.__array_interface__["data"][0])
+        del a
+    assert len(seen) == 1 and arena.stats()["blocks"] == 3
+
+
 def test_small_arrays_and_disabled_are_plain():
     small = arena.empty((3, 4), np.float32)
     assert small.base is None and arena.stats()["blocks"] == 0
