@@ -19,7 +19,7 @@ Schedules (the caller picks; the numbers are the same either way):
 
 Streaming: with ``stream`` the elementwise pass writes its output with streaming stores
 (fr_stream_* in fr_common.h): the same values, written around the caches. The caller asks for it
-when the pass's operands exceed the last-level cache (``fastres._config.streaming``).
+when the pass's operands fill the last-level cache (``fastres._config.streaming``).
 
 Determinism: ``block`` comes from the shapes alone; each item's sums go to its own slot of
 ``partial`` (C, n_blocks, 2) and a channel's slots are added in b order, so every number depends

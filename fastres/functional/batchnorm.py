@@ -55,7 +55,7 @@ def _blocking(N: int, HW: int) -> tuple[int, int]:
 
 def _by_channel(stream: bool, x: np.ndarray, n_threads: int) -> bool:
     """Whether the training kernels let each thread own whole channels (see _batchnorm.pyx):
-    when the pass streams (its tensors exceed the last-level cache), a channel's runs are at
+    when the pass streams (its tensors fill the last-level cache), a channel's runs are at
     least a 4 KB page and there are channels enough to share out evenly."""
     N, C, H, W = x.shape
     return stream and H * W * x.itemsize >= 4096 and C >= 4 * n_threads

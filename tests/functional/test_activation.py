@@ -17,7 +17,7 @@ def stores(request, monkeypatch):
     (fastres._config.streaming): the values written must not differ."""
     if request.param == "streamed":
         import fastres._config as cfg
-        monkeypatch.setattr(cfg, "STREAM_ABOVE_BYTES", 0)
+        monkeypatch.setattr(cfg, "STREAM_FROM_BYTES", 0)
     return request.param
 
 

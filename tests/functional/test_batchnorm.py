@@ -244,7 +244,7 @@ def test_streaming_stores_write_the_same_values(dtype, training, rng, monkeypatc
         res = rng.standard_normal(shape).astype(dtype)
         results = []
         for above in (2**62, 0):  # never, always
-            monkeypatch.setattr(cfg, "STREAM_ABOVE_BYTES", above)
+            monkeypatch.setattr(cfg, "STREAM_FROM_BYTES", above)
             if above == 0:
                 _check_against_reference(x, dout, gamma, beta, rm, rv, training=training)
             out, cache = F.batch_norm2d_forward(x, gamma, beta, rm.copy(), rv.copy(),

@@ -305,7 +305,7 @@ def test_strided_pointwise_kernels(cfg, dtype, rng, monkeypatch):
     grads = F.conv2d_backward(dout, cache)
     masked = F.conv2d_backward(dout, cache, relu_input=True, dx_add=other)[0]
     no_dx = F.conv2d_backward(dout, cache, input_grad=False)
-    monkeypatch.setattr(config, "STREAM_ABOVE_BYTES", 0)
+    monkeypatch.setattr(config, "STREAM_FROM_BYTES", 0)
     streamed = F.conv2d_backward(dout, cache, relu_input=True, dx_add=other)[0]
     assert calls == ["pointwise_forward"] * 2 + ["pointwise_backward"] * 4
 
