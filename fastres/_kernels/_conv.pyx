@@ -1267,6 +1267,30 @@ cdef inline void pw_product(const floating *a, const floating *b, floating *out,
         fr_pw_product_d(a, b, out, M, K, P, bias, res, relu)
 
 
+cdef inline void pw_scatter(const floating *dxs, floating *dx, int C, int H, int W, int sh,
+                            int sw, int Ho, int Wo, const floating *add, const floating *gate,
+                            floating *rowbuf) noexcept nogil:
+    if floating is float:
+        fr_pw_scatter_f(dxs, dx, C, H, W, sh, sw, Ho, Wo, add, gate, rowbuf)
+    else:
+        fr_pw_scatter_d(dxs, dx, C, H, W, sh, sw, Ho, Wo, add, gate, rowbuf)
+
+
+cdef inline void pw_wgrad(const floating *dout, const floating *xs, floating *lanes, int F,
+                          int C, Py_ssize_t P) noexcept nogil:
+    if floating is float:
+        fr_pw_wgrad_f(dout, xs, lanes, F, C, P)
+    else:
+        fr_pw_wgrad_d(dout, xs, lanes, F, C, P)
+
+
+cdef inline void pw_fold(const floating *lanes, floating *out, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fr_pw_fold_f(lanes, out, n)
+    else:
+        fr_pw_fold_d(lanes, out, n)
+
+
 def pointwise_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] w,
                       const floating[::1] b, const floating[:, :, :, ::1] res, bint relu,
                       floating[:, :, :, ::1] out, floating[:, ::1] scratch, int sh, int sw,
@@ -1360,23 +1384,12 @@ def pointwise_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, :
             for n in range(n0, n1):
                 if want_dx:
                     pw_product(&wt[0, 0], &dout[n, 0, 0, 0], dxs, C, F, P, NULL, NULL, False)
-                    if floating is float:
-                        fr_pw_scatter_f(dxs, &dx[n, 0, 0, 0], C, H, W, sh, sw, Ho, Wo,
-                                        ap + n * img if ap != NULL else NULL,
-                                        gp + n * img if gp != NULL else NULL, row)
-                    else:
-                        fr_pw_scatter_d(dxs, &dx[n, 0, 0, 0], C, H, W, sh, sw, Ho, Wo,
-                                        ap + n * img if ap != NULL else NULL,
-                                        gp + n * img if gp != NULL else NULL, row)
+                    pw_scatter(dxs, &dx[n, 0, 0, 0], C, H, W, sh, sw, Ho, Wo,
+                               ap + n * img if ap != NULL else NULL,
+                               gp + n * img if gp != NULL else NULL, row)
                 pw_gather(&x[n, 0, 0, 0], xs, C, H, W, sh, sw, Ho, Wo)
-                if floating is float:
-                    fr_pw_wgrad_f(&dout[n, 0, 0, 0], xs, lanes, F, C, P)
-                else:
-                    fr_pw_wgrad_d(&dout[n, 0, 0, 0], xs, lanes, F, C, P)
-            if floating is float:
-                fr_pw_fold_f(lanes, dwq + <size_t>blk * wsize, wsize)
-            else:
-                fr_pw_fold_d(lanes, dwq + <size_t>blk * wsize, wsize)
+                pw_wgrad(&dout[n, 0, 0, 0], xs, lanes, F, C, P)
+            pw_fold(lanes, dwq + <size_t>blk * wsize, wsize)
     sum_blocks(dwq, n_blocks, wsize, &dw[0, 0], n_threads)
     if want_db:
         sum_blocks(dbq, n_blocks, F, &db[0], 1)

@@ -38,8 +38,7 @@
 
 /* Fold the lanes pairwise (fixed order). */
 static inline double fr_bn_fold(double *a) {
-    for (int w = FR_BN_LANES / 2; w >= 1; w /= 2)
-        for (int j = 0; j < w; j++) a[j] += a[j + w];
+    FR_FOLD_PAIRWISE(a, FR_BN_LANES);
     return a[0];
 }
 
@@ -228,10 +227,10 @@ FR_BN_WIDEN_PORTABLE(d, double)
     /* `rows` runs of len elements, `stride` apart, the first of channel c0 and each next one  \
      * of the channel dc (0 or 1) after it (mod C), each as fr_bn_affine_run with its channel's \
      * coef[4c .. 4c+3] = (mean_hi, mean_lo, scale, shift), streamed past the caches if stream \
-     * (FR_STREAMED's reasoning): the rows of a work item of the                               \
-     * (N*C, HW) view (stride len, dc 1) or one channel's (stride C*HW, dc 0). One call and,    \
-     * when streaming, one fence per work item instead of per run: at 16x16 maps (1 KB runs)    \
-     * a fence per run had cost the backward's dx pass a quarter of its time. */                \
+     * (FR_STREAMED's reasoning): the rows of a work item of the (N*C, HW) view (stride len,    \
+     * dc 1) or one channel's (stride C*HW, dc 0). One call and, when streaming, one fence per  \
+     * work item instead of per run: at 16x16 maps (1 KB runs) a fence per run had cost the    \
+     * backward's dx pass a quarter of its time. */                                             \
     FR_CLONES static void fr_bn_affine_rows_##S(const T *restrict x, const T *restrict res,     \
                                                 T *restrict y, ptrdiff_t rows, ptrdiff_t len,   \
                                                 ptrdiff_t stride, ptrdiff_t c0, ptrdiff_t dc,   \

@@ -125,8 +125,7 @@ static inline void fr_valid_range(int W, int W_out, int s, int j, int p, int *lo
             for (ptrdiff_t p = 0; p < Pv; p += 16)                                             \
                 for (int l = 0; l < 16; l++) s[l] += r[p + l];                                 \
             for (ptrdiff_t p = Pv; p < P; p++) s[p - Pv] += r[p];                              \
-            for (int w = 8; w >= 1; w /= 2)                                                    \
-                for (int l = 0; l < w; l++) s[l] += s[l + w];                                  \
+            FR_FOLD_PAIRWISE(s, 16);                                                           \
             acc[f] += s[0];                                                                    \
         }                                                                                      \
     }                                                                                          \

@@ -220,8 +220,7 @@ FR_PW_PORTABLE(d, double)
         for (ptrdiff_t k = 0; k < n; k++) {                                                     \
             T a[FR_PW_LANES];                                                                   \
             memcpy(a, lanes + k * FR_PW_LANES, sizeof a);                                       \
-            for (int w = FR_PW_LANES / 2; w >= 1; w /= 2)                                       \
-                for (int l = 0; l < w; l++) a[l] += a[l + w];                                   \
+            FR_FOLD_PAIRWISE(a, FR_PW_LANES);                                                   \
             out[k] = a[0];                                                                      \
         }                                                                                       \
     }

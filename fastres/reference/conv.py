@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastres._validate import cache_of, conv2d_args, grad_like
+from fastres._validate import cache_of, conv2d_args, grad_like, out_size
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
@@ -54,7 +54,7 @@ def conv2d_backward(dout, cache):
     (sh, sw), (ph, pw) = cache.stride, cache.padding
     N, C, H, W = x.shape
     C_out, Cg, KH, KW = w.shape
-    H_out, W_out = (H + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1
+    H_out, W_out = out_size(op, "height", H, KH, sh, ph), out_size(op, "width", W, KW, sw, pw)
     dout = grad_like(op, dout, (N, C_out, H_out, W_out), x.dtype, "(N, C_out, H_out, W_out)")
     Fg = C_out // groups
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
