@@ -24,10 +24,10 @@ static inline int fr_omp_max_threads(void) { return 1; }
 /* Fold n lanes (a power of two) of the array a into a[0] pairwise: a[j] += a[j + w] for
  * w = n/2, ..., 1. The fixed tree every lane-wise sum here ends with (so its order depends on
  * the lane count alone, never on the thread count). */
-#define FR_FOLD_PAIRWISE(a, n)                                                                 \
+#define FR_FOLD_PAIRWISE(a, n)                                                                  \
     do {                                                                                        \
         for (int w_ = (n) / 2; w_ >= 1; w_ /= 2)                                                \
-            for (int j_ = 0; j_ < w_; j_++) (a)[j_] += (a)[j_ + w_];                             \
+            for (int j_ = 0; j_ < w_; j_++) (a)[j_] += (a)[j_ + w_];                            \
     } while (0)
 
 #if defined(__GNUC__)
